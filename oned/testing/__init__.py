@@ -1,0 +1,1 @@
+"""Fakes shipped for tests: fake process reactor, scripted driver."""
