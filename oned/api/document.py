@@ -1,0 +1,142 @@
+"""``one.document.*`` and ``one.documentpool.info`` (mirrors ``DocumentAPI``).
+
+Documents are the thinnest owned object: a template with a numeric TYPE. They use the
+whole shared machinery (allocate, info, update, chmod, chown, rename, lock, clone,
+delete, filtered pool), which is why OneFlow can keep its state in them.
+"""
+
+from __future__ import annotations
+
+from oned.api import shared
+from oned.api.context import Call
+from oned.api.registry import rpc
+from oned.api.shared import Family
+from oned.core import Core
+from oned.errors import AllocateError
+from oned.objects.base import Lock, Op, Permissions
+from oned.objects.document import Document
+
+DOCUMENT = Family[Document](
+    type_name="DOCUMENT",
+    word="document",
+    pool=lambda core: core.documents,
+    auth=shared.owned_auth("DOCUMENT"),
+    lockable=True,
+    name_scope="none",
+)
+
+
+async def _insert(core: Core, call: Call, name: str, doc_type: int, tmpl: object) -> int:
+    caller = call.caller
+    unit = core.unit()
+    oid = unit.allocate(core.documents)
+    doc = Document(
+        oid=oid,
+        name=name,
+        uid=caller.uid,
+        gid=caller.gid,
+        uname=caller.uname,
+        gname=caller.gname,
+        type=doc_type,
+        perms=Permissions.for_new_object(
+            caller.uid, caller.gid, caller.umask, core.config.enable_other_permissions
+        ),
+        lock=Lock(),
+        template=tmpl,  # type: ignore[arg-type]
+    )
+    unit.add(core.documents, doc)
+    await unit.commit(f"allocate document {oid}")
+    return oid
+
+
+@rpc("one.document.allocate", "si")
+async def allocate(core: Core, call: Call, text: str, doc_type: int) -> int:
+    """Allocates a new document."""
+    tmpl = shared.parse_template(text)
+    core.acl.check(call.caller, Op.CREATE, shared.ObjectAuth("DOCUMENT", -1))
+    name = tmpl.get("NAME") or ""
+    tmpl.erase("NAME")
+    if not name:
+        name = f"document-{core.documents.last_oid + 1}"
+    problem = shared.validate_name(name)
+    if problem:
+        raise AllocateError(problem)
+    return await _insert(core, call, name, doc_type, tmpl)
+
+
+@rpc("one.document.clone", "is")
+async def clone(core: Core, call: Call, oid: int, name: str) -> int:
+    """Clones an existing document."""
+    source = shared.get_authorized(core, call, DOCUMENT, oid, Op.USE)
+    core.acl.check(call.caller, Op.CREATE, shared.ObjectAuth("DOCUMENT", -1))
+    problem = shared.validate_name(name)
+    if problem:
+        raise AllocateError(problem)
+    return await _insert(core, call, name, source.type, source.template.copy())
+
+
+@rpc("one.document.delete", "i")
+async def delete(core: Core, call: Call, oid: int) -> int:
+    """Deletes the given document from the pool."""
+    return await shared.delete(core, call, DOCUMENT, oid)
+
+
+@rpc("one.document.info", "ib", required=1)
+async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
+    """Returns document information."""
+    return str(
+        shared.get_authorized(core, call, DOCUMENT, oid, Op.USE, ignore_lock=True).to_xml()
+    )
+
+
+@rpc("one.documentpool.info", "iiii", required=4)
+async def pool_info(
+    core: Core, call: Call, filter_flag: int, start: int, end: int, doc_type: int
+) -> str:
+    """Returns the document pool, filtered, of one TYPE (-1 any)."""
+    docs = shared.filtered(
+        core,
+        call,
+        DOCUMENT,
+        filter_flag,
+        start,
+        end,
+        extra=None if doc_type == -1 else (lambda d: d.type == doc_type),
+    )
+    return shared.pool_document("DOCUMENT_POOL", docs)
+
+
+@rpc("one.document.update", "isi", required=2)
+async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> int:
+    """Updates the document template."""
+    return await shared.update_template(core, call, DOCUMENT, oid, text, mode)
+
+
+@rpc("one.document.chmod", "iiiiiiiiii")
+async def chmod(core: Core, call: Call, oid: int, *bits: int) -> int:
+    """Changes the permission bits of a document."""
+    return await shared.chmod(core, call, DOCUMENT, oid, list(bits))
+
+
+@rpc("one.document.chown", "iii")
+async def chown(core: Core, call: Call, oid: int, uid: int, gid: int) -> int:
+    """Changes the owner and group of a document."""
+    return await shared.chown(core, call, DOCUMENT, oid, uid, gid)
+
+
+@rpc("one.document.rename", "is")
+async def rename(core: Core, call: Call, oid: int, name: str) -> int:
+    """Renames a document."""
+    return await shared.rename(core, call, DOCUMENT, oid, name)
+
+
+@rpc("one.document.lock", "iib", required=2)
+async def lock(core: Core, call: Call, oid: int, level: int, test: bool = False) -> int:
+    """Locks a document."""
+    return await shared.lock(core, call, DOCUMENT, oid, level, test)
+
+
+@rpc("one.document.unlock", "i")
+async def unlock(core: Core, call: Call, oid: int) -> int:
+    """Unlocks a document."""
+    return await shared.unlock(core, call, DOCUMENT, oid)

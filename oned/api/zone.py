@@ -1,0 +1,63 @@
+"""``one.zone.info/update/rename`` and ``one.zonepool.info`` for the local zone."""
+
+from __future__ import annotations
+
+from oned.api import shared
+from oned.api.context import Call
+from oned.api.registry import rpc
+from oned.api.shared import Family
+from oned.core import Core
+from oned.errors import ActionError
+from oned.objects.base import Op
+from oned.objects.zone import Zone
+
+ZONE = Family[Zone](
+    type_name="ZONE",
+    word="zone",
+    pool=lambda core: core.zones,
+    auth=shared.system_auth("ZONE"),
+    name_scope="global",
+    delete_op=Op.ADMIN,
+)
+
+
+@rpc("one.zone.info", "ib", required=1)
+async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
+    """Returns zone information."""
+    return str(shared.get_authorized(core, call, ZONE, oid, Op.USE, ignore_lock=True).to_xml())
+
+
+@rpc("one.zonepool.info", "")
+async def pool_info(core: Core, call: Call) -> str:
+    """Returns the zone pool."""
+    return shared.pool_document("ZONE_POOL", shared.filtered(core, call, ZONE))
+
+
+@rpc("one.zone.update", "isi", required=2)
+async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> int:
+    """Updates the zone template."""
+    return await shared.update_template(core, call, ZONE, oid, text, mode)
+
+
+@rpc("one.zone.rename", "is")
+async def rename(core: Core, call: Call, oid: int, name: str) -> int:
+    """Renames a zone."""
+    return await shared.rename(core, call, ZONE, oid, name)
+
+
+@rpc("one.zone.raftstatus", "")
+async def raftstatus(core: Core, call: Call) -> str:
+    """Returns the Raft status of this (solo) server."""
+    return (
+        "<RAFT><SERVER_ID>-1</SERVER_ID><STATE>0</STATE><TERM>0</TERM><VOTEDFOR>-1</VOTEDFOR>"
+        "<COMMIT>0</COMMIT><LOG_INDEX>0</LOG_INDEX><LOG_TERM>0</LOG_TERM>"
+        "<FEDLOG_INDEX>-1</FEDLOG_INDEX></RAFT>"
+    )
+
+
+@rpc("one.zone.allocate", "s")
+async def allocate(core: Core, call: Call, text: str) -> int:
+    """Zones other than the local one need a federation, which this oned does not run."""
+    shared.parse_template(text)
+    core.acl.check(call.caller, Op.CREATE, shared.ObjectAuth("ZONE", -1))
+    raise ActionError("Federation is not supported: only the local zone 0 exists")

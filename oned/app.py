@@ -1,0 +1,116 @@
+"""Composition root (mirrors ``Nebula::start``/``Nebula::finalize``).
+
+Start-up is explicit and awaited, in OpenNebula's order: database, pools (and the
+first-start bootstrap), drivers, then the request manager's listening socket, and only
+then ``READY=1``. Shutdown runs in reverse: stop accepting calls, let in-flight ones
+finish, stop drivers, close the database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+from oned.log import logger
+
+from oned._async import async_to_deferred
+from oned.api import build_registry
+from oned.api.dispatch import RequestManager
+from oned.api.server import OneSite, OneXMLRPC
+from oned.bootstrap import Credentials, bootstrap
+from oned.config import OnedConfig
+from oned.core import Core
+from oned.db.database import Database
+from oned.systemd import sdnotify
+
+
+class OnedService(Service):
+    """The whole daemon as one service with ordered start and stop."""
+
+    log = logger("ONE")
+
+    def __init__(
+        self,
+        config: OnedConfig,
+        reactor: Any,
+        environ: dict[str, str] | None = None,
+        on_credentials: Callable[[Credentials], None] | None = None,
+        drivers_factory: Callable[[OnedConfig, Any], Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.environ = dict(os.environ if environ is None else environ)
+        self.on_credentials = on_credentials
+        self.drivers_factory = drivers_factory
+        self.db: Database | None = None
+        self.core: Core | None = None
+        self.drivers: Any = None
+        self.manager: RequestManager | None = None
+        self.site: OneSite | None = None
+        self.port: IListeningPort | None = None
+
+    @async_to_deferred
+    async def start(self) -> None:
+        config = self.config
+        locations = config.locations
+        for path in (locations.var, locations.log):
+            path.mkdir(parents=True, exist_ok=True)
+        self.log.info("Starting oned (Python) on port {port}", port=config.port)
+        self.db = Database.open(locations.var / "one.db", self.reactor, config.db_timeout_ms)
+        clock: IReactorTime = self.reactor
+        self.core = Core.create(config, clock, self.db)
+        await self.core.load()
+        creds = await bootstrap(self.core, self.environ)
+        if creds is not None and self.on_credentials is not None:
+            self.on_credentials(creds)
+        if self.drivers_factory is not None:
+            self.drivers = self.drivers_factory(config, self.reactor)
+            await self.drivers.start()
+            external = getattr(self.drivers, "external_auth", None)
+            if external is not None:
+                self.core.auth.external = external
+        self.manager = RequestManager(self.core, build_registry())
+        self.site = OneSite(
+            OneXMLRPC(self.manager),
+            clock,
+            message_size=config.message_size,
+            keepalive_timeout=config.keepalive_timeout,
+            keepalive_max=config.keepalive_max_conn,
+            request_timeout=config.timeout,
+            max_conn=config.max_conn,
+        )
+        tcp: IReactorTCP = self.reactor
+        backlog = int(config.get("MAX_CONN_BACKLOG") or 15)
+        self.port = tcp.listenTCP(
+            config.port, self.site, backlog=max(backlog, 64), interface=config.listen_address
+        )
+        self.site.port = self.port
+        self.log.info("XML-RPC server listening on {addr}:{port}", addr=config.listen_address,
+                      port=self.port.getHost().port)
+        sdnotify("READY=1", self.environ)
+
+    def startService(self) -> None:
+        super().startService()
+
+    @async_to_deferred
+    async def stop(self) -> None:
+        sdnotify("STOPPING=1", self.environ)
+        self.log.info("Stopping oned")
+        if self.port is not None:
+            await self.port.stopListening()
+            self.port = None
+        if self.manager is not None:
+            await self.manager.drain(self.reactor, timeout=10.0)
+        if self.drivers is not None:
+            await self.drivers.stop()
+        if self.db is not None:
+            await self.db.close()
+        self.log.info("All modules finalized, exiting.")
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self.stop()

@@ -1,0 +1,1 @@
+"""Authentication (sessions, tokens, server proxies) and authorization (ACLs)."""

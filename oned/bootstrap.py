@@ -1,0 +1,208 @@
+"""First-start bootstrap (mirrors the pool constructors run by ``Nebula::start``).
+
+Creates exactly what OpenNebula creates in an empty database, in the same order so the
+ids match: ACL rules, cluster 0 ``default``, groups 0 ``oneadmin`` and 1 ``users``,
+users 0 (from ``$ONE_AUTH``) and 1 ``serveradmin``, datastores 0/1/2, zone 0 and the
+default VDC rules. All of it is one transaction: a crash leaves an empty database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from oned.log import logger
+
+from oned.auth import acl
+from oned.auth.acl import AclRule
+from oned.core import Core
+from oned.objects.base import Permissions
+from oned.objects.cluster import Cluster
+from oned.objects.datastore import FILE_DS, IMAGE_DS, SYSTEM_DS, Datastore
+from oned.objects.group import Group
+from oned.objects.user import CORE, SERVER_CIPHER, SERVERADMIN_NAME, User, sha256_hex
+from oned.objects.zone import Zone
+from oned.pools.base import Unit
+from oned.template import Template
+
+log = logger("ONE")
+
+SERVER_AUTH_FILES = ("sunstone_auth", "onegate_auth", "oneflow_auth", "oneform_auth", "oneks_auth")
+
+DEFAULT_RULES = [
+    ("@1 VM+IMAGE+TEMPLATE+DOCUMENT+SECGROUP+VMGROUP+BACKUPJOB/* CREATE *"),
+    ("* ZONE/* USE *"),
+    ("* MARKETPLACE+MARKETPLACEAPP/* USE *"),
+]
+VDC_RULES = [
+    ("@1 HOST/* MANAGE #{zone}"),
+    ("@1 NET/* USE #{zone}"),
+    ("@1 DATASTORE/* USE #{zone}"),
+]
+
+
+class BootstrapError(Exception):
+    """The first start cannot complete (bad ONE_AUTH, leftover credential files)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """oneadmin's credentials and where they came from."""
+
+    username: str
+    password: str
+    generated: bool
+    path: Path
+
+
+def one_auth_path(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get("ONE_AUTH"):
+        return Path(env["ONE_AUTH"])
+    return Path(env.get("HOME", "/")) / ".one" / "one_auth"
+
+
+def oneadmin_credentials(core: Core, environ: dict[str, str] | None = None) -> Credentials:
+    """Read ``user:password`` from ``$ONE_AUTH``/``~/.one/one_auth`` or generate one."""
+    path = one_auth_path(environ)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8").strip()
+        if ":" not in text:
+            raise BootstrapError(f"Wrong format in {path}, must be <username>:<password>")
+        user, password = text.split(":", 1)
+        if user == SERVERADMIN_NAME:
+            raise BootstrapError(f"The name '{SERVERADMIN_NAME}' is reserved")
+        if not user or not password:
+            raise BootstrapError(f"Wrong format in {path}, must be <username>:<password>")
+        return Credentials(user, password, False, path)
+    password = secrets.token_hex(16)
+    target = core.config.locations.var / ".one" / "one_auth"
+    return Credentials("oneadmin", password, True, target)
+
+
+def _write_secret(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+
+
+def _rule(unit: Unit, core: Core, text: str) -> None:
+    key = acl.parse_rule_string(text.format(zone=core.config.zone_id), core.config.zone_id)
+    rule = AclRule(core.acl_pool.next_oid(), *key)
+    unit.sql(core.acl_pool.insert(rule), lambda: core.acl.add(rule))
+
+
+def _datastore(
+    oid: int, name: str, ds_type: int, ds_mad: str, tm_mad: str, base: Path
+) -> Datastore:
+    tmpl = Template()
+    type_name = {SYSTEM_DS: "SYSTEM_DS", IMAGE_DS: "IMAGE_DS", FILE_DS: "FILE_DS"}[ds_type]
+    if ds_type != SYSTEM_DS:
+        tmpl.add("DS_MAD", ds_mad)
+    tmpl.add("TM_MAD", tm_mad)
+    tmpl.add("TYPE", type_name)
+    if ds_type != SYSTEM_DS:
+        tmpl.add("CLONE_TARGET", "SYSTEM")
+        tmpl.add("DISK_TYPE", "FILE")
+        tmpl.add("LN_TARGET", "NONE")
+        tmpl.add("RESTRICTED_DIRS", "/")
+        tmpl.add("SAFE_DIRS", "/var/tmp")
+    else:
+        tmpl.add("SHARED", "NO")
+        tmpl.add("DISK_TYPE", "FILE")
+    tmpl.add("ALLOW_ORPHANS", "YES")
+    return Datastore(
+        oid=oid,
+        name=name,
+        perms=Permissions.from_octal(0o777 & ~0o137),
+        ds_mad="-" if ds_type == SYSTEM_DS else ds_mad,
+        tm_mad=tm_mad,
+        base_path=str(base / str(oid)),
+        type=ds_type,
+        clusters={0},
+        template=tmpl,
+    )
+
+
+async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Credentials | None:
+    """Populate an empty database; returns oneadmin's credentials when it did."""
+    if not core.users.is_empty():
+        return None
+    creds = oneadmin_credentials(core, environ)
+    var = core.config.locations.var
+    server_files = [var / ".one" / name for name in SERVER_AUTH_FILES]
+    for path in server_files:
+        if path.exists():
+            raise BootstrapError(f"Bootstrap: {path} exists, remove it to create serveradmin")
+    unit = core.unit()
+    for text in DEFAULT_RULES:
+        _rule(unit, core, text)
+
+    cluster = Cluster(0, "default", datastores={0, 1, 2})
+    cluster.template.add("RESERVED_CPU", "")
+    cluster.template.add("RESERVED_MEM", "")
+    unit.add(core.clusters, cluster)
+    core.clusters.set_last_oid(99)
+    unit.sql(core.clusters.control())
+    for ds in (0, 1, 2):
+        unit.sql(("INSERT INTO cluster_datastore_relation (cid, oid) VALUES (0, ?)", (ds,)))
+
+    oneadmin_group = Group(0, "oneadmin", users={0})
+    users_group = Group(1, "users", users=set())
+    users_group.template.add(
+        "SUNSTONE",
+        {
+            "DEFAULT_VIEW": "cloud",
+            "GROUP_ADMIN_DEFAULT_VIEW": "groupadmin",
+            "GROUP_ADMIN_VIEWS": "groupadmin,cloud",
+            "VIEWS": "cloud",
+        },
+    )
+    unit.add(core.groups, oneadmin_group)
+    unit.add(core.groups, users_group)
+    core.groups.set_last_oid(99)
+    unit.sql(core.groups.control())
+
+    server_password = secrets.token_hex(16)
+    oneadmin = User(0, creds.username, 0, "oneadmin", [0], sha256_hex(creds.password), CORE)
+    serveradmin = User(
+        1, SERVERADMIN_NAME, 0, "oneadmin", [0], sha256_hex(server_password), SERVER_CIPHER
+    )
+    oneadmin_group.users = {0, 1}
+    for user in (oneadmin, serveradmin):
+        user.template.add("TOKEN_PASSWORD", sha256_hex(secrets.token_hex(16)))
+        unit.add(core.users, user)
+    core.users.set_last_oid(1)
+    unit.sql(core.users.control())
+
+    ds_base = Path(core.config.get("DATASTORE_LOCATION") or str(var / "datastores"))
+    for ds in (
+        _datastore(0, "system", SYSTEM_DS, "", "local", ds_base),
+        _datastore(1, "default", IMAGE_DS, "fs", "local", ds_base),
+        _datastore(2, "files", FILE_DS, "fs", "local", ds_base),
+    ):
+        unit.add(core.datastores, ds)
+    core.datastores.set_last_oid(99)
+    unit.sql(core.datastores.control())
+
+    zone = Zone(0, "OpenNebula")
+    zone.template.add("ENDPOINT", f"http://localhost:{core.config.port}/RPC2")
+    unit.add(core.zones, zone)
+    core.zones.set_last_oid(99)
+    unit.sql(core.zones.control())
+
+    for text in VDC_RULES:
+        _rule(unit, core, text)
+    unit.sql(core.acl_pool.control())
+
+    await unit.commit("bootstrap")
+
+    for path in server_files:
+        _write_secret(path, f"{SERVERADMIN_NAME}:{server_password}")
+    if creds.generated and not creds.path.exists():
+        _write_secret(creds.path, f"{creds.username}:{creds.password}")
+    log.info("Bootstrap complete: oneadmin is {user}", user=creds.username)
+    return creds

@@ -1,0 +1,186 @@
+"""The pools and shared services API handlers work on (mirrors ``Nebula``'s pool set).
+
+``Core`` is built once by ``oned.app`` and handed to the request manager; it is a plain
+bundle of collaborators, not a global. It also implements ``UserDirectory`` for the
+authenticator, because both need the same user and group pools.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from twisted.internet.interfaces import IReactorTime
+
+from oned._async import Eventually
+from oned.auth.authorize import AclEngine, Caller
+from oned.auth.session import Authenticator
+from oned.config import OnedConfig
+from oned.db.database import Database
+from oned.objects.cluster import Cluster
+from oned.objects.datastore import Datastore
+from oned.objects.document import Document
+from oned.objects.group import USERS_GID, Group
+from oned.objects.user import CORE, User, sha256_hex
+from oned.objects.zone import Zone
+from oned.pools.acl import AclPool
+from oned.pools.base import Pool, Unit
+from oned.pools.quotas import QuotaTable
+
+
+def random_password() -> str:
+    """``one_util::random_password``: 64 lowercase hex characters."""
+    return sha256_hex(str(secrets.randbits(64)))
+
+
+@dataclass
+class Core:
+    """Everything an API handler may touch."""
+
+    config: OnedConfig
+    clock: IReactorTime
+    db: Database
+    users: Pool[User]
+    groups: Pool[Group]
+    zones: Pool[Zone]
+    clusters: Pool[Cluster]
+    datastores: Pool[Datastore]
+    documents: Pool[Document]
+    user_quotas: QuotaTable
+    group_quotas: QuotaTable
+    acl_pool: AclPool
+    acl: AclEngine
+    eventually: Eventually
+    auth: Authenticator = field(init=False)
+
+    @classmethod
+    def create(cls, config: OnedConfig, clock: IReactorTime, db: Database) -> Core:
+        core = cls(
+            config=config,
+            clock=clock,
+            db=db,
+            users=Pool(db, "user_pool", User.from_xml),
+            groups=Pool(db, "group_pool", Group.from_xml, first_oid=100),
+            zones=Pool(db, "zone_pool", Zone.from_xml, first_oid=100),
+            clusters=Pool(db, "cluster_pool", Cluster.from_xml, first_oid=100),
+            datastores=Pool(db, "datastore_pool", Datastore.from_xml, first_oid=100),
+            documents=Pool(db, "document_pool", Document.from_xml),
+            user_quotas=QuotaTable(
+                db, "user_quotas", "user_oid", "QUOTAS", "DEFAULT_USER_QUOTAS"
+            ),
+            group_quotas=QuotaTable(
+                db, "group_quotas", "group_oid", "QUOTAS", "DEFAULT_GROUP_QUOTAS"
+            ),
+            acl_pool=AclPool(db),
+            acl=AclEngine(config.zone_id),
+            eventually=Eventually(clock),
+        )
+        core.auth = Authenticator(
+            core,
+            clock,
+            config.session_expiration_time,
+            config.default_auth,
+        )
+        return core
+
+    async def load(self) -> None:
+        """Read every pool from the database."""
+        for pool in (
+            self.users,
+            self.groups,
+            self.zones,
+            self.clusters,
+            self.datastores,
+            self.documents,
+        ):
+            await pool.load()  # type: ignore[attr-defined]
+        await self.user_quotas.load()
+        await self.group_quotas.load()
+        self.acl.load(await self.acl_pool.load())
+
+    def unit(self) -> Unit:
+        return Unit(self.db)
+
+    def now(self) -> int:
+        return int(self.clock.seconds())
+
+    # -- UserDirectory -------------------------------------------------------------
+
+    def user_by_name(self, name: str) -> User | None:
+        return self.users.by_name(name)
+
+    def user(self, oid: int) -> User | None:
+        return self.users.get(oid)
+
+    def group_name(self, gid: int) -> str:
+        group = self.groups.get(gid)
+        return group.name if group else ""
+
+    def umask_of(self, user: User) -> int:
+        raw = user.template.get("UMASK")
+        if raw:
+            try:
+                return int(raw, 8)
+            except ValueError:
+                pass
+        return self.config.default_umask
+
+    async def upgrade_password(self, uid: int, hashed: str) -> None:
+        async with self.users.lock(uid):
+            user = self.users.get(uid)
+            if user is None:
+                return
+            user = user.copy()
+            user.password = hashed
+            unit = self.unit()
+            unit.save(self.users, user)
+            await unit.commit("upgrade password")
+
+    async def create_external(self, name: str, driver: str, reply: str) -> User | None:
+        """Create a user accepted by an external driver (``driver user secret [gids]``)."""
+        parts = reply.split()
+        password = parts[2] if len(parts) > 2 else "-"
+        gids = []
+        for token in parts[3:]:
+            try:
+                gids.append(int(token.lstrip("*")))
+            except ValueError:
+                continue
+        gids = [g for g in gids if self.groups.get(g) is not None] or [USERS_GID]
+        user_driver = parts[0] if parts and parts[0] != CORE else driver
+        if self.users.by_name(name) is not None:
+            return self.users.by_name(name)
+        return await self.add_user(name, password, user_driver, gids)
+
+    async def add_user(
+        self, name: str, stored_password: str, driver: str, gids: list[int]
+    ) -> User:
+        """Insert a user and add it to its groups (one transaction)."""
+        unit = self.unit()
+        oid = unit.allocate(self.users)
+        primary = self.groups.get(gids[0])
+        assert primary is not None
+        user = User(
+            oid=oid,
+            name=name,
+            gid=primary.oid,
+            gname=primary.name,
+            groups=sorted(set(gids)),
+            password=stored_password,
+            auth_driver=driver,
+        )
+        user.template.add("TOKEN_PASSWORD", random_password())
+        unit.add(self.users, user)
+        for gid in sorted(set(gids)):
+            group = self.groups.get(gid)
+            if group is not None:
+                group = group.copy()
+                group.users.add(oid)
+                unit.save(self.groups, group)
+        await unit.commit(f"allocate user {name}")
+        return user
+
+    def caller_of(self, uid: int) -> Caller:
+        user = self.users.get(uid)
+        assert user is not None
+        return self.auth.caller_for(user)

@@ -1,0 +1,1 @@
+"""Pool objects: plain dataclasses with their XML (de)serialisation, no I/O."""

@@ -1,0 +1,1 @@
+"""Object pools: write-through in-memory copies of the database tables."""
