@@ -84,7 +84,9 @@ class DriverProcessTests(SynchronousTestCase):
         self.fake.init_reply = b"INIT FAILURE - bad\n"
         d = Deferred.fromCoroutine(self.make().start())
         self.reactor.advance(0)
-        self.assertIn("expected INIT SUCCESS", self.failureResultOf(d).getErrorMessage())
+        self.assertIn(
+            "expected INIT SUCCESS", self.failureResultOf(d).getErrorMessage()
+        )
 
     def test_exit_before_init(self) -> None:
         """A driver exiting at start-up fails the start without waiting 10 s."""
@@ -129,10 +131,14 @@ class DriverProcessTests(SynchronousTestCase):
         stat = driver.request("STAT", 0, "PERT", 90)
         driver.send("CP", 0, "PERT")
         self.reactor.advance(1)
-        self.assertEqual(self.replies, [DriverMessage("CP", "SUCCESS", 0, "dummy_path dummy_format")])
+        self.assertEqual(
+            self.replies, [DriverMessage("CP", "SUCCESS", 0, "dummy_path dummy_format")]
+        )
         self.assertNoResult(stat)
         self.reactor.advance(1)
-        self.assertEqual(self.successResultOf(stat), DriverMessage("STAT", "SUCCESS", 0, "1024"))
+        self.assertEqual(
+            self.successResultOf(stat), DriverMessage("STAT", "SUCCESS", 0, "1024")
+        )
         self.assertEqual(len(self.replies), 1)
 
     def test_unmatched_reply_is_dropped(self) -> None:
@@ -150,7 +156,8 @@ class DriverProcessTests(SynchronousTestCase):
         d = driver.request("AUTHENTICATE", 3, "-1 dummy alice - czNjcmV0 \n", 90)
         self.reactor.advance(90)
         self.assertEqual(
-            self.successResultOf(d), DriverMessage("AUTHENTICATE", "FAILURE", 3, "Request timeout")
+            self.successResultOf(d),
+            DriverMessage("AUTHENTICATE", "FAILURE", 3, "Request timeout"),
         )
         self.reactor.advance(10)
         self.assertEqual(self.replies, [])
@@ -161,7 +168,9 @@ class DriverProcessTests(SynchronousTestCase):
         driver = self.started()
         driver.send("DEPLOY", 5, "", timeout=30)
         self.reactor.advance(30)
-        self.assertEqual(self.replies, [DriverMessage("DEPLOY", "FAILURE", 5, "Request timeout")])
+        self.assertEqual(
+            self.replies, [DriverMessage("DEPLOY", "FAILURE", 5, "Request timeout")]
+        )
 
     def test_death_fails_in_flight_and_restarts(self) -> None:
         """A dying driver fails its in-flight actions, then is restarted after 1 s."""
@@ -284,7 +293,9 @@ class DriverProcessTests(SynchronousTestCase):
         driver = self.started(Family.HOOK)
         driver.send("EXECUTE", -1, "PEhPT0s+")
         self.fake.send(b"EXECUTE SUCCESS 5 0 PEFSR1VNRU5UUz4=\n")
-        self.assertEqual(self.replies, [DriverMessage("EXECUTE", "SUCCESS", 5, "0 PEFSR1VNRU5UUz4=")])
+        self.assertEqual(
+            self.replies, [DriverMessage("EXECUTE", "SUCCESS", 5, "0 PEFSR1VNRU5UUz4=")]
+        )
 
     def test_handler_exception_is_contained(self) -> None:
         """A failing handler is logged; later replies still flow."""

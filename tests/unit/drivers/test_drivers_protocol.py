@@ -12,7 +12,9 @@ from oned.drivers.protocol import DriverProtocol, HandshakeError, init_reply_ok
 
 
 class ProtocolTests(SynchronousTestCase):
-    def make(self, family: Family = Family.VMM) -> tuple[DriverProtocol, StringTransport]:
+    def make(
+        self, family: Family = Family.VMM
+    ) -> tuple[DriverProtocol, StringTransport]:
         self.messages: list[DriverMessage] = []
         self.undefined: list[str] = []
         proto = DriverProtocol(
@@ -62,7 +64,9 @@ class ProtocolTests(SynchronousTestCase):
     def test_dispatch_after_handshake(self) -> None:
         """Lines after the INIT reply in the same chunk are dispatched."""
         proto, _ = self.make()
-        proto.dataReceived(b"INIT SUCCESS - -\nDEPLOY SUCCESS 7 h:n:dummy\nLOG I 7 hi\n")
+        proto.dataReceived(
+            b"INIT SUCCESS - -\nDEPLOY SUCCESS 7 h:n:dummy\nLOG I 7 hi\n"
+        )
         self.assertEqual(
             self.messages,
             [
@@ -101,7 +105,10 @@ class ProtocolTests(SynchronousTestCase):
         proto.dataReceived(b"INIT SUCCESS - -\nPLACE SUCCESS 0 LQ==\nLOG I 0 aGk=\n")
         self.assertEqual(
             self.messages,
-            [DriverMessage("PLACE", "SUCCESS", 0, "-"), DriverMessage("LOG", "I", 0, "hi")],
+            [
+                DriverMessage("PLACE", "SUCCESS", 0, "-"),
+                DriverMessage("LOG", "I", 0, "hi"),
+            ],
         )
 
     def test_monitor_dialect(self) -> None:
@@ -110,7 +117,8 @@ class ProtocolTests(SynchronousTestCase):
         line = f"STOP_MONITOR SUCCESS 3 1795485472 {zb64encode('-')}\n".encode()
         proto.dataReceived(b"INIT SUCCESS - 1795485472 -\n" + line)
         self.assertEqual(
-            self.messages, [DriverMessage("STOP_MONITOR", "SUCCESS", 3, "-", 1795485472)]
+            self.messages,
+            [DriverMessage("STOP_MONITOR", "SUCCESS", 3, "-", 1795485472)],
         )
 
     def test_monitor_bad_zlib_is_undefined(self) -> None:

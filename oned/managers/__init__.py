@@ -1,0 +1,1 @@
+"""Managers: one package per OpenNebula manager (src/<manager>)."""
