@@ -1,0 +1,128 @@
+"""Real ``oned`` processes on free loopback ports for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    """One ``oned -f`` process with its own ONE_LOCATION."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    password: str = "s3cret-pw"
+    proc: subprocess.Popen[bytes] | None = None
+    extra_conf: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/RPC2"
+
+    @property
+    def session(self) -> str:
+        return f"oneadmin:{self.password}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["ONE_LOCATION"] = str(self.root)
+        env["ONE_AUTH"] = str(self.root / "one_auth")
+        env.pop("NOTIFY_SOCKET", None)
+        return env
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        auth = self.root / "one_auth"
+        if not auth.exists():
+            auth.write_text(f"oneadmin:{self.password}\n")
+        if self.extra_conf:
+            conf = self.root / "etc" / "oned.conf"
+            if not conf.exists():
+                from oned.locations import packaged_share
+
+                conf.parent.mkdir(parents=True, exist_ok=True)
+                text = (packaged_share() / "etc" / "oned.conf").read_text()
+                conf.write_text(text + "\n" + self.extra_conf + "\n")
+        log = open(self.root / "stdout.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oned", "-f", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(self.root),
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"oned exited with {self.proc.returncode}: {self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"oned did not listen in {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        try:
+            return (self.root / "stdout.log").read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def log(self) -> str:
+        try:
+            return (self.root / "var" / "oned.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    d = Daemon(tmp_path / "one")
+    d.start()
+    yield d
+    if d.alive():
+        d.stop()
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[type[Daemon]]:
+    made: list[Daemon] = []
+
+    class _Factory(Daemon):
+        def __post_init__(self) -> None:
+            made.append(self)
+
+    yield _Factory
+    for d in made:
+        if d.alive():
+            d.stop(signal.SIGKILL)
