@@ -20,7 +20,7 @@ class ConfigError(Exception):
 
 
 def _int(tmpl: Template, name: str, default: int) -> int:
-    raw = tmpl.get(name)
+    raw = tmpl.get_last(name)
     if raw is None or raw == "":
         return default
     try:
@@ -30,7 +30,7 @@ def _int(tmpl: Template, name: str, default: int) -> int:
 
 
 def _yes(tmpl: Template, name: str, default: bool) -> bool:
-    raw = tmpl.get(name)
+    raw = tmpl.get_last(name)
     if raw is None or raw == "":
         return default
     return raw.strip().upper() in ("YES", "TRUE", "1")
@@ -73,7 +73,7 @@ class OnedConfig:
     auth_mad_conf: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        return self.template.get(name, default)
+        return self.template.get_last(name, default)
 
     def vectors(self, name: str) -> list[dict[str, str]]:
         return self.template.vectors(name)
@@ -100,7 +100,7 @@ class OnedConfig:
         if port is not None:
             tmpl = tmpl.copy()
             tmpl.set("PORT", str(port))
-        umask_raw = tmpl.get("DEFAULT_UMASK") or "177"
+        umask_raw = tmpl.get_last("DEFAULT_UMASK") or "177"
         try:
             umask = int(umask_raw, 8)
         except ValueError as exc:
@@ -112,18 +112,18 @@ class OnedConfig:
             template=tmpl,
             locations=locations,
             port=_int(tmpl, "PORT", 2633),
-            listen_address=tmpl.get("LISTEN_ADDRESS") or "0.0.0.0",
+            listen_address=tmpl.get_last("LISTEN_ADDRESS") or "0.0.0.0",
             max_conn=_int(tmpl, "MAX_CONN", 15),
             keepalive_timeout=_int(tmpl, "KEEPALIVE_TIMEOUT", 15),
             keepalive_max_conn=_int(tmpl, "KEEPALIVE_MAX_CONN", 30),
             timeout=_int(tmpl, "TIMEOUT", 15),
             message_size=_int(tmpl, "MESSAGE_SIZE", 1073741824),
-            log_call_format=tmpl.get("LOG_CALL_FORMAT") or "",
-            api_list_order_desc=(tmpl.get("API_LIST_ORDER") or "DESC").upper() != "ASC",
+            log_call_format=tmpl.get_last("LOG_CALL_FORMAT") or "",
+            api_list_order_desc=(tmpl.get_last("API_LIST_ORDER") or "DESC").upper() != "ASC",
             session_expiration_time=_int(tmpl, "SESSION_EXPIRATION_TIME", 0),
             default_umask=umask,
             enable_other_permissions=_yes(tmpl, "ENABLE_OTHER_PERMISSIONS", True),
-            default_auth=tmpl.get("DEFAULT_AUTH") or "default",
+            default_auth=tmpl.get_last("DEFAULT_AUTH") or "default",
             log_system=log.get("SYSTEM", "file").lower(),
             debug_level=_vec_int(log, "DEBUG_LEVEL", 3),
             db_backend=backend,

@@ -64,6 +64,15 @@ class Template:
                 return v
         return default
 
+    def get_last(self, name: str, default: str | None = None) -> str | None:
+        """Last single attribute called ``name`` (later definitions override)."""
+        name = name.upper()
+        found = default
+        for n, v in self.items:
+            if n == name and isinstance(v, str):
+                found = v
+        return found
+
     def get_vector(self, name: str) -> dict[str, str] | None:
         name = name.upper()
         for n, v in self.items:
