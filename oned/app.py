@@ -15,7 +15,6 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
-from oned.log import logger
 
 from oned._async import async_to_deferred
 from oned.api import build_registry
@@ -25,6 +24,7 @@ from oned.bootstrap import Credentials, bootstrap
 from oned.config import OnedConfig
 from oned.core import Core
 from oned.db.database import Database
+from oned.log import logger
 from oned.systemd import sdnotify
 
 
@@ -86,11 +86,17 @@ class OnedService(Service):
         tcp: IReactorTCP = self.reactor
         backlog = int(config.get("MAX_CONN_BACKLOG") or 15)
         self.port = tcp.listenTCP(
-            config.port, self.site, backlog=max(backlog, 64), interface=config.listen_address
+            config.port,
+            self.site,  # type: ignore[arg-type]
+            backlog=max(backlog, 64),
+            interface=config.listen_address,
         )
         self.site.port = self.port
-        self.log.info("XML-RPC server listening on {addr}:{port}", addr=config.listen_address,
-                      port=self.port.getHost().port)
+        self.log.info(
+            "XML-RPC server listening on {addr}:{port}",
+            addr=config.listen_address,
+            port=getattr(self.port.getHost(), "port", config.port),
+        )
         sdnotify("READY=1", self.environ)
 
     def startService(self) -> None:
@@ -101,8 +107,10 @@ class OnedService(Service):
         sdnotify("STOPPING=1", self.environ)
         self.log.info("Stopping oned")
         if self.port is not None:
-            await self.port.stopListening()
+            stopping = self.port.stopListening()
             self.port = None
+            if stopping is not None:
+                await stopping
         if self.manager is not None:
             await self.manager.drain(self.reactor, timeout=10.0)
         if self.drivers is not None:

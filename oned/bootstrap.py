@@ -13,11 +13,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from oned.log import logger
-
 from oned.auth import acl
 from oned.auth.acl import AclRule
 from oned.core import Core
+from oned.log import logger
 from oned.objects.base import Permissions
 from oned.objects.cluster import Cluster
 from oned.objects.datastore import FILE_DS, IMAGE_DS, SYSTEM_DS, Datastore
@@ -109,7 +108,7 @@ def _datastore(
         tmpl.add("DISK_TYPE", "FILE")
         tmpl.add("LN_TARGET", "NONE")
         tmpl.add("RESTRICTED_DIRS", "/")
-        tmpl.add("SAFE_DIRS", "/var/tmp")
+        tmpl.add("SAFE_DIRS", "/var/tmp")  # noqa: S108 - a path on the hosts, as in OpenNebula
     else:
         tmpl.add("SHARED", "NO")
         tmpl.add("DISK_TYPE", "FILE")
@@ -179,12 +178,12 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
     unit.sql(core.users.control())
 
     ds_base = Path(core.config.get("DATASTORE_LOCATION") or str(var / "datastores"))
-    for ds in (
+    for store in (
         _datastore(0, "system", SYSTEM_DS, "", "local", ds_base),
         _datastore(1, "default", IMAGE_DS, "fs", "local", ds_base),
         _datastore(2, "files", FILE_DS, "fs", "local", ds_base),
     ):
-        unit.add(core.datastores, ds)
+        unit.add(core.datastores, store)
     core.datastores.set_last_oid(99)
     unit.sql(core.datastores.control())
 

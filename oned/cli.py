@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from oned import __version__
-from oned.bootstrap import Credentials, BootstrapError
+from oned.bootstrap import BootstrapError, Credentials
 from oned.config import ConfigError, load_config
 from oned.locations import Locations
 
@@ -47,7 +47,7 @@ def _log_stream(locations: Locations, system: str) -> IO[str]:
     if system == "std":
         return sys.stderr
     locations.log.mkdir(parents=True, exist_ok=True)
-    return open(locations.oned_log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+    return open(locations.oned_log, "a", encoding="utf-8", buffering=1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,10 +78,9 @@ def _daemonize(locations: Locations) -> None:
 
 def _run(config: Any, locations: Locations, foreground: bool) -> int:
     from twisted.internet import reactor
-    from oned.log import logger
 
     from oned.app import OnedService
-    from oned.log import start_logging
+    from oned.log import logger, start_logging
 
     stream = _log_stream(locations, config.log_system)
     start_logging(stream, config.debug_level, config.zone_id)
@@ -95,7 +94,7 @@ def _run(config: Any, locations: Locations, foreground: bool) -> int:
     status = {"code": 0}
 
     def started(_: object) -> None:
-        reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]
+        reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
 
     def failed(failure: Any) -> None:
         if failure.check(BootstrapError, ConfigError):
@@ -104,14 +103,14 @@ def _run(config: Any, locations: Locations, foreground: bool) -> int:
             log.failure("Cannot start oned", failure=failure)
         print(f"oned: cannot start: {failure.getErrorMessage()}", file=sys.stderr)
         status["code"] = 1
-        reactor.stop()  # type: ignore[attr-defined]
+        reactor.stop()
 
     def go() -> None:
         service.startService()
         service.start().addCallbacks(started, failed)
 
-    reactor.callWhenRunning(go)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callWhenRunning(go)
+    reactor.run()
     if not foreground:
         try:
             locations.pidfile.unlink()

@@ -130,9 +130,7 @@ class OnedConfig:
             db_timeout_ms=_vec_int(db, "TIMEOUT", 2500),
             zone_id=_vec_int(fed, "ZONE_ID", 0),
             manager_timer=_int(tmpl, "MANAGER_TIMER", 15),
-            auth_mad_conf={
-                v["NAME"]: v for v in tmpl.vectors("AUTH_MAD_CONF") if "NAME" in v
-            },
+            auth_mad_conf={v["NAME"]: v for v in tmpl.vectors("AUTH_MAD_CONF") if "NAME" in v},
         )
 
 

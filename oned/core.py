@@ -65,9 +65,7 @@ class Core:
             clusters=Pool(db, "cluster_pool", Cluster.from_xml, first_oid=100),
             datastores=Pool(db, "datastore_pool", Datastore.from_xml, first_oid=100),
             documents=Pool(db, "document_pool", Document.from_xml),
-            user_quotas=QuotaTable(
-                db, "user_quotas", "user_oid", "QUOTAS", "DEFAULT_USER_QUOTAS"
-            ),
+            user_quotas=QuotaTable(db, "user_quotas", "user_oid", "QUOTAS", "DEFAULT_USER_QUOTAS"),
             group_quotas=QuotaTable(
                 db, "group_quotas", "group_oid", "QUOTAS", "DEFAULT_GROUP_QUOTAS"
             ),
@@ -93,7 +91,7 @@ class Core:
             self.datastores,
             self.documents,
         ):
-            await pool.load()  # type: ignore[attr-defined]
+            await pool.load()
         await self.user_quotas.load()
         await self.group_quotas.load()
         self.acl.load(await self.acl_pool.load())
@@ -152,9 +150,7 @@ class Core:
             return self.users.by_name(name)
         return await self.add_user(name, password, user_driver, gids)
 
-    async def add_user(
-        self, name: str, stored_password: str, driver: str, gids: list[int]
-    ) -> User:
+    async def add_user(self, name: str, stored_password: str, driver: str, gids: list[int]) -> User:
         """Insert a user and add it to its groups (one transaction)."""
         unit = self.unit()
         oid = unit.allocate(self.users)

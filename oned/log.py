@@ -35,7 +35,8 @@ _DEBUG_LEVELS = [LogLevel.error, LogLevel.warn, LogLevel.info, LogLevel.debug]
 
 def level_for_debug(debug_level: int) -> LogLevel:
     """Map oned.conf DEBUG_LEVEL (0..3) to the lowest Twisted level kept."""
-    return _DEBUG_LEVELS[max(0, min(3, debug_level))]
+    level: LogLevel = _DEBUG_LEVELS[max(0, min(3, debug_level))]
+    return level
 
 
 class TaggedLogger(Logger):

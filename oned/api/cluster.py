@@ -23,9 +23,7 @@ CLUSTER = Family[Cluster](
 @rpc("one.cluster.info", "ib", required=1)
 async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
     """Returns cluster information."""
-    return str(
-        shared.get_authorized(core, call, CLUSTER, oid, Op.USE, ignore_lock=True).to_xml()
-    )
+    return str(shared.get_authorized(core, call, CLUSTER, oid, Op.USE, ignore_lock=True).to_xml())
 
 
 @rpc("one.clusterpool.info", "")

@@ -9,6 +9,7 @@ hand: ``<i4>`` for ints, ``<i8>`` where asked, never ``<nil/>``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from xmlrpc.client import Fault, Unmarshaller
 
@@ -29,21 +30,21 @@ class CallParseError(ValueError):
 class _Unmarshaller(Unmarshaller):
     """Unmarshaller that range-checks integers and keeps ``<i8>`` distinct."""
 
-    dispatch = dict(Unmarshaller.dispatch)
+    dispatch: dict[str, Callable[[Any, str], None]] = dict(Unmarshaller.dispatch)
 
     def end_int32(self, data: str) -> None:
         value = int(data.strip())
         if not INT32_MIN <= value <= INT32_MAX:
             raise CallParseError(f"Value '{data.strip()}' is out of range for a 32-bit integer")
         self.append(value)
-        self._value = 0
+        self._value = False
 
     def end_int64(self, data: str) -> None:
         value = int(data.strip())
         if not INT64_MIN <= value <= INT64_MAX:
             raise CallParseError(f"Value '{data.strip()}' is out of range for a 64-bit integer")
         self.append(I8(value))
-        self._value = 0
+        self._value = False
 
     dispatch["i4"] = end_int32
     dispatch["int"] = end_int32

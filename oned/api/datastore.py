@@ -23,9 +23,7 @@ DATASTORE = Family[Datastore](
 @rpc("one.datastore.info", "ib", required=1)
 async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
     """Returns datastore information."""
-    return str(
-        shared.get_authorized(core, call, DATASTORE, oid, Op.USE, ignore_lock=True).to_xml()
-    )
+    return str(shared.get_authorized(core, call, DATASTORE, oid, Op.USE, ignore_lock=True).to_xml())
 
 
 @rpc("one.datastorepool.info", "")

@@ -14,7 +14,6 @@ from xmlrpc.client import Fault
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
-from oned.log import logger
 
 from oned.api.codec import I8, CallParseError, dumps_fault, dumps_response, loads_call
 from oned.api.context import Call
@@ -27,6 +26,7 @@ from oned.errors import (
     RpcFault,
     failure_message,
 )
+from oned.log import logger
 
 OBJECT_WORDS = {
     "vm": "virtual machine",
@@ -183,9 +183,7 @@ class RequestManager:
 
     def _log_call(self, call: Call, params: tuple[Any, ...]) -> None:
         hidden = _HIDDEN.get(call.method, set())
-        shown = ", ".join(
-            "****" if i + 1 in hidden else _short(v) for i, v in enumerate(params)
-        )
+        shown = ", ".join("****" if i + 1 in hidden else _short(v) for i, v in enumerate(params))
 
         def expand(match: re.Match[str]) -> str:
             key, width = match.group(1), match.group(2)
@@ -204,8 +202,11 @@ class RequestManager:
             }
             return values.get(key, match.group(0))
 
-        self.log.debug(re.sub(r"%([iuUgGpamAPl])(\d*)", expand, self._call_format)
-                       .replace("{", "{{").replace("}", "}}"))
+        self.log.debug(
+            re.sub(r"%([iuUgGpamAPl])(\d*)", expand, self._call_format)
+            .replace("{", "{{")
+            .replace("}", "}}")
+        )
 
     def _system(self, name: str, params: tuple[Any, ...]) -> Any:
         if name == "system.listMethods":

@@ -84,9 +84,7 @@ async def delete(core: Core, call: Call, oid: int) -> int:
 @rpc("one.document.info", "ib", required=1)
 async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
     """Returns document information."""
-    return str(
-        shared.get_authorized(core, call, DOCUMENT, oid, Op.USE, ignore_lock=True).to_xml()
-    )
+    return str(shared.get_authorized(core, call, DOCUMENT, oid, Op.USE, ignore_lock=True).to_xml())
 
 
 @rpc("one.documentpool.info", "iiii", required=4)

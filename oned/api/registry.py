@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oned.api.codec import INT32_MAX, INT32_MIN, I8
+from oned.api.codec import I8, INT32_MAX, INT32_MIN
 from oned.errors import RpcFault, not_enough_parameters
 
 if TYPE_CHECKING:

@@ -9,10 +9,10 @@ client TIMEOUT seconds to send a whole request, and hold at most MAX_CONN connec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from twisted.internet.interfaces import IListeningPort, IReactorTime
-from oned.log import logger
+from twisted.internet.interfaces import IListeningPort, IReactorTime, ITCPTransport
+from twisted.internet.main import CONNECTION_DONE
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -20,8 +20,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from oned._async import background
 from oned.api.dispatch import RequestManager
-
-from twisted.internet.main import CONNECTION_DONE
+from oned.log import logger
 
 _DONE = Failure(CONNECTION_DONE)
 RPC_PATHS = (b"/RPC2", b"/")
@@ -37,7 +36,7 @@ class OneXMLRPC(Resource):
         super().__init__()
         self._manager = manager
 
-    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
+    def render(self, request: Request) -> bytes | int:
         path = request.path.split(b"?", 1)[0]
         if path not in RPC_PATHS:
             request.setResponseCode(404)
@@ -104,37 +103,45 @@ class OneChannel(http.HTTPChannel):
         self._served = 0
         self._deadline: Any = None
 
+    def _site(self) -> OneSite:
+        return cast("OneSite", getattr(self, "site"))  # noqa: B009 - untyped attribute
+
+    def _tcp(self) -> ITCPTransport:
+        assert self.transport is not None
+        return cast("ITCPTransport", self.transport)
+
     def connectionMade(self) -> None:
         super().connectionMade()
-        site: OneSite = self.site  # type: ignore[assignment]
+        site = self._site()
         site.connection_opened()
 
     def connectionLost(self, reason: Failure = _DONE) -> None:
         self._cancel_deadline()
-        site: OneSite = self.site  # type: ignore[assignment]
+        site = self._site()
         site.connection_closed()
         super().connectionLost(reason)
 
     def allHeadersReceived(self) -> None:
-        site: OneSite = self.site  # type: ignore[assignment]
+        site = self._site()
         if self.length is not None and self.length > site.message_size:
             message = f"XML-RPC request too large ({self.length} bytes)".encode()
             self._cancel_deadline()
-            self.transport.pauseProducing()
-            self.transport.write(
+            tcp = self._tcp()
+            tcp.stopReading()  # type: ignore[attr-defined]
+            tcp.write(
                 b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
                 b"Connection: close\r\nContent-Length: "
                 + str(len(message)).encode()
                 + b"\r\n\r\n"
                 + message
             )
-            self.transport.loseConnection()
+            tcp.loseConnection()
             return
         super().allHeadersReceived()
 
     def lineReceived(self, line: bytes) -> None:
         if self._deadline is None and not self._handlingRequest:
-            site: OneSite = self.site  # type: ignore[assignment]
+            site = self._site()
             self._deadline = site.clock.callLater(site.request_timeout, self._too_slow)
         super().lineReceived(line)
 
@@ -150,11 +157,11 @@ class OneChannel(http.HTTPChannel):
     def _too_slow(self) -> None:
         self._deadline = None
         if self.transport is not None:
-            self.transport.abortConnection()
+            self._tcp().abortConnection()
 
-    def checkPersistence(self, request: Request, version: bytes) -> bool:  # type: ignore[override]
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
         self._served += 1
-        site: OneSite = self.site  # type: ignore[assignment]
+        site = self._site()
         if self._served >= site.keepalive_max:
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
             return False
@@ -164,7 +171,7 @@ class OneChannel(http.HTTPChannel):
 class OneSite(Site):
     """HTTP factory with oned's connection limits."""
 
-    protocol = OneChannel
+    protocol = OneChannel  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -187,7 +194,7 @@ class OneSite(Site):
         self.displayTracebacks = False
         self.noisy = False
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         """No access log: calls are logged by the request manager."""
 
     def connection_opened(self) -> None:

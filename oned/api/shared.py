@@ -19,12 +19,18 @@ from oned.errors import (
     ApiError,
     AuthorizationError,
     InternalError,
-    NoExistsError,
     no_exists,
 )
 from oned.objects.base import Lock, Op, Permissions
 from oned.pools.base import Pool, Unit
 from oned.template import Template, TemplateSyntaxError, parse_str_or_xml
+
+__all__ = [
+    "Family",
+    "ObjectAuth",
+    "TemplateSyntaxError",
+    "parse_str_or_xml",
+]
 
 BASE_INVALID_NAME_CHARS = "&|:\\\";/'#{}$<>\t\n\v\f\r"
 MAX_NAME_LENGTH = 128
@@ -248,8 +254,7 @@ async def chown(
         clash = name_clash(core, family, obj.name, new_uid, skip=oid)
         if clash is not None:
             raise InternalError(
-                f"user [{new_uid}] already owns {family.word} [{clash.oid}] with NAME "
-                f"{obj.name}"
+                f"user [{new_uid}] already owns {family.word} [{clash.oid}] with NAME {obj.name}"
             )
     if new_user is None and new_group is None:
         return oid
@@ -359,9 +364,7 @@ def system_auth(type_name: str) -> Callable[[Core, Any], ObjectAuth]:
 
     def auth(core: Core, obj: Any) -> ObjectAuth:
         cids = getattr(obj, "clusters", None)
-        return ObjectAuth(
-            type_name, obj.oid, 0, 0, Permissions(1, 1, 0), frozenset(cids or ())
-        )
+        return ObjectAuth(type_name, obj.oid, 0, 0, Permissions(1, 1, 0), frozenset(cids or ()))
 
     return auth
 
@@ -395,11 +398,7 @@ def filtered(
     elif filter_flag >= 0:
         objs = [o for o in objs if getattr(o, "uid", -1) == filter_flag]
     if filter_flag != -3 and not core.acl.whole_pool(caller, family.type_name):
-        objs = [
-            o
-            for o in objs
-            if core.acl.authorize(caller, Op.USE, family.auth(core, o))
-        ]
+        objs = [o for o in objs if core.acl.authorize(caller, Op.USE, family.auth(core, o))]
     if extra is not None:
         objs = [o for o in objs if extra(o)]
     result = list(objs)

@@ -412,9 +412,7 @@ async def login(
         if valid < -1:
             raise ApiError("Wrong valid period for token")
         if egid != -1:
-            if not call.is_admin and (
-                egid not in user.groups or egid not in call.caller.group_ids
-            ):
+            if not call.is_admin and (egid not in user.groups or egid not in call.caller.group_ids):
                 raise ApiError("EGID is not in user group list")
         elif set(user.groups) != set(call.caller.group_ids):
             raise ApiError("Cannot create a full token with a specific group token")

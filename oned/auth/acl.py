@@ -46,9 +46,7 @@ RIGHTS: dict[str, int] = {"USE": 0x1, "MANAGE": 0x2, "ADMIN": 0x4, "CREATE": 0x8
 
 FEDERATED_TYPES = TYPES["USER"] | TYPES["GROUP"] | TYPES["ZONE"] | TYPES["VDC"] | ACL_TYPE
 CLUSTER_TYPES = TYPES["HOST"] | TYPES["NET"] | TYPES["DATASTORE"]
-NO_GROUP_TYPES = (
-    TYPES["HOST"] | TYPES["GROUP"] | TYPES["CLUSTER"] | TYPES["ZONE"] | TYPES["VDC"]
-)
+NO_GROUP_TYPES = TYPES["HOST"] | TYPES["GROUP"] | TYPES["CLUSTER"] | TYPES["ZONE"] | TYPES["VDC"]
 
 
 class AclSyntaxError(ValueError):
@@ -132,9 +130,7 @@ class AclRule:
                 "ZONE or VDC types"
             )
         if not res & SELECTORS:
-            errors.append(
-                "[resource] is missing one of the INDIVIDUAL, GROUP, CLUSTER or ALL bits"
-            )
+            errors.append("[resource] is missing one of the INDIVIDUAL, GROUP, CLUSTER or ALL bits")
         if sel_id(res) < 0:
             errors.append("[resource] ID cannot be negative")
         if res & ALL and sel_id(res) != 0:
@@ -164,11 +160,13 @@ class AclRule:
                 "for USER, GROUP and ZONE types"
             )
         if errors or suffix:
-            raise AclSyntaxError(f"Rule {self.to_str()} is malformed: " + "; ".join(errors) + suffix)
+            raise AclSyntaxError(
+                f"Rule {self.to_str()} is malformed: " + "; ".join(errors) + suffix
+            )
 
 
 def _parse_selector(token: str, allowed: str) -> int:
-    if token == "*" and "*" in allowed:
+    if token == "*" and "*" in allowed:  # noqa: S105
         return ALL
     kinds = {"#": INDIVIDUAL, "@": GROUP, "%": CLUSTER}
     if token[:1] in kinds and token[:1] in allowed:

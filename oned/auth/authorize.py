@@ -158,6 +158,4 @@ class AclEngine:
             raise AuthorizationError(f"{obj.type_name} is locked. [{obj.oid}]", obj.oid)
         if not self.authorize(caller, op, obj):
             target = f"{obj.type_name} [{obj.oid}]" if obj.oid >= 0 else obj.type_name
-            raise AuthorizationError(
-                f"Not authorized to perform {OP_NAMES[op]} {target}", obj.oid
-            )
+            raise AuthorizationError(f"Not authorized to perform {OP_NAMES[op]} {target}", obj.oid)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from twisted.internet.interfaces import IReactorTime
-from oned.log import logger
 
 from oned.auth import server_cipher
 from oned.auth.authorize import Caller
 from oned.errors import AuthenticationError
+from oned.log import logger
 from oned.objects.user import CORE, PUBLIC, User, sha1_hex, sha256_hex
 
 

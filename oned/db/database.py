@@ -49,7 +49,7 @@ class _ThreadExecutor:
         self._pool.start()
 
     def submit(self, fn: Callable[[], T]) -> Deferred[T]:
-        return deferToThreadPool(self._reactor, self._pool, fn)  # type: ignore[arg-type]
+        return deferToThreadPool(self._reactor, self._pool, fn)
 
     def close(self) -> None:
         self._pool.stop()

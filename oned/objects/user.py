@@ -22,7 +22,7 @@ SERVERADMIN_ID = 1
 SERVERADMIN_NAME = "serveradmin"
 
 INVALID_NAME_CHARS = " :\t\n\v\f\r"
-INVALID_PASS_CHARS = " \t\n\v\f\r"
+INVALID_PASS_CHARS = " \t\n\v\f\r"  # noqa: S105
 
 
 def sha256_hex(secret: str) -> str:
@@ -106,9 +106,7 @@ class User:
     def from_xml(cls, body: str) -> User:
         root = parse_xml(body)
         tokens = [
-            LoginToken(
-                text_of(t, "TOKEN"), int_of(t, "EXPIRATION_TIME"), int_of(t, "EGID", -1)
-            )
+            LoginToken(text_of(t, "TOKEN"), int_of(t, "EXPIRATION_TIME"), int_of(t, "EGID", -1))
             for t in root.findall("LOGIN_TOKEN")
         ]
         return cls(

@@ -12,7 +12,7 @@ from lxml import etree
 
 from oned.template.template import Template
 
-_PLAIN_STOP = set(" \t\r\n=#,[]\"")
+_PLAIN_STOP = set(' \t\r\n=#,[]"')
 _NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 XML_PARSER = etree.XMLParser(

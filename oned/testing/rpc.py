@@ -57,7 +57,7 @@ def test_config(root: Path, extra: str = "") -> OnedConfig:
 class OnedHarness:
     """A bootstrapped core behind the real request manager."""
 
-    def __init__(self, extra_config: str = "", password: str = "adminpw") -> None:
+    def __init__(self, extra_config: str = "", password: str = "adminpw") -> None:  # noqa: S107
         self._tmp = tempfile.TemporaryDirectory(prefix="oned-test-")
         root = Path(self._tmp.name)
         auth = root / "one_auth"

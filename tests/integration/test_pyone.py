@@ -41,8 +41,11 @@ def test_users_groups_acl_lifecycle(daemon: Daemon) -> None:
     assert client(daemon, f"alice:{token}").user.info(-1).NAME == "alice"
     with pytest.raises(pyone.OneAuthorizationException):
         alice.user.delete(0)
-    rule = one.acl.addrule("#2", "", "") if False else one.acl.addrule(
-        "0x100000002", "0x400400000000", "0x1")
+    rule = (
+        one.acl.addrule("#2", "", "")
+        if False
+        else one.acl.addrule("0x100000002", "0x400400000000", "0x1")
+    )
     assert any(r.ID == rule for r in one.acl.info().ACL)
     one.acl.delrule(rule)
     one.user.quota(uid, "VM=[VMS=3]")
@@ -86,8 +89,9 @@ def test_documents_validate_against_xsd(daemon: Daemon) -> None:
     one = client(daemon)
     gid = one.group.allocate("g1")
     uid = one.user.allocate("u1", "pw", "", [gid])
-    one.user.quota(uid, "VM=[VMS=1]\nDATASTORE=[ID=1,SIZE=10]\nNETWORK=[ID=0,LEASES=2]\n"
-                        "IMAGE=[ID=3,RVMS=1]")
+    one.user.quota(
+        uid, "VM=[VMS=1]\nDATASTORE=[ID=1,SIZE=10]\nNETWORK=[ID=0,LEASES=2]\nIMAGE=[ID=3,RVMS=1]"
+    )
     one.group.quota(gid, "VM=[VMS=1, MEMORY=512]")
     one.userquota.update("VM=[VMS=5]")
     one.groupquota.update("VM=[CPU=4]")
@@ -96,13 +100,25 @@ def test_documents_validate_against_xsd(daemon: Daemon) -> None:
     one.document.allocate('NAME="d"', 1)
     one.document.lock(0, 2, False)
     calls = [
-        ("one.userpool.info",), ("one.grouppool.info",), ("one.acl.info",),
-        ("one.clusterpool.info",), ("one.datastorepool.info",), ("one.zonepool.info",),
-        ("one.documentpool.info", -2, -1, -1, -1), ("one.userquota.info",),
-        ("one.groupquota.info",), ("one.system.config",), ("one.user.info", 0),
-        ("one.user.info", uid), ("one.user.info", 1), ("one.group.info", gid),
-        ("one.group.info", 0), ("one.group.info", 1), ("one.zone.info", 0),
-        ("one.cluster.info", 0), ("one.document.info", 0),
+        ("one.userpool.info",),
+        ("one.grouppool.info",),
+        ("one.acl.info",),
+        ("one.clusterpool.info",),
+        ("one.datastorepool.info",),
+        ("one.zonepool.info",),
+        ("one.documentpool.info", -2, -1, -1, -1),
+        ("one.userquota.info",),
+        ("one.groupquota.info",),
+        ("one.system.config",),
+        ("one.user.info", 0),
+        ("one.user.info", uid),
+        ("one.user.info", 1),
+        ("one.group.info", gid),
+        ("one.group.info", 0),
+        ("one.group.info", 1),
+        ("one.zone.info", 0),
+        ("one.cluster.info", 0),
+        ("one.document.info", 0),
         *[("one.datastore.info", i) for i in (0, 1, 2)],
     ]
     for method, *args in calls:
@@ -118,8 +134,13 @@ def test_errors_are_arrays_not_tracebacks(daemon: Daemon) -> None:
     """Every failure is a 5-element array or a fault; the daemon stays up."""
     raw = xmlrpc.client.ServerProxy(daemon.url)
     reply = raw.one.user.info("oneadmin:wrong", 0)
-    assert reply == [False, "[one.user.info] User couldn't be authenticated, aborting call.",
-                     256, -1, -1]
+    assert reply == [
+        False,
+        "[one.user.info] User couldn't be authenticated, aborting call.",
+        256,
+        -1,
+        -1,
+    ]
     reply = raw.one.user.info(daemon.session, 99)
     assert reply == [False, "[one.user.info] Error getting user [99].", 1024, 99, -1]
     with pytest.raises(xmlrpc.client.Fault) as exc:

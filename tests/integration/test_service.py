@@ -87,8 +87,12 @@ def test_systemd_notify(tmp_path: Path) -> None:
     env["NOTIFY_SOCKET"] = str(sock_path)
     (d.root).mkdir(parents=True)
     (d.root / "one_auth").write_text(f"oneadmin:{d.password}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "oned", "-f", "--port", str(d.port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oned", "-f", "--port", str(d.port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert notify.recv(100) == b"READY=1"
         assert xmlrpc.client.ServerProxy(d.url).one.system.version(d.session)[0]
@@ -107,8 +111,13 @@ def test_daemon_mode_and_generated_credential(tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, ONE_LOCATION=str(root), HOME=str(tmp_path / "home"))
     env.pop("ONE_AUTH", None)
-    done = subprocess.run([sys.executable, "-m", "oned", "--port", str(port)], env=env,
-                          timeout=30, capture_output=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "oned", "--port", str(port)],
+        check=False,
+        env=env,
+        timeout=30,
+        capture_output=True,
+    )
     assert done.returncode == 0
     pidfile = root / "var" / "oned.pid"
     deadline = time.monotonic() + 20
@@ -126,7 +135,8 @@ def test_daemon_mode_and_generated_credential(tmp_path: Path) -> None:
         while True:
             try:
                 reply = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2").one.user.info(
-                    session, -1)
+                    session, -1
+                )
                 break
             except OSError:
                 if time.monotonic() > deadline:

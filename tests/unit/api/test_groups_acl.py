@@ -23,18 +23,22 @@ class GroupTests(SynchronousTestCase):
         self.assertIn("@100 NET/* USE #0", strings)
         self.assertIn("@100 DATASTORE/* USE #0", strings)
         reply = self.one.call("one.group.allocate", "devs")
-        self.assertEqual(reply[1:3], ["[one.group.allocate] NAME is already taken by GROUP 100.",
-                                      0x2000])
+        self.assertEqual(
+            reply[1:3], ["[one.group.allocate] NAME is already taken by GROUP 100.", 0x2000]
+        )
 
     def test_delete_rules(self) -> None:
         """System groups and groups with users cannot be deleted; deletion drops rules."""
-        self.assertEqual(self.one.call("one.group.delete", 1)[1],
-                         "[one.group.delete] Cannot delete group. System Groups (ID < 100) "
-                         "cannot be deleted.")
+        self.assertEqual(
+            self.one.call("one.group.delete", 1)[1],
+            "[one.group.delete] Cannot delete group. System Groups (ID < 100) cannot be deleted.",
+        )
         gid = self.one.ok("one.group.allocate", "tmp")
         uid = self.one.ok("one.user.allocate", "u1", "pw", "", [gid])
-        self.assertEqual(self.one.call("one.group.delete", gid)[1],
-                         f"[one.group.delete] Cannot delete group. Group {gid} is not empty.")
+        self.assertEqual(
+            self.one.call("one.group.delete", gid)[1],
+            f"[one.group.delete] Cannot delete group. Group {gid} is not empty.",
+        )
         self.one.ok("one.user.delete", uid)
         self.one.ok("one.group.delete", gid)
         rules = etree.fromstring(self.one.ok("one.acl.info"))
@@ -83,14 +87,17 @@ class AclApiTests(SynchronousTestCase):
         oid = self.one.ok("one.acl.addrule", "0x100000002", "0x21400000000", "0x1")
         self.assertEqual(oid, 6)
         dup = self.one.call("one.acl.addrule", "100000002", "21400000000", "1", "")
-        self.assertEqual(dup[1:3], ["[one.acl.addrule] Rule #2 VM+TEMPLATE/* USE #0 already "
-                                    "exists", 0x2000])
+        self.assertEqual(
+            dup[1:3], ["[one.acl.addrule] Rule #2 VM+TEMPLATE/* USE #0 already exists", 0x2000]
+        )
         bad = self.one.call("one.acl.addrule", "zz", "zz", "zz")
         self.assertEqual(bad[2], 0x2000)
         self.assertIn("is malformed", bad[1])
         self.one.ok("one.acl.delrule", oid)
-        self.assertEqual(self.one.call("one.acl.delrule", oid)[1:3],
-                         [f"[one.acl.delrule] Rule {oid} does not exist", 0x2000])
+        self.assertEqual(
+            self.one.call("one.acl.delrule", oid)[1:3],
+            [f"[one.acl.delrule] Rule {oid} does not exist", 0x2000],
+        )
 
     def test_rule_grants_access(self) -> None:
         """A rule for a user lets it read another user's object."""
@@ -104,5 +111,7 @@ class AclApiTests(SynchronousTestCase):
     def test_non_admin_cannot_manage_acl(self) -> None:
         """Plain users get AUTHORIZATION from every ACL call."""
         self.one.ok("one.user.allocate", "c", "pw", "")
-        self.assertEqual(self.one.call("one.acl.info", session="c:pw")[1],
-                         "[one.acl.info] User [2] : Not authorized to perform MANAGE ACL.")
+        self.assertEqual(
+            self.one.call("one.acl.info", session="c:pw")[1],
+            "[one.acl.info] User [2] : Not authorized to perform MANAGE ACL.",
+        )

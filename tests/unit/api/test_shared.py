@@ -16,8 +16,11 @@ class SharedTests(SynchronousTestCase):
         self.sess = "ann:pw"
 
     def doc(self, name: str, session: str | None = None) -> int:
-        return int(self.one.ok("one.document.allocate", f'NAME="{name}"\nA=1', 7,
-                               session=session or self.sess))
+        return int(
+            self.one.ok(
+                "one.document.allocate", f'NAME="{name}"\nA=1', 7, session=session or self.sess
+            )
+        )
 
     def test_allocate_owner_and_umask(self) -> None:
         """New objects belong to the caller with umask 177 permissions (um- --- ---)."""
@@ -25,8 +28,10 @@ class SharedTests(SynchronousTestCase):
         doc = etree.fromstring(self.one.ok("one.document.info", oid))
         self.assertEqual(doc.findtext("UNAME"), "ann")
         self.assertEqual(doc.findtext("GNAME"), "users")
-        perms = [int(doc.findtext(f"PERMISSIONS/{p}") or -1) for p in
-                 ("OWNER_U", "OWNER_M", "OWNER_A", "GROUP_U", "OTHER_U")]
+        perms = [
+            int(doc.findtext(f"PERMISSIONS/{p}") or -1)
+            for p in ("OWNER_U", "OWNER_M", "OWNER_A", "GROUP_U", "OTHER_U")
+        ]
         self.assertEqual(perms, [1, 1, 0, 0, 0])
 
     def test_pool_filters_and_paging(self) -> None:
@@ -35,8 +40,9 @@ class SharedTests(SynchronousTestCase):
         admin_doc = self.doc("adm", session=self.one.admin)
 
         def ids(*args: int, session: str | None = None) -> list[int]:
-            pool = etree.fromstring(self.one.ok("one.documentpool.info", *args,
-                                                session=session or self.sess))
+            pool = etree.fromstring(
+                self.one.ok("one.documentpool.info", *args, session=session or self.sess)
+            )
             return [int(d.findtext("ID") or -1) for d in pool]
 
         self.assertEqual(ids(-2, -1, -1, -1), mine[::-1])
@@ -46,8 +52,10 @@ class SharedTests(SynchronousTestCase):
         self.assertEqual(ids(-2, mine[1], mine[3], -1), [mine[3], mine[2], mine[1]])
         self.assertEqual(ids(-2, 1, -2, -1), [mine[3], mine[2]])
         self.assertEqual(ids(-2, -1, -1, 99), [])
-        self.assertEqual(self.one.call("one.documentpool.info", -5, -1, -1, -1)[1:3],
-                         ["[one.documentpool.info] Incorrect filter_flag", 0x1000])
+        self.assertEqual(
+            self.one.call("one.documentpool.info", -5, -1, -1, -1)[1:3],
+            ["[one.documentpool.info] Incorrect filter_flag", 0x1000],
+        )
 
     def test_chmod_and_group_visibility(self) -> None:
         """chmod opens an object to the group; ADMIN bits need ADMIN rights."""
@@ -56,13 +64,14 @@ class SharedTests(SynchronousTestCase):
         self.assertEqual(self.one.call("one.document.info", oid, session="bea:pw")[2], 0x200)
         self.one.ok("one.document.chmod", oid, -1, -1, -1, 1, -1, -1, -1, -1, -1)
         self.one.ok("one.document.info", oid, session="bea:pw")
-        reply = self.one.call("one.document.chmod", oid, -1, -1, 1, -1, -1, -1, -1, -1, -1,
-                              session=self.sess)
+        reply = self.one.call(
+            "one.document.chmod", oid, -1, -1, 1, -1, -1, -1, -1, -1, -1, session=self.sess
+        )
         self.assertEqual(reply[2], 0x200)
-        self.assertEqual(self.one.call("one.document.chmod", oid, 2, -1, -1, -1, -1, -1, -1, -1,
-                                       -1)[1:3],
-                         ["[one.document.chmod] New permission values must be -1, 0 or 1",
-                          0x2000])
+        self.assertEqual(
+            self.one.call("one.document.chmod", oid, 2, -1, -1, -1, -1, -1, -1, -1, -1)[1:3],
+            ["[one.document.chmod] New permission values must be -1, 0 or 1", 0x2000],
+        )
 
     def test_chown(self) -> None:
         """chown changes owner and group; missing targets are NO_EXISTS."""
@@ -70,8 +79,10 @@ class SharedTests(SynchronousTestCase):
         self.one.ok("one.document.chown", oid, 0, 0)
         doc = etree.fromstring(self.one.ok("one.document.info", oid))
         self.assertEqual((doc.findtext("UNAME"), doc.findtext("GNAME")), ("oneadmin", "oneadmin"))
-        self.assertEqual(self.one.call("one.document.chown", oid, 77, -1)[1:4],
-                         ["[one.document.chown] Error getting user [77].", 0x400, 77])
+        self.assertEqual(
+            self.one.call("one.document.chown", oid, 77, -1)[1:4],
+            ["[one.document.chown] Error getting user [77].", 0x400, 77],
+        )
 
     def test_rename(self) -> None:
         """Rename validates names."""
@@ -86,11 +97,11 @@ class SharedTests(SynchronousTestCase):
         doc = etree.fromstring(self.one.ok("one.document.info", oid))
         self.assertEqual(doc.findtext("LOCK/LOCKED"), "2")
         reply = self.one.call("one.document.update", oid, "B=1", 1)
-        self.assertEqual(reply[1:3], ["[one.document.update] User [0] : DOCUMENT is locked. "
-                                      f"[{oid}].", 0x200])
+        self.assertEqual(
+            reply[1:3], [f"[one.document.update] User [0] : DOCUMENT is locked. [{oid}].", 0x200]
+        )
         test = self.one.call("one.document.lock", oid, 1, True)
-        self.assertEqual(test[1:3], [f"[one.document.lock] {int(self.one.clock.seconds())}",
-                                     0x800])
+        self.assertEqual(test[1:3], [f"[one.document.lock] {int(self.one.clock.seconds())}", 0x800])
         self.assertEqual(self.one.call("one.document.lock", oid, 9)[2], 0x800)
         self.one.ok("one.document.unlock", oid, session=self.sess)
         self.one.ok("one.document.update", oid, "B=1", 1)
@@ -154,10 +165,13 @@ class SystemTests(SynchronousTestCase):
 
     def test_multicall_and_list_methods(self) -> None:
         """system.multicall runs each call with its own session."""
-        results = self.one.raw("system.multicall", [
-            {"methodName": "one.system.version", "params": [self.one.admin]},
-            {"methodName": "one.nope", "params": []},
-        ])
+        results = self.one.raw(
+            "system.multicall",
+            [
+                {"methodName": "one.system.version", "params": [self.one.admin]},
+                {"methodName": "one.nope", "params": []},
+            ],
+        )
         self.assertTrue(results[0][0][0])
         self.assertEqual(results[1]["faultCode"], -506)
         self.assertIn("one.user.info", self.one.raw("system.listMethods"))
@@ -166,11 +180,16 @@ class SystemTests(SynchronousTestCase):
         """A body that is not XML-RPC gives fault -503."""
         import xmlrpc.client
 
-        from oned.testing.rpc import result_of
         from twisted.internet.defer import Deferred
 
-        for body in (b"garbage", b"<methodCall>", b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY'
-                     b' a "b">]><methodCall><methodName>x</methodName></methodCall>'):
+        from oned.testing.rpc import result_of
+
+        for body in (
+            b"garbage",
+            b"<methodCall>",
+            b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY'
+            b' a "b">]><methodCall><methodName>x</methodName></methodCall>',
+        ):
             reply = result_of(Deferred.fromCoroutine(self.one.manager.handle_body(body)))
             with self.assertRaises(xmlrpc.client.Fault) as ctx:
                 xmlrpc.client.loads(reply)

@@ -17,8 +17,9 @@ class UserTests(SynchronousTestCase):
     def test_bootstrap_users(self) -> None:
         """oneadmin (0) from ONE_AUTH and serveradmin (1) exist; new users start at 2."""
         pool = etree.fromstring(self.one.ok("one.userpool.info"))
-        self.assertEqual([u.findtext("NAME") for u in pool.findall("USER")],
-                         ["serveradmin", "oneadmin"])
+        self.assertEqual(
+            [u.findtext("NAME") for u in pool.findall("USER")], ["serveradmin", "oneadmin"]
+        )
         self.assertEqual(pool[-1].tag, "DEFAULT_USER_QUOTAS")
         self.assertEqual(self.one.ok("one.user.allocate", "alice", "pw", ""), 2)
 
@@ -40,9 +41,12 @@ class UserTests(SynchronousTestCase):
         self.one.ok("one.user.allocate", "carol", "pw", "")
         cases = [
             (("carol", "x", ""), 0x2000, "[one.user.allocate] NAME is already taken by USER 2."),
-            (("a b", "x", ""), 0x2000, "[one.user.allocate] Invalid NAME, char ' ' is not allowed."),
-            (("dave", "", ""), 0x2000,
-             "[one.user.allocate] Invalid password, it cannot be empty."),
+            (
+                ("a b", "x", ""),
+                0x2000,
+                "[one.user.allocate] Invalid NAME, char ' ' is not allowed.",
+            ),
+            (("dave", "", ""), 0x2000, "[one.user.allocate] Invalid password, it cannot be empty."),
             (("dave", "x", "", [55]), 0x400, "[one.user.allocate] Error getting group [55]."),
         ]
         for params, code, message in cases:
@@ -55,8 +59,14 @@ class UserTests(SynchronousTestCase):
         for session in ("erin:bad", "nobody:pw", "erin", "", ":pw"):
             reply = self.one.raw("one.user.info", session, -1)
             self.assertEqual(
-                reply, [False, "[one.user.info] User couldn't be authenticated, aborting call.",
-                        0x100, -1, -1]
+                reply,
+                [
+                    False,
+                    "[one.user.info] User couldn't be authenticated, aborting call.",
+                    0x100,
+                    -1,
+                    -1,
+                ],
             )
         self.assertFalse(self.one.raw("one.user.info", 42, -1)[0])
 
@@ -68,7 +78,9 @@ class UserTests(SynchronousTestCase):
         self.one.ok("one.user.enable", uid, True)
         self.one.ok("one.user.info", -1, session="frank:pw")
         reply = self.one.call("one.user.enable", 0, False)
-        self.assertEqual(reply[1:3], ["[one.user.enable] Cannot enable/disable oneadmin user", 0x800])
+        self.assertEqual(
+            reply[1:3], ["[one.user.enable] Cannot enable/disable oneadmin user", 0x800]
+        )
 
     def test_passwd_and_session_cache(self) -> None:
         """A new password works at once and the old one stops working."""
@@ -122,20 +134,25 @@ class UserTests(SynchronousTestCase):
         me = etree.fromstring(self.one.ok("one.user.info", -1, session=f"serveradmin:{secret}"))
         self.assertEqual(me.findtext("NAME"), "jane")
         expired = server_cipher.sign("serveradmin", "jane", now - 1, server.password)
-        self.assertEqual(self.one.call("one.user.info", -1, session=f"serveradmin:{expired}")[2],
-                         0x100)
-        self.assertEqual(self.one.call("one.user.info", -1, session="serveradmin:jane:zzz")[2],
-                         0x100)
+        self.assertEqual(
+            self.one.call("one.user.info", -1, session=f"serveradmin:{expired}")[2], 0x100
+        )
+        self.assertEqual(
+            self.one.call("one.user.info", -1, session="serveradmin:jane:zzz")[2], 0x100
+        )
 
     def test_delete(self) -> None:
         """Users can be deleted (not oneadmin); they leave their groups."""
         uid = self.one.ok("one.user.allocate", "kim", "pw", "")
         reply = self.one.call("one.user.delete", 0)
-        self.assertEqual(reply[1:3], ["[one.user.delete] Cannot delete user. oneadmin cannot be "
-                                      "deleted.", 0x800])
+        self.assertEqual(
+            reply[1:3], ["[one.user.delete] Cannot delete user. oneadmin cannot be deleted.", 0x800]
+        )
         self.assertEqual(self.one.ok("one.user.delete", uid), uid)
-        self.assertEqual(self.one.call("one.user.info", uid)[1:4],
-                         [f"[one.user.info] Error getting user [{uid}].", 0x400, uid])
+        self.assertEqual(
+            self.one.call("one.user.info", uid)[1:4],
+            [f"[one.user.info] Error getting user [{uid}].", 0x400, uid],
+        )
         group = etree.fromstring(self.one.ok("one.group.info", 1))
         self.assertEqual(group.findall("USERS/ID"), [])
 
@@ -145,8 +162,10 @@ class UserTests(SynchronousTestCase):
         pool = etree.fromstring(self.one.ok("one.userpool.info", session="leo:pw"))
         self.assertEqual([u.findtext("ID") for u in pool.findall("USER")], [str(uid)])
         reply = self.one.call("one.user.allocate", "x", "y", "", session="leo:pw")
-        self.assertEqual(reply[1:3], ["[one.user.allocate] User [2] : Not authorized to perform "
-                                      "CREATE USER.", 0x200])
+        self.assertEqual(
+            reply[1:3],
+            ["[one.user.allocate] User [2] : Not authorized to perform CREATE USER.", 0x200],
+        )
         reply = self.one.call("one.user.delete", uid, session="leo:pw")
         self.assertEqual(reply[2], 0x200)
 
@@ -155,14 +174,18 @@ class UserTests(SynchronousTestCase):
         gid = self.one.ok("one.group.allocate", "devs")
         uid = self.one.ok("one.user.allocate", "mia", "pw", "")
         self.one.ok("one.user.addgroup", uid, gid)
-        self.assertEqual(self.one.call("one.user.addgroup", uid, gid)[1],
-                         "[one.user.addgroup] User is already in this group")
+        self.assertEqual(
+            self.one.call("one.user.addgroup", uid, gid)[1],
+            "[one.user.addgroup] User is already in this group",
+        )
         self.one.ok("one.user.chgrp", uid, gid)
         doc = etree.fromstring(self.one.ok("one.user.info", uid))
         self.assertEqual(doc.findtext("GID"), str(gid))
         self.assertEqual([i.text for i in doc.findall("GROUPS/ID")], ["1", str(gid)])
-        self.assertEqual(self.one.call("one.user.delgroup", uid, gid)[1],
-                         "[one.user.delgroup] Cannot remove user from the primary group")
+        self.assertEqual(
+            self.one.call("one.user.delgroup", uid, gid)[1],
+            "[one.user.delgroup] Cannot remove user from the primary group",
+        )
         self.one.ok("one.user.delgroup", uid, 1)
         users = etree.fromstring(self.one.ok("one.group.info", 1))
         self.assertEqual(users.findall("USERS/ID"), [])
@@ -173,17 +196,19 @@ class UserTests(SynchronousTestCase):
         self.one.ok("one.user.update", uid, 'A="1"\nB="2"', 0)
         self.one.ok("one.user.update", uid, 'B="3"\nC="4"', 1)
         doc = etree.fromstring(self.one.ok("one.user.info", uid))
-        self.assertEqual([(c.tag, c.text) for c in doc.find("TEMPLATE")],
-                         [("A", "1"), ("B", "3"), ("C", "4")])
-        self.assertEqual(self.one.call("one.user.update", uid, "A=1", 7)[1:3],
-                         ["[one.user.update] Wrong update type", 0x1000])
+        self.assertEqual(
+            [(c.tag, c.text) for c in doc.find("TEMPLATE")], [("A", "1"), ("B", "3"), ("C", "4")]
+        )
+        self.assertEqual(
+            self.one.call("one.user.update", uid, "A=1", 7)[1:3],
+            ["[one.user.update] Wrong update type", 0x1000],
+        )
         self.assertEqual(self.one.call("one.user.update", uid, "A=[", 0)[2], 0x2000)
 
     def test_restricted_attributes(self) -> None:
         """Non-admins cannot set VM_*_OPERATIONS in their own template."""
         uid = self.one.ok("one.user.allocate", "ola", "pw", "")
-        reply = self.one.call("one.user.update", uid, 'VM_USE_OPERATIONS="x"', 1,
-                              session="ola:pw")
+        reply = self.one.call("one.user.update", uid, 'VM_USE_OPERATIONS="x"', 1, session="ola:pw")
         self.assertEqual(reply[2], 0x2000)
         self.one.ok("one.user.update", uid, 'VM_USE_OPERATIONS="x"', 1)
 
@@ -196,8 +221,10 @@ class UserTests(SynchronousTestCase):
         self.assertEqual(doc.findtext("VM_QUOTA/VM/CPU"), "1.50")
         self.assertEqual(doc.findtext("VM_QUOTA/VM/MEMORY"), "-1")
         self.assertEqual(doc.findtext("DATASTORE_QUOTA/DATASTORE/SIZE"), "100")
-        self.assertEqual(self.one.call("one.user.quota", 0, "VM=[VMS=1]")[1],
-                         "[one.user.quota] Cannot set quotas for oneadmin user")
+        self.assertEqual(
+            self.one.call("one.user.quota", 0, "VM=[VMS=1]")[1],
+            "[one.user.quota] Cannot set quotas for oneadmin user",
+        )
         self.assertEqual(self.one.call("one.user.quota", uid, "VM=[VMS=-5]")[2], 0x800)
         defaults = self.one.ok("one.userquota.update", "VM=[VMS=10]")
         self.assertIn("<VMS><![CDATA[10]]></VMS>", defaults)

@@ -46,7 +46,9 @@ class CodecTests(SynchronousTestCase):
         text = str(ctx.exception)
         self.assertIn("is malformed:", text)
         self.assertIn("[user] INDIVIDUAL (#) and GROUP (@) bits are exclusive", text)
-        self.assertIn("[resource] is missing one of the INDIVIDUAL, GROUP, CLUSTER or ALL bits", text)
+        self.assertIn(
+            "[resource] is missing one of the INDIVIDUAL, GROUP, CLUSTER or ALL bits", text
+        )
         self.assertIn("wrong [rights], it cannot be 0", text)
         rule(0, "@1 VM/* USE #0").validate()
         with self.assertRaises(AclSyntaxError):

@@ -14,7 +14,9 @@ from oned.template import Template, TemplateSyntaxError, parse_str_or_xml, parse
 class ParseTextTests(SynchronousTestCase):
     def test_singles_and_vectors(self) -> None:
         """Names are upper-cased; vectors keep keys; repeated names form a multimap."""
-        tmpl = parse_text('name = "a b"\nCPU=1.0 # comment\nDISK=[ image = x, size="2" ]\nDISK=[A=1]')
+        tmpl = parse_text(
+            'name = "a b"\nCPU=1.0 # comment\nDISK=[ image = x, size="2" ]\nDISK=[A=1]'
+        )
         self.assertEqual(tmpl.get("NAME"), "a b")
         self.assertEqual(tmpl.get("CPU"), "1.0")
         self.assertEqual(tmpl.vectors("DISK"), [{"IMAGE": "x", "SIZE": "2"}, {"A": "1"}])
