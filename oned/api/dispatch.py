@@ -268,7 +268,7 @@ _SYSTEM_METHODS = (
 
 
 def _sig_params(method: Method) -> list[str]:
-    names = {"i": "int", "I": "i8", "s": "string", "b": "boolean", "A": "array"}
+    names = {"i": "int", "I": "i8", "s": "string", "b": "boolean", "A": "array", "*": "array"}
     return ["string", *(names[k] for k in method.kinds)]
 
 

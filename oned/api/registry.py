@@ -2,7 +2,7 @@
 
 Each ``one.*`` method is declared once with ``@rpc(name, params, required=...)``; the
 parameter kinds after the session are ``i`` (int), ``I`` (i8), ``s`` (string), ``b``
-(boolean) and ``A`` (array). Checking them here gives xmlrpc-c's -501 faults.
+(boolean), ``A`` (array) and ``*`` (any: the handler checks it). Checking them here gives xmlrpc-c's -501 faults.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _TYPE_FAULT = {
     "A": "Parameter that is supposed to be an array is not",
 }
 
-_SIG = {"i": "i", "I": "I", "s": "s", "b": "b", "A": "A"}
+_SIG = {"i": "i", "I": "I", "s": "s", "b": "b", "A": "A", "*": "A"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class Method:
 
 def _check(kind: str, value: Any) -> Any:
     ok: bool
+    if kind == "*":
+        return value
     if kind == "i":
         ok = type(value) is int and INT32_MIN <= value <= INT32_MAX
     elif kind == "I":

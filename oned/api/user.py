@@ -15,6 +15,7 @@ from oned.errors import (
     AuthorizationError,
     InternalError,
     NoExistsError,
+    RpcFault,
     no_exists,
 )
 from oned.objects.base import Op
@@ -86,16 +87,28 @@ def _password_required(core: Core, driver: str) -> bool:
     return conf.get("PASSWORD_REQUIRED", "YES").upper() != "NO"
 
 
-@rpc("one.user.allocate", "sssA", required=3)
+@rpc("one.user.allocate", "sss**", required=3)
 async def allocate(
-    core: Core, call: Call, name: str, password: str, driver: str, gids: list[Any] | None = None
+    core: Core,
+    call: Call,
+    name: str,
+    password: str,
+    driver: str,
+    gids: Any = None,
+    later: Any = None,
 ) -> int:
-    """Allocates a new user in OpenNebula."""
+    """Allocates a new user in OpenNebula.
+
+    The group list is the 4th parameter. opennebula-cli sends a boolean there and the
+    list after it; that form is accepted too.
+    """
+    if isinstance(gids, bool) and isinstance(later, list):
+        gids = later
+    if gids is not None and not isinstance(gids, list):
+        raise RpcFault(-501, "Parameter that is supposed to be an array is not")
     group_ids: list[int] = []
     for gid in gids or []:
         if type(gid) is not int:
-            from oned.errors import RpcFault
-
             raise RpcFault(-501, "Parameter that is supposed to be integer is not")
         group_ids.append(gid)
     core.acl.check(call.caller, Op.CREATE, shared.ObjectAuth("USER", -1))
