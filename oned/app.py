@@ -24,7 +24,7 @@ from oned.bootstrap import Credentials, bootstrap
 from oned.config import OnedConfig
 from oned.core import Core
 from oned.db.database import Database
-from oned.log import logger
+from oned.log import LogSink, logger
 from oned.systemd import sdnotify
 
 
@@ -40,12 +40,14 @@ class OnedService(Service):
         environ: dict[str, str] | None = None,
         on_credentials: Callable[[Credentials], None] | None = None,
         drivers_factory: Callable[[OnedConfig, Any], Any] | None = None,
+        sink: LogSink | None = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
         self.environ = dict(os.environ if environ is None else environ)
         self.on_credentials = on_credentials
         self.drivers_factory = drivers_factory
+        self.sink = sink
         self.db: Database | None = None
         self.core: Core | None = None
         self.drivers: Any = None
@@ -73,7 +75,9 @@ class OnedService(Service):
             external = getattr(self.drivers, "external_auth", None)
             if external is not None:
                 self.core.auth.external = external
-        self.manager = RequestManager(self.core, build_registry())
+        if self.sink is not None:
+            self.sink.attach_clock(clock)
+        self.manager = RequestManager(self.core, build_registry(), self.sink)
         self.site = OneSite(
             OneXMLRPC(self.manager),
             clock,
@@ -118,6 +122,8 @@ class OnedService(Service):
         if self.db is not None:
             await self.db.close()
         self.log.info("All modules finalized, exiting.")
+        if self.sink is not None:
+            self.sink.flush()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()

@@ -83,13 +83,14 @@ def _run(config: Any, locations: Locations, foreground: bool) -> int:
     from oned.log import logger, start_logging
 
     stream = _log_stream(locations, config.log_system)
-    start_logging(stream, config.debug_level, config.zone_id)
+    sink = start_logging(stream, config.debug_level, config.zone_id)
     log = logger("ONE")
     service = OnedService(
         config,
         reactor,
         on_credentials=_print_credentials(sys.stdout if foreground else stream),
         drivers_factory=_drivers_factory(),
+        sink=sink,
     )
     status = {"code": 0}
 
@@ -111,6 +112,7 @@ def _run(config: Any, locations: Locations, foreground: bool) -> int:
 
     reactor.callWhenRunning(go)
     reactor.run()
+    sink.flush()
     if not foreground:
         try:
             locations.pidfile.unlink()

@@ -29,7 +29,9 @@ async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
 @rpc("one.clusterpool.info", "")
 async def pool_info(core: Core, call: Call) -> str:
     """Returns the cluster pool."""
-    return shared.pool_document("CLUSTER_POOL", shared.filtered(core, call, CLUSTER))
+    return shared.pool_document(
+        "CLUSTER_POOL", shared.filtered(core, call, CLUSTER), CLUSTER.pool(core)
+    )
 
 
 @rpc("one.cluster.update", "isi", required=2)

@@ -120,17 +120,3 @@ def dumps_fault(code: int, message: str) -> bytes:
         '<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n<fault>\r\n'
         f"{body}\r\n</fault>\r\n</methodResponse>\r\n"
     ).encode("utf-8", "xmlcharrefreplace")
-
-
-def short_repr(value: Any, limit: int = 200, depth: int = 0) -> str:
-    """A bounded, recursion-safe rendering of a parameter for logs."""
-    if depth > 4:
-        return "..."
-    if isinstance(value, (list, tuple)):
-        text = "[" + ",".join(short_repr(v, limit, depth + 1) for v in value[:10]) + "]"
-    elif isinstance(value, dict):
-        items = list(value.items())[:10]
-        text = "{" + ",".join(f"{k}:{short_repr(v, limit, depth + 1)}" for k, v in items) + "}"
-    else:
-        text = str(value)
-    return text[:limit]

@@ -29,7 +29,9 @@ async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
 @rpc("one.datastorepool.info", "")
 async def pool_info(core: Core, call: Call) -> str:
     """Returns the datastore pool."""
-    return shared.pool_document("DATASTORE_POOL", shared.filtered(core, call, DATASTORE))
+    return shared.pool_document(
+        "DATASTORE_POOL", shared.filtered(core, call, DATASTORE), DATASTORE.pool(core)
+    )
 
 
 @rpc("one.datastore.update", "isi", required=2)

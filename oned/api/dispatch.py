@@ -26,7 +26,7 @@ from oned.errors import (
     RpcFault,
     failure_message,
 )
-from oned.log import logger
+from oned.log import LogSink, logger
 
 OBJECT_WORDS = {
     "vm": "virtual machine",
@@ -94,13 +94,16 @@ class RequestManager:
 
     log = logger("ReM")
 
-    def __init__(self, core: Core, registry: Registry) -> None:
+    def __init__(self, core: Core, registry: Registry, sink: LogSink | None = None) -> None:
         self.core = core
         self.registry = registry
         self._ids = itertools.count(1)
         fmt = core.config.log_call_format or "Req:%i UID:%u IP:%A %m invoked %l20"
         self._call_format = fmt
         self.in_flight = 0
+        self.sink = sink
+        raw = core.config.get("LOG_RESULT_LENGTH") or "20"
+        self._result_length = int(raw) if raw.isdigit() else 20
 
     async def drain(self, clock: IReactorTime, timeout: float) -> None:
         """Wait (up to ``timeout`` seconds) for the calls being served to finish."""
@@ -137,76 +140,94 @@ class RequestManager:
             raise RpcFault(-506, f"Method '{name}' not defined")
         if not params:
             raise RpcFault(-500, _NO_PARAMS)
-        req_id = next(self._ids)
+        req_id = next(self._ids) % 10000
         try:
             caller = await self.core.auth.authenticate(params[0])
         except AuthenticationError as exc:
-            self.log.error(
-                "Req:{req} UID:- {method} result FAILURE [{method}] User couldn't be "
-                "authenticated, aborting call.",
-                req=req_id,
-                method=name,
-            )
-            return self._failure(name, exc, -1)
+            result = self._failure(name, exc, -1)
+            if self._wants("D"):
+                self._emit("D", self._invocation(req_id, name, None, peer, params[1:]))
+            self._emit("E", f"Req:{req_id:04d} UID:- {name} result FAILURE {result[1]}")
+            return result
         call = Call(name, caller, req_id, peer)
-        self._log_call(call, params[1:])
+        if self._wants("D"):
+            self._emit("D", self._invocation(req_id, name, call, peer, params[1:]))
         args = method.coerce(params[1:])
         try:
             value = await method.handler(self.core, call, *args)
         except OneError as exc:
             result = self._failure(name, exc, caller.uid)
-            self.log.debug(
-                "Req:{req} UID:{uid} {method} result FAILURE {msg}",
-                req=req_id,
-                uid=caller.uid,
-                method=name,
-                msg=result[1],
-            )
+            self._emit("E", f"Req:{req_id:04d} UID:{caller.uid} {name} result FAILURE {result[1]}")
             return result
         except RpcFault:
             raise
         except Exception as exc:
             self.log.failure("Req:{req} {method} internal error", req=req_id, method=name)
-            return self._failure(name, _internal(exc), caller.uid)
-        self.log.debug(
-            "Req:{req} UID:{uid} {method} result SUCCESS, {value}",
-            req=req_id,
-            uid=caller.uid,
-            method=name,
-            value=_short(value),
-        )
+            result = self._failure(name, _internal(exc), caller.uid)
+            self._emit("E", f"Req:{req_id:04d} UID:{caller.uid} {name} result FAILURE {result[1]}")
+            return result
+        if self._wants("D"):
+            self._emit(
+                "D",
+                f"Req:{req_id:04d} UID:{caller.uid} {name} result SUCCESS, "
+                f"{self._result_text(value)}",
+            )
         return [True, value, 0]
+
+    def _wants(self, letter: str) -> bool:
+        return self.sink is None or self.sink.enabled(letter)
+
+    def _emit(self, letter: str, text: str) -> None:
+        """One ReM line: straight to the oned.log sink, or via Twisted's logger."""
+        if self.sink is not None:
+            self.sink.write("ReM", letter, text)
+        elif letter == "E":
+            self.log.error("{text}", text=text)
+        else:
+            self.log.debug("{text}", text=text)
+
+    def _result_text(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int):
+            return str(value)
+        text = str(value)
+        limit = self._result_length
+        return f'"{text[:limit]}..."' if len(text) > limit else f'"{text}"'
 
     def _failure(self, name: str, exc: OneError, uid: int) -> list[Any]:
         message = failure_message(name, exc, word_for(name), uid)
         return [False, message, int(exc.code), exc.resp_id, I8(-1)]
 
-    def _log_call(self, call: Call, params: tuple[Any, ...]) -> None:
-        hidden = _HIDDEN.get(call.method, set())
-        shown = ", ".join("****" if i + 1 in hidden else _short(v) for i, v in enumerate(params))
+    def _invocation(
+        self, req_id: int, method: str, call: Call | None, peer: str, params: tuple[Any, ...]
+    ) -> str:
+        """The LOG_CALL_FORMAT line of one call (hidden parameters as ****)."""
+        hidden = _HIDDEN.get(method, set())
+        shown = ", ".join("****" if i + 1 in hidden else _param(v) for i, v in enumerate(params))
+        host, _, port = peer.rpartition(":")
 
         def expand(match: re.Match[str]) -> str:
             key, width = match.group(1), match.group(2)
+            if key == "l":
+                limit = int(width) if width else 20
+                return shown if len(shown) <= limit else shown[: max(limit - 3, 0)] + "..."
             values = {
-                "i": str(call.req_id),
-                "u": str(call.uid),
-                "U": call.caller.uname,
-                "g": str(call.caller.gid),
-                "G": call.caller.gname,
+                "i": f"{req_id:04d}",
+                "u": str(call.uid) if call else "-1",
+                "U": call.caller.uname if call else "",
+                "g": str(call.caller.gid) if call else "-1",
+                "G": call.caller.gname if call else "",
                 "p": "****",
                 "a": "****",
-                "m": call.method,
-                "A": call.peer.rsplit(":", 1)[0],
-                "P": call.peer.rsplit(":", 1)[-1],
-                "l": shown[: int(width)] if width else shown[:20],
+                "m": method,
+                "A": host,
+                "P": port,
+                "%": "%",
             }
-            return values.get(key, match.group(0))
+            return values.get(key, match.group(0)) + width
 
-        self.log.debug(
-            re.sub(r"%([iuUgGpamAPl])(\d*)", expand, self._call_format)
-            .replace("{", "{{")
-            .replace("}", "}}")
-        )
+        return _FORMAT_RE.sub(expand, self._call_format)
 
     def _system(self, name: str, params: tuple[Any, ...]) -> Any:
         if name == "system.listMethods":
@@ -282,7 +303,13 @@ def _internal(exc: Exception) -> OneError:
     return err
 
 
-def _short(value: Any) -> str:
-    from oned.api.codec import short_repr
+def _param(value: Any) -> str:
+    """A parameter as oned's %l shows it: bools 1/0, arrays and structs empty."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple, dict)):
+        return ""
+    return str(value)
 
-    return short_repr(value, 40)
+
+_FORMAT_RE = re.compile(r"%([iuUgGpamAPl%])(\d*)")

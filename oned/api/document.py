@@ -101,7 +101,7 @@ async def pool_info(
         end,
         extra=None if doc_type == -1 else (lambda d: d.type == doc_type),
     )
-    return shared.pool_document("DOCUMENT_POOL", docs)
+    return shared.pool_document("DOCUMENT_POOL", docs, core.documents)
 
 
 @rpc("one.document.update", "isi", required=2)

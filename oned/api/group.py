@@ -125,7 +125,7 @@ async def pool_info(core: Core, call: Call) -> str:
     """Returns the group pool."""
     parts = ["<GROUP_POOL>"]
     for group in shared.filtered(core, call, GROUP):
-        parts.append(group.to_xml())
+        parts.append(core.groups.body(group.oid))
         parts.append(core.group_quotas.body(group.oid))
         parts.append(f"<VLAN_RULES><ID>{group.oid}</ID></VLAN_RULES>")
     parts.append(core.group_quotas.defaults_xml())

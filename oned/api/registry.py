@@ -2,7 +2,8 @@
 
 Each ``one.*`` method is declared once with ``@rpc(name, params, required=...)``; the
 parameter kinds after the session are ``i`` (int), ``I`` (i8), ``s`` (string), ``b``
-(boolean), ``A`` (array) and ``*`` (any: the handler checks it). Checking them here gives xmlrpc-c's -501 faults.
+(boolean), ``A`` (array) and ``*`` (any: the handler checks it). Checking them here
+gives xmlrpc-c's -501 faults.
 """
 
 from __future__ import annotations

@@ -183,7 +183,9 @@ class OneSite(Site):
         request_timeout: int,
         max_conn: int,
     ) -> None:
-        super().__init__(resource, timeout=keepalive_timeout, reactor=clock)
+        super().__init__(
+            resource, timeout=keepalive_timeout, reactor=clock, parsePOSTFormSubmission=False
+        )
         self.clock = clock
         self.message_size = message_size
         self.keepalive_max = max(1, keepalive_max)

@@ -413,5 +413,6 @@ def filtered(
     return result[offset : offset - end]
 
 
-def pool_document(root: str, objs: Iterable[Any]) -> str:
-    return f"<{root}>" + "".join(o.to_xml() for o in objs) + f"</{root}>"
+def pool_document(root: str, objs: Iterable[Any], pool: Pool[Any]) -> str:
+    """A pool listing from the stored bodies."""
+    return f"<{root}>" + "".join(pool.body(o.oid) for o in objs) + f"</{root}>"

@@ -79,7 +79,12 @@ def stored_password(password: str, driver: str) -> str:
 def info_xml(core: Core, user: User) -> str:
     """The extended USER document: body, quotas and default quotas."""
     quotas = core.user_quotas.get(user.oid).to_xml()
-    return user.to_xml()[: -len("</USER>")] + quotas + core.user_quotas.defaults_xml() + "</USER>"
+    return (
+        core.users.body(user.oid)[: -len("</USER>")]
+        + quotas
+        + core.user_quotas.defaults_xml()
+        + "</USER>"
+    )
 
 
 def _password_required(core: Core, driver: str) -> bool:
@@ -198,7 +203,7 @@ async def pool_info(core: Core, call: Call) -> str:
     users = shared.filtered(core, call, USER)
     parts = ["<USER_POOL>"]
     for user in users:
-        parts.append(user.to_xml())
+        parts.append(core.users.body(user.oid))
         parts.append(core.user_quotas.body(user.oid))
     parts.append(core.user_quotas.defaults_xml())
     parts.append("</USER_POOL>")

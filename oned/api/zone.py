@@ -30,7 +30,7 @@ async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
 @rpc("one.zonepool.info", "")
 async def pool_info(core: Core, call: Call) -> str:
     """Returns the zone pool."""
-    return shared.pool_document("ZONE_POOL", shared.filtered(core, call, ZONE))
+    return shared.pool_document("ZONE_POOL", shared.filtered(core, call, ZONE), ZONE.pool(core))
 
 
 @rpc("one.zone.update", "isi", required=2)

@@ -32,9 +32,7 @@ T = TypeVar("T", bound=Stored)
 
 def _thd_load(conn: sqlite3.Connection, table: str) -> tuple[list[str], int]:
     bodies = [r[0] for r in conn.execute(f"SELECT body FROM {table} ORDER BY oid")]  # noqa: S608
-    row = conn.execute(
-        "SELECT last_oid FROM pool_control WHERE tablename = ?", (table,)
-    ).fetchone()
+    row = conn.execute("SELECT last_oid FROM pool_control WHERE tablename = ?", (table,)).fetchone()
     return bodies, (int(row[0]) if row else -1)
 
 
@@ -48,6 +46,7 @@ class Pool(Generic[T]):
         self.table = table
         self._loader = loader
         self._objects: dict[int, T] = {}
+        self._bodies: dict[int, str] = {}
         self._by_name: dict[str, int] = {}
         self.last_oid = -1
         self._first_oid = first_oid
@@ -56,20 +55,22 @@ class Pool(Generic[T]):
     async def load(self) -> None:
         bodies, last = await self.db.run(f"load {self.table}", _thd_load, self.table)
         for body in bodies:
-            self._remember(self._loader(body))
+            self._remember(self._loader(body), body)
         self.last_oid = last
 
     def is_empty(self) -> bool:
         return self.last_oid == -1
 
-    def _remember(self, obj: T) -> None:
+    def _remember(self, obj: T, body: str | None = None) -> None:
         old = self._objects.get(obj.oid)
         if old is not None:
             self._by_name.pop(old.name, None)
         self._objects[obj.oid] = obj
+        self._bodies[obj.oid] = obj.to_xml() if body is None else body
         self._by_name[obj.name] = obj.oid
 
     def _forget(self, oid: int) -> None:
+        self._bodies.pop(oid, None)
         old = self._objects.pop(oid, None)
         if old is not None and self._by_name.get(old.name) == oid:
             del self._by_name[old.name]
@@ -78,6 +79,10 @@ class Pool(Generic[T]):
     def get(self, oid: int) -> T | None:
         """The committed object (read-only: copy it before changing it)."""
         return self._objects.get(oid)
+
+    def body(self, oid: int) -> str:
+        """The stored XML body of a committed object (rendered once per change)."""
+        return self._bodies[oid]
 
     def by_name(self, name: str) -> T | None:
         oid = self._by_name.get(name)
@@ -144,12 +149,14 @@ class Unit:
         return oid
 
     def add(self, pool: Pool[T], obj: T) -> None:
-        self._statements.append(pool.insert(obj))
-        self._after.append(lambda: pool._remember(obj))
+        statement = pool.insert(obj)
+        self._statements.append(statement)
+        self._after.append(lambda: pool._remember(obj, str(statement[1][2])))
 
     def save(self, pool: Pool[T], obj: T) -> None:
-        self._statements.append(pool.update(obj))
-        self._after.append(lambda: pool._remember(obj))
+        statement = pool.update(obj)
+        self._statements.append(statement)
+        self._after.append(lambda: pool._remember(obj, str(statement[1][1])))
 
     def drop(self, pool: Pool[T], oid: int) -> None:
         self._statements.append(pool.delete(oid))

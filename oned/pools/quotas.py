@@ -33,6 +33,7 @@ class QuotaTable:
         self.root = root
         self.default_attr = default_attr
         self._quotas: dict[int, Quotas] = {}
+        self._bodies: dict[int, str] = {}
         self.defaults = Quotas()
 
     async def load(self) -> None:
@@ -47,7 +48,13 @@ class QuotaTable:
         return self._quotas.get(oid) or Quotas()
 
     def body(self, oid: int) -> str:
-        return f"<{self.root}><ID>{oid}</ID>{self.get(oid).to_xml()}</{self.root}>"
+        """``<QUOTAS><ID>oid</ID>...</QUOTAS>`` (cached until the quotas change)."""
+        body = self._bodies.get(oid)
+        if body is None:
+            body = self._bodies[oid] = (
+                f"<{self.root}><ID>{oid}</ID>{self.get(oid).to_xml()}</{self.root}>"
+            )
+        return body
 
     def save(self, oid: int, quotas: Quotas) -> Statement:
         sql = f"REPLACE INTO {self.table} ({self.key}, body) VALUES (?, ?)"  # noqa: S608
@@ -55,12 +62,14 @@ class QuotaTable:
 
     def remember(self, oid: int, quotas: Quotas) -> None:
         self._quotas[oid] = quotas
+        self._bodies.pop(oid, None)
 
     def delete(self, oid: int) -> Statement:
         return f"DELETE FROM {self.table} WHERE {self.key} = ?", (oid,)  # noqa: S608
 
     def forget(self, oid: int) -> None:
         self._quotas.pop(oid, None)
+        self._bodies.pop(oid, None)
 
     def defaults_xml(self) -> str:
         return f"<{self.default_attr}>{self.defaults.to_xml(defaults=True)}</{self.default_attr}>"
