@@ -33,8 +33,9 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any
 
 SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
@@ -93,7 +94,7 @@ def shell_escape(word: str) -> str:
 
 def xml_root(text: str) -> ET.Element:
     """Parse a document (raises on malformed XML, like REXML/Nokogiri users do)."""
-    return ET.fromstring(text)  # noqa: S314 - documents come from oned
+    return ET.fromstring(text)
 
 
 def xml_text(root: ET.Element, path: str) -> str | None:
@@ -105,9 +106,7 @@ def xml_text(root: ET.Element, path: str) -> str | None:
 
 
 def xml_escape(text: str) -> str:
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    )
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def one_location_remotes() -> Path:
@@ -156,7 +155,7 @@ def ensure_stderr() -> None:
         if fd != 2:
             os.dup2(fd, 2)
             os.close(fd)
-        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
 
 
 # ---------------------------------------------------------------------------
@@ -174,7 +173,7 @@ class Execution:
 
 
 class _Context(threading.local):
-    action: "Action | None" = None
+    action: Action | None = None
 
 
 _context = _Context()
@@ -195,7 +194,7 @@ def run_command(
     data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
     action = _context.action
     try:
-        proc = subprocess.Popen(  # noqa: S603 - scripts of our own remotes dir
+        proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

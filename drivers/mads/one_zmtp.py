@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 _SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
 _MORE, _LONG, _COMMAND = 0x01, 0x02, 0x04
@@ -29,7 +29,7 @@ def _command(name: bytes, body: bytes) -> bytes:
 
 def _frame(data: bytes, more: bool = False, command: bool = False) -> bytes:
     flags = (_MORE if more else 0) | (_COMMAND if command else 0)
-    if len(data) > 255:  # noqa: PLR2004 - short frames hold up to 255 bytes
+    if len(data) > 255:
         return bytes([flags | _LONG]) + struct.pack(">Q", len(data)) + data
     return bytes([flags, len(data)]) + data
 
@@ -74,7 +74,7 @@ class _Peer:
     def handshake(self, socket_type: bytes) -> None:
         self.send(_greeting())
         greeting = self.recv_exact(64)
-        if greeting[0] != 0xFF or greeting[9] != 0x7F or greeting[10] < 3:  # noqa: PLR2004
+        if greeting[0] != 0xFF or greeting[9] != 0x7F or greeting[10] < 3:
             raise ProtocolError("not a ZMTP 3 peer")
         self.send(_ready(socket_type))
         flags, body = self.read_frame()
@@ -159,9 +159,7 @@ class PubSocket(_Server):
                 peer.subscriptions.remove(frame[1:])
 
     def send_multipart(self, frames: list[bytes]) -> None:
-        data = b"".join(
-            _frame(f, more=i < len(frames) - 1) for i, f in enumerate(frames)
-        )
+        data = b"".join(_frame(f, more=i < len(frames) - 1) for i, f in enumerate(frames))
         with self.peers_lock:
             peers = list(self.peers)
         for peer in peers:

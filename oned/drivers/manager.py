@@ -76,7 +76,7 @@ class DriverManager:
 
     log = Logger(namespace="oned.DrM")
 
-    def __init__(  # noqa: PLR0913 - keyword-only knobs
+    def __init__(
         self,
         config: OnedConfig,
         reactor: IReactorProcess,
@@ -90,9 +90,7 @@ class DriverManager:
     ) -> None:
         self.config = config
         self._reactor = reactor
-        self._clock: IReactorTime = (
-            clock if clock is not None else IReactorTime(reactor)
-        )
+        self._clock: IReactorTime = clock if clock is not None else IReactorTime(reactor)
         env = dict(os.environ if environ is None else environ)
         if config.locations.root is not None:
             env.setdefault("ONE_LOCATION", str(config.locations.root))
@@ -217,9 +215,7 @@ class DriverManager:
             )
         self.write_var_config()
         drivers = self.drivers()
-        results = await gatherResults(
-            [Deferred.fromCoroutine(self._start_one(d)) for d in drivers]
-        )
+        results = await gatherResults([Deferred.fromCoroutine(self._start_one(d)) for d in drivers])
         errors = []
         for driver, error in zip(drivers, results, strict=True):
             if error is not None:
@@ -268,14 +264,12 @@ class DriverManager:
         for driver in self._drivers[family].values():
             driver.register_action(action, handler)
 
-    def add_reconnect_callback(
-        self, family: Family, callback: Callable[[], object]
-    ) -> None:
+    def add_reconnect_callback(self, family: Family, callback: Callable[[], object]) -> None:
         """Call ``callback`` whenever a driver of ``family`` has been restarted."""
         for driver in self._drivers[family].values():
             driver.add_reconnect_callback(callback)
 
-    def send(  # noqa: PLR0913 - keyword-only knobs
+    def send(
         self,
         family: Family,
         action: str,
@@ -346,11 +340,7 @@ class DriverManager:
 
         def handle(msg: DriverMessage) -> None:
             letter = msg.status[:1] if msg.status[:1] in ("E", "W", "D") else "I"
-            if (
-                object_log
-                and msg.oid >= 0
-                and self._vm_log(msg.oid, tag, letter, msg.payload)
-            ):
+            if object_log and msg.oid >= 0 and self._vm_log(msg.oid, tag, letter, msg.payload):
                 return
             logger.emit(_LEVELS.get(letter, LogLevel.info), "{text}", text=msg.payload)
 

@@ -103,9 +103,7 @@ def parse_line(line: bytes, *, has_timestamp: bool = False) -> DriverMessage:
                 action=fast[0].decode("utf-8", "replace"),
                 status=fast[1].decode("utf-8", "replace"),
                 oid=_clamp(int(fast[2])),
-                payload=fast[3].decode("utf-8", "replace")
-                if len(fast) > _FIELDS
-                else "",
+                payload=fast[3].decode("utf-8", "replace") if len(fast) > _FIELDS else "",
             )
     stripped = line.lstrip(_ASCII_WS)
     if not stripped:

@@ -136,7 +136,7 @@ class DriverProcess(Service):
         log: Logger of the owning manager (its namespace gives the log tag).
     """
 
-    def __init__(  # noqa: PLR0913, PLR0917 - mirrors a VM_MAD section
+    def __init__(
         self,
         name: str,
         family: Family,
@@ -248,9 +248,7 @@ class DriverProcess(Service):
         waiter: Deferred[DriverMessage] | None,
     ) -> None:
         spec = self.spec
-        tracked = (
-            spec.track_replies and action not in spec.no_reply
-        ) or waiter is not None
+        tracked = (spec.track_replies and action not in spec.no_reply) or waiter is not None
         pending: _Pending | None = None
         if tracked:
             reply_oid = spec.reply_id.get(action, oid)
@@ -260,15 +258,11 @@ class DriverProcess(Service):
             self._forget_oid(oid)
         if not self.is_running or self._proto is None:
             if pending is not None:
-                self._clock.callLater(
-                    0, self._fail, pending, f"Driver {self.name} is not running"
-                )
+                self._clock.callLater(0, self._fail, pending, f"Driver {self.name} is not running")
             return
         if pending is not None and timeout is not None:
             pending.timer = self._clock.callLater(timeout, self._timed_out, pending)
-        msg = DriverMessage(
-            action, spec.request_status, oid, spec.encode_payload(payload)
-        )
+        msg = DriverMessage(action, spec.request_status, oid, spec.encode_payload(payload))
         if spec.has_timestamp:
             msg = DriverMessage(msg.action, msg.status, msg.oid, msg.payload, 0)
         self._proto.send(msg)
@@ -555,9 +549,7 @@ class DriverProcess(Service):
             try:
                 result = callback()
             except Exception:
-                self.log.failure(
-                    "Reconnect callback of {driver} failed", driver=self.name
-                )
+                self.log.failure("Reconnect callback of {driver} failed", driver=self.name)
                 continue
             if isinstance(result, Coroutine):
                 background(result, f"reconnected {self.name}")
@@ -586,9 +578,7 @@ class DriverProcess(Service):
                 pass
         if await self._wait_end(self.finalize_timeout):
             return
-        self.log.warn(
-            "Driver {driver} ignored FINALIZE, sending TERM", driver=self.name
-        )
+        self.log.warn("Driver {driver} ignored FINALIZE, sending TERM", driver=self.name)
         self._signal(process, "TERM")
         if await self._wait_end(self.kill_timeout):
             return

@@ -187,8 +187,7 @@ class DriverProtocol(LineOnlyReceiver):
             text = first[:INIT_READ_MAX].decode("utf-8", "replace")
             self._settle(
                 HandshakeError(
-                    "Driver initialization failed, expected INIT SUCCESS message"
-                    f" (got {text!r})"
+                    f"Driver initialization failed, expected INIT SUCCESS message (got {text!r})"
                 )
             )
         if newline < 0:

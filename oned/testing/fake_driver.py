@@ -165,9 +165,7 @@ class FakeDriver:
         spec = self.family.spec
         msg = self._parse_request(line)
         if spec.encode and msg.payload:
-            msg = DriverMessage(
-                msg.action, msg.status, msg.oid, spec.decode_payload(msg.payload)
-            )
+            msg = DriverMessage(msg.action, msg.status, msg.oid, spec.decode_payload(msg.payload))
         self.received.append(msg)
         queue = self._scripts.get(msg.action)
         outcome = queue.popleft() if queue else SUCCESS
@@ -188,7 +186,7 @@ class FakeDriver:
             return parse_line(line, has_timestamp=spec.has_timestamp)
         fields = line.split(None, 2)
         oid = int(fields[1]) if len(fields) > 1 else -1
-        payload = fields[2].decode() if len(fields) > 2 else ""  # noqa: PLR2004
+        payload = fields[2].decode() if len(fields) > 2 else ""
         return DriverMessage(fields[0].decode(), "", oid, payload.rstrip("\n"))
 
     def _send_if_current(self, process: FakeProcess, reply: DriverMessage) -> None:

@@ -50,7 +50,7 @@ class FakeProcess:
         on_close_stdin: Called when the parent closes stdin.
     """
 
-    def __init__(  # noqa: PLR0913, PLR0917 - spawnProcess arguments
+    def __init__(
         self,
         reactor: FakeProcessReactor,
         pid: int,
@@ -204,7 +204,7 @@ class FakeProcessReactor(MemoryReactorClock):
         self._expected: deque[SpawnExpectation] = deque()
         self._next_pid = 1000
 
-    def expect_spawn(  # noqa: PLR0913 - one knob per spawn argument
+    def expect_spawn(
         self,
         executable: str | None = None,
         args: list[str] | None = None,
@@ -220,7 +220,7 @@ class FakeProcessReactor(MemoryReactorClock):
             SpawnExpectation(executable, args, env, path, child_fds, responder, error)
         )
 
-    def spawnProcess(  # noqa: PLR0913, PLR0917 - IReactorProcess signature
+    def spawnProcess(
         self,
         processProtocol: IProcessProtocol,
         executable: bytes | str,
@@ -252,7 +252,7 @@ class FakeProcessReactor(MemoryReactorClock):
         return process
 
     @staticmethod
-    def _check(  # noqa: PLR0913, PLR0917 - spawnProcess arguments
+    def _check(
         exp: SpawnExpectation,
         executable: bytes | str,
         args: Sequence[bytes | str],
@@ -261,9 +261,7 @@ class FakeProcessReactor(MemoryReactorClock):
         child_fds: Mapping[int, int | str] | None,
     ) -> None:
         def fail(what: str, want: object, got: object) -> None:
-            raise AssertionError(
-                f"spawn {what} mismatch: expected {want!r}, got {got!r}"
-            )
+            raise AssertionError(f"spawn {what} mismatch: expected {want!r}, got {got!r}")
 
         if exp.executable is not None and exp.executable != executable:
             fail("executable", exp.executable, executable)
@@ -298,9 +296,7 @@ class FakeProcessReactor(MemoryReactorClock):
         """The child ``pid`` writes ``data`` to its stdout."""
         self.process(pid).send_stdout(data)
 
-    def process_done(
-        self, pid: int, status: int = 0, signal: int | None = None
-    ) -> None:
+    def process_done(self, pid: int, status: int = 0, signal: int | None = None) -> None:
         """The child ``pid`` exits."""
         self.process(pid).exit(status, signal)
 

@@ -70,7 +70,7 @@ def parse_authn_result(info: str) -> AuthnResult:
     groups: list[int] = []
     admins: list[int] = []
     tail = tokens[3:]
-    if len(tokens) >= 3 and info != info.rstrip():  # noqa: PLR2004
+    if len(tokens) >= 3 and info != info.rstrip():
         tail = [*tail, ""]
     for token in tail:
         admin = token.startswith("*")
@@ -96,9 +96,7 @@ class AuthManager:
 
     log = Logger(namespace="oned.AuM")
 
-    def __init__(
-        self, drivers: DriverManager, *, timeout: float = SYNC_TIMEOUT
-    ) -> None:
+    def __init__(self, drivers: DriverManager, *, timeout: float = SYNC_TIMEOUT) -> None:
         self._drivers = drivers
         self.timeout = timeout
 
@@ -136,9 +134,7 @@ class AuthManager:
             # The driver would silently drop a line with an extra token.
             return False, "Invalid characters in user name, driver or password"
         payload = f"{uid} {driver} {username} {password or '-'} {b64encode(secret)} \n"
-        ok, info = await self._drivers.request(
-            Family.AUTH, "AUTHENTICATE", payload, self.timeout
-        )
+        ok, info = await self._drivers.request(Family.AUTH, "AUTHENTICATE", payload, self.timeout)
         self.log.debug("_authenticate: {info}", info=info)
         return ok, info
 
@@ -155,8 +151,6 @@ class AuthManager:
         if not requests:
             return False, "Empty authorization string"
         payload = f"{uid} {' '.join(requests)} {int(self_authorize)}\n"
-        ok, info = await self._drivers.request(
-            Family.AUTH, "AUTHORIZE", payload, self.timeout
-        )
+        ok, info = await self._drivers.request(Family.AUTH, "AUTHORIZE", payload, self.timeout)
         self.log.debug("_authorize: {info}", info=info)
         return ok, info

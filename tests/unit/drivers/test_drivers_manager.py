@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from twisted.internet.defer import Deferred
@@ -16,6 +19,14 @@ from oned.locations import Locations
 from oned.managers.auth import AuthManager, parse_authn_result
 from oned.testing.fake_driver import FakeDriver, Outcome
 from oned.testing.fake_process import FakeProcess, FakeProcessReactor
+
+
+def fresh_path(test: SynchronousTestCase) -> str:
+    """A not-yet-existing path inside a private temporary directory."""
+    parent = tempfile.mkdtemp(prefix="oned-drivers-")
+    test.addCleanup(shutil.rmtree, parent, True)
+    return os.path.join(parent, "t")
+
 
 CONF = """
 VM_MAD = [ NAME = "dummy", EXECUTABLE = "one_vmm_dummy", TYPE = "xml" ]
@@ -47,7 +58,7 @@ PROGRAMS = (
 
 class _Fixture(SynchronousTestCase):
     def setUp(self) -> None:
-        self.root = Path(self.mktemp())
+        self.root = Path(fresh_path(self))
         self.locations = Locations.from_env({"ONE_LOCATION": str(self.root)})
         self.locations.mads.mkdir(parents=True)
         for name in PROGRAMS:
@@ -72,11 +83,7 @@ class _Fixture(SynchronousTestCase):
         }.get(name, Family.VMM)
         fake = self.fakes.get(name)
         if fake is None:
-            init = (
-                b"INIT SUCCESS - 1 -\n"
-                if family is Family.MONITOR
-                else b"INIT SUCCESS - -\n"
-            )
+            init = b"INIT SUCCESS - 1 -\n" if family is Family.MONITOR else b"INIT SUCCESS - -\n"
             fake = self.fakes[name] = FakeDriver(self.reactor, family, init_reply=init)
         fake.attach(process)
 
@@ -84,9 +91,7 @@ class _Fixture(SynchronousTestCase):
         return parse_config_text(text, self.locations)
 
     def started(self, text: str = CONF) -> DriverManager:
-        manager = DriverManager(
-            self.config(text), self.reactor, environ={"PATH": "/bin"}
-        )
+        manager = DriverManager(self.config(text), self.reactor, environ={"PATH": "/bin"})
         d = Deferred.fromCoroutine(manager.start())
         self.reactor.advance(0)
         self.successResultOf(d)
@@ -97,9 +102,7 @@ class ManagerTests(_Fixture):
     def test_builds_drivers_like_oned(self) -> None:
         """VM/IM drivers keep NAME; single-driver families use the first section."""
         manager = DriverManager(self.config(), self.reactor)
-        self.assertEqual(
-            [d.name for d in manager.drivers(Family.VMM)], ["dummy", "kvm"]
-        )
+        self.assertEqual([d.name for d in manager.drivers(Family.VMM)], ["dummy", "kvm"])
         self.assertEqual(manager.get(Family.TM).name, "transfer_exe")  # type: ignore[union-attr]
         self.assertEqual(len(manager.drivers(Family.TM)), 1)
         self.assertIsNotNone(manager.get(Family.MONITOR, "dummy"))
@@ -152,7 +155,7 @@ class ManagerTests(_Fixture):
     def test_checkout_fallback(self) -> None:
         """Programs missing from lib/mads are taken from the fallback directory."""
         (self.locations.mads / "one_tm").unlink()
-        fallback = Path(self.mktemp())
+        fallback = Path(fresh_path(self))
         fallback.mkdir()
         (fallback / "one_tm").write_text("#!/bin/sh\n")
         (fallback / "one_tm").chmod(0o755)
@@ -169,12 +172,8 @@ class ManagerTests(_Fixture):
         self.reactor.advance(10)
         self.reactor.advance(0)
         failure = self.failureResultOf(d, DriverStartError)
-        self.assertIn(
-            "ipam_exe: Driver initialization time out", failure.getErrorMessage()
-        )
-        tm = [
-            p for p in self.reactor.processes if str(p.executable).endswith("one_tm")
-        ][0]
+        self.assertIn("ipam_exe: Driver initialization time out", failure.getErrorMessage())
+        tm = [p for p in self.reactor.processes if str(p.executable).endswith("one_tm")][0]
         self.assertIn(b"FINALIZE\n", tm.written)
         self.assertTrue(all(d.state is DriverState.STOPPED for d in manager.drivers()))
 
@@ -185,20 +184,14 @@ class ManagerTests(_Fixture):
         self.reactor.advance(0)
         self.successResultOf(d)
         self.assertTrue(all(p.ended for p in self.reactor.processes))
-        self.assertTrue(
-            all(p.written[-1] == b"FINALIZE\n" for p in self.reactor.processes)
-        )
+        self.assertTrue(all(p.written[-1] == b"FINALIZE\n" for p in self.reactor.processes))
 
     def test_request_ids_count_per_family(self) -> None:
         """Synthetic ids start at 0 and count per family; '-' info becomes ''."""
         manager = self.started()
         self.fakes["one_ipam"].script("GET_ADDRESS", Outcome(info="QUREUg=="))
-        first = Deferred.fromCoroutine(
-            manager.request(Family.IPAM, "GET_ADDRESS", "PElQQU0+")
-        )
-        second = Deferred.fromCoroutine(
-            manager.request(Family.IPAM, "FREE_ADDRESS", "PElQQU0+")
-        )
+        first = Deferred.fromCoroutine(manager.request(Family.IPAM, "GET_ADDRESS", "PElQQU0+"))
+        second = Deferred.fromCoroutine(manager.request(Family.IPAM, "FREE_ADDRESS", "PElQQU0+"))
         stat = Deferred.fromCoroutine(manager.request(Family.IMAGE, "STAT", "PERT"))
         self.reactor.advance(0)
         self.assertEqual(self.successResultOf(first), (True, "QUREUg=="))
@@ -241,7 +234,8 @@ class ManagerTests(_Fixture):
         text = (vm_dir / "vm.log").read_text()
         self.assertRegex(
             text,
-            r"^\w{3} \w{3} +\d+ [\d:]{8} \d{4} \[Z0\]\[VMM\]\[I\]: Driver command for 7 cancelled\n$",
+            r"^\w{3} \w{3} +\d+ [\d:]{8} \d{4} \[Z0\]\[VMM\]\[I\]: "
+            r"Driver command for 7 cancelled\n$",
         )
 
     def test_monitor_dialect_request(self) -> None:
@@ -249,9 +243,7 @@ class ManagerTests(_Fixture):
         manager = self.started()
         got: list[DriverMessage] = []
         manager.register_action(Family.MONITOR, "START_MONITOR", got.append)
-        manager.send(
-            Family.MONITOR, "START_MONITOR", 3, "<MONITOR_DRIVER_ACTION/>", name="dummy"
-        )
+        manager.send(Family.MONITOR, "START_MONITOR", 3, "<MONITOR_DRIVER_ACTION/>", name="dummy")
         line = self.fakes["one_im_sh"].process.written[-1]  # type: ignore[union-attr]
         self.assertTrue(line.startswith(b"START_MONITOR - 3 0 eN"))
         self.reactor.advance(0)
@@ -263,13 +255,9 @@ class AuthManagerTests(_Fixture):
     def test_authenticate_bytes(self) -> None:
         """AUTHENTICATE is written exactly as oned writes it, blank line included."""
         manager = self.started()
-        self.fakes["one_auth_mad"].script(
-            "AUTHENTICATE", Outcome(info="dummy alice s3cret")
-        )
+        self.fakes["one_auth_mad"].script("AUTHENTICATE", Outcome(info="dummy alice s3cret"))
         auth = AuthManager(manager)
-        d = Deferred.fromCoroutine(
-            auth.authenticate(-1, "dummy", "alice", "", "s3cret")
-        )
+        d = Deferred.fromCoroutine(auth.authenticate(-1, "dummy", "alice", "", "s3cret"))
         self.assertEqual(
             self.fakes["one_auth_mad"].process.written[-1],  # type: ignore[union-attr]
             b"AUTHENTICATE  0 -1 dummy alice - czNjcmV0 \n\n",
@@ -281,9 +269,7 @@ class AuthManagerTests(_Fixture):
         """A driver that never answers fails the login after 90 s."""
         manager = self.started()
         self.fakes["one_auth_mad"].script("AUTHENTICATE", Outcome(reply=False))
-        d = Deferred.fromCoroutine(
-            AuthManager(manager).authenticate(2, "ldap", "bob", "pw", "x")
-        )
+        d = Deferred.fromCoroutine(AuthManager(manager).authenticate(2, "ldap", "bob", "pw", "x"))
         self.reactor.advance(89)
         self.assertNoResult(d)
         self.reactor.advance(1)
@@ -301,9 +287,7 @@ class AuthManagerTests(_Fixture):
         """AUTHORIZE carries the requests and the core's own verdict last."""
         manager = self.started()
         d = Deferred.fromCoroutine(
-            AuthManager(manager).authorize(
-                2, ["VM:-:CREATE:2:1", "IMAGE:3:USE:0:0"], False
-            )
+            AuthManager(manager).authorize(2, ["VM:-:CREATE:2:1", "IMAGE:3:USE:0:0"], False)
         )
         self.assertEqual(
             self.fakes["one_auth_mad"].process.written[-1],  # type: ignore[union-attr]
@@ -315,9 +299,7 @@ class AuthManagerTests(_Fixture):
     def test_parse_authn_result(self) -> None:
         """``driver user secret [gid|*gid]`` with the core's stream quirks."""
         res = parse_authn_result("ldap bob c2VjcmV0 100 *101")
-        self.assertEqual(
-            (res.driver, res.username, res.secret), ("ldap", "bob", "c2VjcmV0")
-        )
+        self.assertEqual((res.driver, res.username, res.secret), ("ldap", "bob", "c2VjcmV0"))
         self.assertEqual(
             (res.group_ids, res.admin_group_ids, res.primary_gid),
             ([100, 101], [101], 100),

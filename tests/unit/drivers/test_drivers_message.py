@@ -22,9 +22,7 @@ class ParseLineTests(SynchronousTestCase):
     def test_reply(self) -> None:
         """A four-field reply splits into type, status, id and verbatim info."""
         msg = parse_line(b"DEPLOY SUCCESS 7 host0:testvm:dummy")
-        self.assertEqual(
-            msg, DriverMessage("DEPLOY", "SUCCESS", 7, "host0:testvm:dummy")
-        )
+        self.assertEqual(msg, DriverMessage("DEPLOY", "SUCCESS", 7, "host0:testvm:dummy"))
         self.assertTrue(msg.success)
 
     def test_payload_keeps_inner_and_trailing_blanks(self) -> None:
@@ -35,9 +33,7 @@ class ParseLineTests(SynchronousTestCase):
     def test_request_with_empty_status(self) -> None:
         """``TYPE  ID PAYLOAD`` (two spaces) reads the id as the status token."""
         msg = parse_line(b"DEPLOY  7 PFZN")
-        self.assertEqual(
-            (msg.action, msg.status, msg.oid, msg.payload), ("DEPLOY", "7", 0, "PFZN")
-        )
+        self.assertEqual((msg.action, msg.status, msg.oid, msg.payload), ("DEPLOY", "7", 0, "PFZN"))
 
     def test_non_integer_id_becomes_zero(self) -> None:
         """The dummy's ``-`` outcome: the id is 0 and the payload starts at the bad token."""
@@ -83,9 +79,7 @@ class FormatLineTests(SynchronousTestCase):
 
     def test_empty_payload_keeps_trailing_space(self) -> None:
         """``DRIVER_CANCEL  7 `` ends with a blank, as ``write_to`` does."""
-        self.assertEqual(
-            format_line(DriverMessage("DRIVER_CANCEL", "", 7)), b"DRIVER_CANCEL  7 \n"
-        )
+        self.assertEqual(format_line(DriverMessage("DRIVER_CANCEL", "", 7)), b"DRIVER_CANCEL  7 \n")
 
     def test_monitor_request(self) -> None:
         """Monitoring lines carry ``-`` as status and the timestamp field."""
@@ -94,16 +88,12 @@ class FormatLineTests(SynchronousTestCase):
 
     def test_auth_payload_blank_line(self) -> None:
         """The AUTHENTICATE payload ends with ``\\n``, so a blank line follows."""
-        line = format_line(
-            DriverMessage("AUTHENTICATE", "", 3, "-1 dummy alice - czNjcmV0 \n")
-        )
+        line = format_line(DriverMessage("AUTHENTICATE", "", 3, "-1 dummy alice - czNjcmV0 \n"))
         self.assertEqual(line, b"AUTHENTICATE  3 -1 dummy alice - czNjcmV0 \n\n")
 
     def test_embedded_newline_rejected(self) -> None:
         """A payload cannot span lines."""
-        self.assertRaises(
-            MessageFormatError, format_line, DriverMessage("X", "", 1, "a\nb")
-        )
+        self.assertRaises(MessageFormatError, format_line, DriverMessage("X", "", 1, "a\nb"))
 
     @given(
         action=st.from_regex(r"[A-Z_]{1,20}", fullmatch=True),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from twisted.internet.defer import Deferred
@@ -15,8 +17,15 @@ from oned.testing.fake_driver import FakeDriver, Outcome
 from oned.testing.fake_process import FakeProcessReactor
 
 
+def fresh_path(test: SynchronousTestCase) -> str:
+    """A not-yet-existing path inside a private temporary directory."""
+    parent = tempfile.mkdtemp(prefix="oned-drivers-")
+    test.addCleanup(shutil.rmtree, parent, True)
+    return os.path.join(parent, "t")
+
+
 def make_exe(test: SynchronousTestCase, name: str = "one_vmm_dummy") -> str:
-    base = Path(test.mktemp())
+    base = Path(fresh_path(test))
     base.mkdir()
     exe = base / name
     exe.write_text("#!/bin/sh\n")
@@ -84,9 +93,7 @@ class DriverProcessTests(SynchronousTestCase):
         self.fake.init_reply = b"INIT FAILURE - bad\n"
         d = Deferred.fromCoroutine(self.make().start())
         self.reactor.advance(0)
-        self.assertIn(
-            "expected INIT SUCCESS", self.failureResultOf(d).getErrorMessage()
-        )
+        self.assertIn("expected INIT SUCCESS", self.failureResultOf(d).getErrorMessage())
 
     def test_exit_before_init(self) -> None:
         """A driver exiting at start-up fails the start without waiting 10 s."""
@@ -136,9 +143,7 @@ class DriverProcessTests(SynchronousTestCase):
         )
         self.assertNoResult(stat)
         self.reactor.advance(1)
-        self.assertEqual(
-            self.successResultOf(stat), DriverMessage("STAT", "SUCCESS", 0, "1024")
-        )
+        self.assertEqual(self.successResultOf(stat), DriverMessage("STAT", "SUCCESS", 0, "1024"))
         self.assertEqual(len(self.replies), 1)
 
     def test_unmatched_reply_is_dropped(self) -> None:
@@ -168,9 +173,7 @@ class DriverProcessTests(SynchronousTestCase):
         driver = self.started()
         driver.send("DEPLOY", 5, "", timeout=30)
         self.reactor.advance(30)
-        self.assertEqual(
-            self.replies, [DriverMessage("DEPLOY", "FAILURE", 5, "Request timeout")]
-        )
+        self.assertEqual(self.replies, [DriverMessage("DEPLOY", "FAILURE", 5, "Request timeout")])
 
     def test_death_fails_in_flight_and_restarts(self) -> None:
         """A dying driver fails its in-flight actions, then is restarted after 1 s."""

@@ -10,13 +10,24 @@ import base64
 import importlib.machinery
 import importlib.util
 import io
+import os
 import re
+import shutil
+import tempfile
 import zlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
+
+
+def fresh_path(test: SynchronousTestCase) -> str:
+    """A not-yet-existing path inside a private temporary directory."""
+    parent = tempfile.mkdtemp(prefix="oned-drivers-")
+    test.addCleanup(shutil.rmtree, parent, True)
+    return os.path.join(parent, "t")
+
 
 MADS = Path(__file__).resolve().parents[3] / "drivers" / "mads"
 
@@ -81,7 +92,7 @@ class VMMDummyTests(ProgramCase):
 
     def test_verified_exchange(self) -> None:
         """The drivers.md §2.1 transcript, byte for byte."""
-        driver, out = self.driver(self.mktemp())
+        driver, out = self.driver(fresh_path(self))
         for line in (
             "INIT",
             f"DEPLOY  7 {VMM_DATA}",
@@ -107,7 +118,7 @@ class VMMDummyTests(ProgramCase):
 
     def test_failure_injection(self) -> None:
         """Outcome lines ``failure``, ``success 2``, ``-`` are used round-robin."""
-        actions = Path(self.mktemp())
+        actions = Path(fresh_path(self))
         actions.mkdir()
         (actions / "deploy").write_text("failure\nsuccess 2\n-\n")
         driver, out = self.driver(str(actions))
@@ -124,7 +135,7 @@ class VMMDummyTests(ProgramCase):
 
     def test_empty_action_file_gives_no_reply(self) -> None:
         """An empty outcome file makes the Ruby driver fail silently: no reply."""
-        actions = Path(self.mktemp())
+        actions = Path(fresh_path(self))
         actions.mkdir()
         (actions / "shutdown").write_text("")
         driver, out = self.driver(str(actions))
@@ -135,7 +146,7 @@ class VMMDummyTests(ProgramCase):
         """Extra tokens, unknown actions, missing XML fields and a leading blank are
         dropped without a reply."""
         no_name = b64("<VMM_DRIVER_ACTION_DATA><HOST>h</HOST></VMM_DRIVER_ACTION_DATA>")
-        driver, out = self.driver(self.mktemp())
+        driver, out = self.driver(fresh_path(self))
         for line in (
             f"SHUTDOWN  7 {VMM_DATA} extra",
             "POLLX  7 x",
@@ -148,13 +159,13 @@ class VMMDummyTests(ProgramCase):
 
     def test_driver_cancel_logs(self) -> None:
         """DRIVER_CANCEL only logs ``Driver command for <id> cancelled``."""
-        driver, out = self.driver(self.mktemp())
+        driver, out = self.driver(fresh_path(self))
         driver.feed(b"DRIVER_CANCEL  7 \n")
         self.assertEqual(out.getvalue(), b"LOG I 7 Driver command for 7 cancelled\n")
 
     def test_lowercase_action_and_id_echo(self) -> None:
         """Actions are upper-cased; the id token is echoed as sent."""
-        driver, out = self.driver(self.mktemp())
+        driver, out = self.driver(fresh_path(self))
         driver.feed(f"reboot  007 {VMM_DATA}\n".encode())
         self.assertEqual(out.getvalue(), b"REBOOT SUCCESS 007 -\n")
 
@@ -164,7 +175,7 @@ class TMTests(ProgramCase):
 
     def test_transfers(self) -> None:
         """Prolog/epilog files run, missing files and drivers fail (drivers.md §2.2)."""
-        base = Path(self.mktemp())
+        base = Path(fresh_path(self))
         base.mkdir()
         prolog = base / "transfer.0.prolog"
         prolog.write_text(
@@ -198,7 +209,7 @@ class TMTests(ProgramCase):
 
     def test_failing_script_logs(self) -> None:
         """A failing script logs the command and its stderr; INFO is the stderr."""
-        base = Path(self.mktemp())
+        base = Path(fresh_path(self))
         base.mkdir()
         snap = base / "transfer.0.disk_snapshot"
         snap.write_text("SNAP_CREATE_LIVE dummy host0:/d/disk.0 0 7 0\n")
@@ -241,7 +252,8 @@ class DatastoreTests(ProgramCase):
             "CLONE SUCCESS 5 dummy_path\n"
             "RM SUCCESS 3 -\n"
             "MONITOR SUCCESS 1 VVNFRF9NQj05NzIwClRPVEFMX01CPTIwNDgwCkZSRUVfTUI9MjA0ODAK\n"
-            "MONITOR SUCCESS 0 VVNFRF9NQj0xNDI5OTIwCkZSRUVfTUI9MzMzMzI2MApUT1RBTF9NQj00Nzk2ODAwCg==\n"
+            "MONITOR SUCCESS 0 "
+            "VVNFRF9NQj0xNDI5OTIwCkZSRUVfTUI9MzMzMzI2MApUT1RBTF9NQj00Nzk2ODAwCg==\n"
             "RESTORE SUCCESS 1 0 dummy_image\n"
             "CP FAILURE 9 Datastore driver 'ceph' not available\n",
         )
@@ -272,7 +284,9 @@ class IPAMTests(ProgramCase):
         )
         lines = out.splitlines()
         registered = base64.b64decode(lines[0].split()[3]).decode()
-        self.assertTrue(lines[0].startswith("REGISTER_ADDRESS_RANGE SUCCESS 12 ICAgICAgICBBUj1bCiAg"))
+        self.assertTrue(
+            lines[0].startswith("REGISTER_ADDRESS_RANGE SUCCESS 12 ICAgICAgICBBUj1bCiAg")
+        )
         self.assertEqual(
             registered,
             '        AR=[\n          TYPE="IP4",\n          SIZE="100",\n'
@@ -285,7 +299,9 @@ class IPAMTests(ProgramCase):
 
     def test_driver_errors_are_plain(self) -> None:
         """The driver's own errors are not base64."""
-        aws = b64("<IPAM_DRIVER_ACTION_DATA><AR><IPAM_MAD>aws</IPAM_MAD></AR></IPAM_DRIVER_ACTION_DATA>")
+        aws = b64(
+            "<IPAM_DRIVER_ACTION_DATA><AR><IPAM_MAD>aws</IPAM_MAD></AR></IPAM_DRIVER_ACTION_DATA>"
+        )
         none = b64("<IPAM_DRIVER_ACTION_DATA><AR/></IPAM_DRIVER_ACTION_DATA>")
         out = self.run_lines(f"FREE_ADDRESS  1 {aws}", f"GET_ADDRESS  2 {none}", argv="-i dummy")
         self.assertEqual(
@@ -367,7 +383,10 @@ class MarketTests(ProgramCase):
             "</MARKETPLACE></MARKET_DRIVER_ACTION_DATA>"
         )
         out = self.run_lines(
-            f"MONITOR  0 {app}", f"DELETE  4 {tmpl}", f"MONITOR  1 {http}", f"IMPORT  3 {app}",
+            f"MONITOR  0 {app}",
+            f"DELETE  4 {tmpl}",
+            f"MONITOR  1 {http}",
+            f"IMPORT  3 {app}",
             argv="-t 15 -m dummy",
         )
         lines = out.splitlines(keepends=True)
@@ -387,7 +406,12 @@ class IMTests(ProgramCase):
 
     def test_init_and_errors(self) -> None:
         """INIT carries a timestamp; a bad action replies with an empty host id."""
-        out = self.run_lines("INIT", "START_MONITOR - 1 0 eJwrzs8rKc3PAwA=", argv="-r 3 -t 15 -w 90 dummy", local=True)
+        out = self.run_lines(
+            "INIT",
+            "START_MONITOR - 1 0 eJwrzs8rKc3PAwA=",
+            argv="-r 3 -t 15 -w 90 dummy",
+            local=True,
+        )
         init, failure = out.splitlines()
         self.assertRegex(init, r"^INIT SUCCESS - \d+ -$")
         self.assertRegex(failure, r"^START_MONITOR FAILURE  \d+ \S+$")
@@ -398,7 +422,9 @@ class IMTests(ProgramCase):
             "<MONITOR_DRIVER_ACTION><HOST><ID>42</ID><NAME>h42</NAME><IM_MAD>dummy</IM_MAD>"
             "</HOST><MONITOR_CONFIGURATION/></MONITOR_DRIVER_ACTION>"
         )
-        out = self.run_lines(f"STOP_MONITOR - 42 0 {action}", "STOP_MONITOR - 42 0", argv="dummy", local=True)
+        out = self.run_lines(
+            f"STOP_MONITOR - 42 0 {action}", "STOP_MONITOR - 42 0", argv="dummy", local=True
+        )
         self.assertRegex(out, r"^STOP_MONITOR SUCCESS 42 \d+ eNrTBQAALgAu\n$")
 
 
@@ -446,4 +472,6 @@ class HookTests(ProgramCase):
         _, hooks = module.build([""], bind_sockets=False, out=out, synchronous=True)
         self.assertEqual(hooks.result(b"0 5 PEFSR1VNRU5UUz4="), b"ACK")
         hooks.result(b"255 6 PEFS")
-        self.assertEqual(out.getvalue(), b"EXECUTE SUCCESS 5 0 PEFSR1VNRU5UUz4=\nEXECUTE FAILURE 6 255 PEFS\n")
+        self.assertEqual(
+            out.getvalue(), b"EXECUTE SUCCESS 5 0 PEFSR1VNRU5UUz4=\nEXECUTE FAILURE 6 255 PEFS\n"
+        )

@@ -12,9 +12,7 @@ from oned.drivers.protocol import DriverProtocol, HandshakeError, init_reply_ok
 
 
 class ProtocolTests(SynchronousTestCase):
-    def make(
-        self, family: Family = Family.VMM
-    ) -> tuple[DriverProtocol, StringTransport]:
+    def make(self, family: Family = Family.VMM) -> tuple[DriverProtocol, StringTransport]:
         self.messages: list[DriverMessage] = []
         self.undefined: list[str] = []
         proto = DriverProtocol(
@@ -64,9 +62,7 @@ class ProtocolTests(SynchronousTestCase):
     def test_dispatch_after_handshake(self) -> None:
         """Lines after the INIT reply in the same chunk are dispatched."""
         proto, _ = self.make()
-        proto.dataReceived(
-            b"INIT SUCCESS - -\nDEPLOY SUCCESS 7 h:n:dummy\nLOG I 7 hi\n"
-        )
+        proto.dataReceived(b"INIT SUCCESS - -\nDEPLOY SUCCESS 7 h:n:dummy\nLOG I 7 hi\n")
         self.assertEqual(
             self.messages,
             [
