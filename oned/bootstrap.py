@@ -149,7 +149,7 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
     for ds in (0, 1, 2):
         unit.sql(("INSERT INTO cluster_datastore_relation (cid, oid) VALUES (0, ?)", (ds,)))
 
-    oneadmin_group = Group(0, "oneadmin", users={0})
+    oneadmin_group = Group(0, "oneadmin", users={0, 1})
     users_group = Group(1, "users", users=set())
     users_group.template.add(
         "SUNSTONE",
@@ -170,7 +170,6 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
     serveradmin = User(
         1, SERVERADMIN_NAME, 0, "oneadmin", [0], sha256_hex(server_password), SERVER_CIPHER
     )
-    oneadmin_group.users = {0, 1}
     for user in (oneadmin, serveradmin):
         user.template.add("TOKEN_PASSWORD", sha256_hex(secrets.token_hex(16)))
         unit.add(core.users, user)

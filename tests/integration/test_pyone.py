@@ -57,6 +57,7 @@ def test_users_groups_acl_lifecycle(daemon: Daemon) -> None:
         one.user.info(uid)
     one.group.delete(gid)
     assert [g.ID for g in one.grouppool.info().GROUP] == [1, 0]
+    assert one.group.info(0).USERS.ID == [0, 1]
 
 
 def test_documents_shared_machinery(daemon: Daemon) -> None:
