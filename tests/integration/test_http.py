@@ -183,3 +183,28 @@ def test_wrong_calls(daemon: Daemon) -> None:
     assert p.one.group.delete(s, 1)[2] == 2048
     assert p.one.acl.addrule(s, "@1 FOO/* USE", "", "")[2] == 8192
     assert p.one.user.info(s, 0, False, "extra", 7)[0] is True
+
+
+def test_concurrent_updates_of_one_object(daemon: Daemon) -> None:
+    """Concurrent merges into one user's template all survive (per-object locking)."""
+    p = xmlrpc.client.ServerProxy(daemon.url)
+    uid = p.one.user.allocate(daemon.session, "target", "pw", "")[1]
+    errors: list[object] = []
+
+    def worker(n: int) -> None:
+        proxy = xmlrpc.client.ServerProxy(daemon.url)
+        for k in range(5):
+            reply = proxy.one.user.update(daemon.session, uid, f'ATTR_{n}_{k}="{n}"', 1)
+            if not reply[0]:
+                errors.append(reply)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    body = p.one.user.info(daemon.session, uid)[1]
+    for n in range(12):
+        for k in range(5):
+            assert f"<ATTR_{n}_{k}>" in body
