@@ -237,16 +237,19 @@ def start(host_id: str, hostname: str) -> None:
     host_id = config.findtext("HOST_ID") or host_id
     stop(host_id)
     print(monitor_messages(host_id, hostname), flush=True)
-    if os.fork() > 0:
+    child = os.fork()
+    if child > 0:
+        os.waitpid(child, 0)  # returns once the client's pid file is written
         return
     os.setsid()
-    if os.fork() > 0:
+    grandchild = os.fork()
+    if grandchild > 0:
+        with open(_pid_file(host_id), "w", encoding="utf-8") as fh:
+            fh.write(str(grandchild))
         os._exit(0)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    with open(_pid_file(host_id), "w", encoding="utf-8") as fh:
-        fh.write(str(os.getpid()))
     try:
         _client_loop(config, host_id, hostname)
     finally:
