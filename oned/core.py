@@ -14,23 +14,35 @@ from twisted.internet.interfaces import IReactorTime
 
 from oned._async import Eventually
 from oned.auth.authorize import AclEngine, Caller
+from oned.auth.one_key import OneKey
 from oned.auth.session import Authenticator
 from oned.config import OnedConfig
 from oned.db.database import Database
+from oned.objects.base import parse_xml
 from oned.objects.cluster import Cluster
 from oned.objects.datastore import Datastore
 from oned.objects.document import Document
 from oned.objects.group import USERS_GID, Group
 from oned.objects.user import CORE, User, sha256_hex
+from oned.objects.vlans import vlans_xml
 from oned.objects.zone import Zone
 from oned.pools.acl import AclPool
 from oned.pools.base import Pool, Unit
+from oned.pools.keyed import KeyedTable
 from oned.pools.quotas import QuotaTable
 
 
 def random_password() -> str:
     """``one_util::random_password``: 64 lowercase hex characters."""
     return sha256_hex(str(secrets.randbits(64)))
+
+
+def _load_vlans(body: str) -> list[dict[str, str]]:
+    root = parse_xml(body)
+    return [
+        {str(c.tag): c.text or "" for c in rule if isinstance(c.tag, str)}
+        for rule in root.findall("RULE")
+    ]
 
 
 @dataclass
@@ -48,9 +60,11 @@ class Core:
     documents: Pool[Document]
     user_quotas: QuotaTable
     group_quotas: QuotaTable
+    group_vlans: KeyedTable[list[dict[str, str]]]
     acl_pool: AclPool
     acl: AclEngine
     eventually: Eventually
+    one_key: OneKey
     auth: Authenticator = field(init=False)
 
     @classmethod
@@ -69,10 +83,14 @@ class Core:
             group_quotas=QuotaTable(
                 db, "group_quotas", "group_oid", "QUOTAS", "DEFAULT_GROUP_QUOTAS"
             ),
+            group_vlans=KeyedTable(db, "group_vlans", _load_vlans, vlans_xml, list),
             acl_pool=AclPool(db),
             acl=AclEngine(config.zone_id),
             eventually=Eventually(clock),
+            one_key=OneKey.load_or_create(config.locations.var / ".one" / "one_key"),
         )
+        if config.template.get("ONE_KEY") is None:
+            config.template.add("ONE_KEY", core.one_key.key)
         core.auth = Authenticator(
             core,
             clock,
@@ -94,7 +112,18 @@ class Core:
             await pool.load()
         await self.user_quotas.load()
         await self.group_quotas.load()
+        await self.group_vlans.load()
         self.acl.load(await self.acl_pool.load())
+
+    def attr_list(self, setting: str | None) -> list[str]:
+        """Upper-cased values of a repeated oned.conf setting (``*_ENCRYPTED_ATTR``)."""
+        if setting is None:
+            return []
+        return [
+            v.strip().upper()
+            for n, v in self.config.template.items
+            if n == setting and isinstance(v, str) and v.strip()
+        ]
 
     def unit(self) -> Unit:
         return Unit(self.db)

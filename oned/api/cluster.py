@@ -17,13 +17,15 @@ CLUSTER = Family[Cluster](
     auth=shared.system_auth("CLUSTER"),
     name_scope="global",
     delete_op=Op.ADMIN,
+    encrypted_attr="CLUSTER_ENCRYPTED_ATTR",
 )
 
 
 @rpc("one.cluster.info", "ib", required=1)
 async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
     """Returns cluster information."""
-    return str(shared.get_authorized(core, call, CLUSTER, oid, Op.USE, ignore_lock=True).to_xml())
+    obj = shared.get_authorized(core, call, CLUSTER, oid, Op.USE, ignore_lock=True)
+    return shared.info_body(core, call, CLUSTER, obj, decrypt)
 
 
 @rpc("one.clusterpool.info", "")

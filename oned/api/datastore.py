@@ -17,13 +17,15 @@ DATASTORE = Family[Datastore](
     auth=shared.owned_auth("DATASTORE"),
     name_scope="global",
     delete_op=Op.ADMIN,
+    encrypted_attr="DATASTORE_ENCRYPTED_ATTR",
 )
 
 
 @rpc("one.datastore.info", "ib", required=1)
 async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
     """Returns datastore information."""
-    return str(shared.get_authorized(core, call, DATASTORE, oid, Op.USE, ignore_lock=True).to_xml())
+    obj = shared.get_authorized(core, call, DATASTORE, oid, Op.USE, ignore_lock=True)
+    return shared.info_body(core, call, DATASTORE, obj, decrypt)
 
 
 @rpc("one.datastorepool.info", "")

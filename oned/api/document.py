@@ -23,6 +23,7 @@ DOCUMENT = Family[Document](
     auth=shared.owned_auth("DOCUMENT"),
     lockable=True,
     name_scope="none",
+    encrypted_attr="DOCUMENT_ENCRYPTED_ATTR",
 )
 
 
@@ -84,7 +85,8 @@ async def delete(core: Core, call: Call, oid: int) -> int:
 @rpc("one.document.info", "ib", required=1)
 async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
     """Returns document information."""
-    return str(shared.get_authorized(core, call, DOCUMENT, oid, Op.USE, ignore_lock=True).to_xml())
+    obj = shared.get_authorized(core, call, DOCUMENT, oid, Op.USE, ignore_lock=True)
+    return shared.info_body(core, call, DOCUMENT, obj, decrypt)
 
 
 @rpc("one.documentpool.info", "iiii", required=4)

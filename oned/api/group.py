@@ -14,6 +14,7 @@ from oned.errors import ActionError, AuthorizationError, InternalError, OneError
 from oned.objects.base import Op
 from oned.objects.group import Group
 from oned.objects.quotas import QuotaError
+from oned.objects.vlans import VlanError, build_rules
 from oned.pools.base import Locks, Unit
 
 GROUP = Family[Group](
@@ -62,7 +63,7 @@ def info_xml(core: Core, group: Group) -> str:
     return (
         group.to_xml()[: -len("</GROUP>")]
         + quotas
-        + f"<VLAN_RULES><ID>{group.oid}</ID></VLAN_RULES>"
+        + core.group_vlans.body(group.oid)
         + core.group_quotas.defaults_xml()
         + "</GROUP>"
     )
@@ -103,6 +104,7 @@ async def delete(core: Core, call: Call, oid: int) -> int:
 
     def extra(unit: Unit, _group: Group) -> None:
         unit.sql(core.group_quotas.delete(oid), lambda: core.group_quotas.forget(oid))
+        unit.sql(core.group_vlans.delete(oid), lambda: core.group_vlans.forget(oid))
         for rule in list(core.acl.rules.values()):
             res_sel = rule.resource & (acl.SELECTORS | acl.ID_MASK)
             if rule.user == acl.GROUP | oid or res_sel == acl.GROUP | oid:
@@ -127,7 +129,7 @@ async def pool_info(core: Core, call: Call) -> str:
     for group in shared.filtered(core, call, GROUP):
         parts.append(core.groups.body(group.oid))
         parts.append(core.group_quotas.body(group.oid))
-        parts.append(f"<VLAN_RULES><ID>{group.oid}</ID></VLAN_RULES>")
+        parts.append(core.group_vlans.body(group.oid))
     parts.append(core.group_quotas.defaults_xml())
     parts.append("</GROUP_POOL>")
     return "".join(parts)
@@ -218,8 +220,18 @@ async def deladmin(core: Core, call: Call, gid: int, uid: int) -> int:
 async def vlan(core: Core, call: Call, oid: int, text: str) -> int:
     """Sets the VLAN rules of a group."""
     shared.get_authorized(core, call, GROUP, oid, Op.ADMIN)
-    _parse_action(text)
-    raise ActionError("VLAN rules are not supported by this oned")
+    tmpl = _parse_action(text)
+    try:
+        rules = build_rules(tmpl)
+    except VlanError as exc:
+        raise ActionError(str(exc)) from exc
+    async with core.groups.lock(oid):
+        if core.groups.get(oid) is None:
+            raise no_exists("group", oid)
+        unit = core.unit()
+        unit.sql(core.group_vlans.save(oid, rules), lambda: core.group_vlans.remember(oid, rules))
+        await unit.commit(f"vlan group {oid}")
+    return oid
 
 
 @rpc("one.groupquota.info", "")

@@ -51,6 +51,7 @@ class Family(Generic[T]):
     extra_name_chars: str = ""
     delete_op: Op = Op.MANAGE
     restricted_attr: str | None = None
+    encrypted_attr: str | None = None
 
 
 def validate_name(name: str, extra_chars: str = "") -> str | None:
@@ -89,6 +90,16 @@ def owned_auth(type_name: str) -> Callable[[Core, Any], ObjectAuth]:
         )
 
     return auth
+
+
+def info_body(core: Core, call: Call, family: Family[Any], obj: Any, decrypt: bool) -> str:
+    """The stored body, or (admins asking to decrypt) one with clear attributes."""
+    names = core.attr_list(family.encrypted_attr)
+    if not (decrypt and call.is_admin and names):
+        return family.pool(core).body(obj.oid)
+    clear = obj.copy()
+    clear.template = core.one_key.decrypt_template(obj.template, names)
+    return str(clear.to_xml())
 
 
 def get_object(core: Core, family: Family[Any], oid: int) -> Any:
@@ -178,6 +189,9 @@ async def update_template(
                     obj.template.add(name, value)
         else:
             obj.template.merge(new)
+        encrypted = core.attr_list(family.encrypted_attr)
+        if encrypted:
+            obj.template = core.one_key.encrypt_template(obj.template, encrypted)
         await save(core, family, obj, f"update {family.word} {oid}")
     return oid
 

@@ -53,6 +53,7 @@ USER = Family[User](
     extra_name_chars=INVALID_NAME_CHARS,
     delete_op=Op.ADMIN,
     restricted_attr="USER_RESTRICTED_ATTR",
+    encrypted_attr="USER_ENCRYPTED_ATTR",
 )
 
 
@@ -76,15 +77,11 @@ def stored_password(password: str, driver: str) -> str:
     return sha256_hex(password) if driver == CORE else password
 
 
-def info_xml(core: Core, user: User) -> str:
+def info_xml(core: Core, user: User, body: str | None = None) -> str:
     """The extended USER document: body, quotas and default quotas."""
     quotas = core.user_quotas.get(user.oid).to_xml()
-    return (
-        core.users.body(user.oid)[: -len("</USER>")]
-        + quotas
-        + core.user_quotas.defaults_xml()
-        + "</USER>"
-    )
+    body = core.users.body(user.oid) if body is None else body
+    return body[: -len("</USER>")] + quotas + core.user_quotas.defaults_xml() + "</USER>"
 
 
 def _password_required(core: Core, driver: str) -> bool:
@@ -194,7 +191,7 @@ async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
     if oid == -1:
         oid = call.uid
     user = shared.get_authorized(core, call, USER, oid, Op.USE, ignore_lock=True)
-    return info_xml(core, user)
+    return info_xml(core, user, shared.info_body(core, call, USER, user, decrypt))
 
 
 @rpc("one.userpool.info", "")

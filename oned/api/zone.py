@@ -24,7 +24,8 @@ ZONE = Family[Zone](
 @rpc("one.zone.info", "ib", required=1)
 async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
     """Returns zone information."""
-    return str(shared.get_authorized(core, call, ZONE, oid, Op.USE, ignore_lock=True).to_xml())
+    obj = shared.get_authorized(core, call, ZONE, oid, Op.USE, ignore_lock=True)
+    return shared.info_body(core, call, ZONE, obj, decrypt)
 
 
 @rpc("one.zonepool.info", "")

@@ -115,3 +115,32 @@ class AclApiTests(SynchronousTestCase):
             self.one.call("one.acl.info", session="c:pw")[1],
             "[one.acl.info] User [2] : Not authorized to perform MANAGE ACL.",
         )
+
+
+class VlanTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.one = OnedHarness()
+        self.addCleanup(self.one.close)
+
+    def test_vlan_rules(self) -> None:
+        """group.vlan replaces the rules, normalised; bad rules are ACTION errors."""
+        gid = self.one.ok("one.group.allocate", "net")
+        self.one.ok("one.group.vlan", gid, 'RULE=[ID="100-200,300", SCOPE="vlan_id"]')
+        doc = etree.fromstring(self.one.ok("one.group.info", gid))
+        rule = doc.find("VLAN_RULES/RULE")
+        assert rule is not None
+        self.assertEqual(
+            [(c.tag, c.text) for c in rule],
+            [("ID", "100-200,300"), ("SCOPE", "VLAN_ID"), ("VNTEMPLATE", "-1")],
+        )
+        self.assertEqual(
+            self.one.call("one.group.vlan", gid, "RULE=[ID=x, SCOPE=ANY]")[1:3],
+            ["[one.group.vlan] Invalid ID specification.", 0x800],
+        )
+        self.assertEqual(
+            self.one.call("one.group.vlan", gid, "RULE=[ID=1, SCOPE=NO]")[1],
+            "[one.group.vlan] Wrong SCOPE in rule.",
+        )
+        self.one.ok("one.group.vlan", gid, "")
+        doc = etree.fromstring(self.one.ok("one.group.info", gid))
+        self.assertIsNone(doc.find("VLAN_RULES/RULE"))

@@ -237,3 +237,26 @@ class UserTests(SynchronousTestCase):
         uid = self.one.ok("one.user.allocate", "quin", "pw", "")
         self.one.ok("one.user.chauth", uid, "public", "")
         self.assertEqual(self.one.call("one.user.info", -1, session="quin:pw")[2], 0x100)
+
+
+class EncryptionTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.one = OnedHarness()
+        self.addCleanup(self.one.close)
+
+    def test_encrypted_attributes(self) -> None:
+        """USER_ENCRYPTED_ATTR values are stored encrypted; admins may ask to decrypt."""
+        uid = self.one.ok("one.user.allocate", "enc", "pw", "")
+        self.one.ok("one.user.update", uid, 'SSH_PRIVATE_KEY="secret-key"\nOTHER="x"', 1)
+        plain = etree.fromstring(self.one.ok("one.user.info", uid))
+        stored = plain.findtext("TEMPLATE/SSH_PRIVATE_KEY")
+        self.assertNotEqual(stored, "secret-key")
+        self.assertEqual(plain.findtext("TEMPLATE/OTHER"), "x")
+        clear = etree.fromstring(self.one.ok("one.user.info", uid, True))
+        self.assertEqual(clear.findtext("TEMPLATE/SSH_PRIVATE_KEY"), "secret-key")
+        mine = etree.fromstring(self.one.ok("one.user.info", uid, True, session="enc:pw"))
+        self.assertEqual(mine.findtext("TEMPLATE/SSH_PRIVATE_KEY"), stored)
+        self.one.ok("one.user.update", uid, 'OTHER="y"', 1)
+        again = etree.fromstring(self.one.ok("one.user.info", uid))
+        self.assertEqual(again.findtext("TEMPLATE/SSH_PRIVATE_KEY"), stored)
+        self.assertIn("<ONE_KEY>", self.one.ok("one.system.config"))
