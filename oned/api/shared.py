@@ -416,7 +416,7 @@ def filtered(
     if extra is not None:
         objs = [o for o in objs if extra(o)]
     result = list(objs)
-    desc = core.config.api_list_order_desc
+    desc = list_order_desc(core, call)
     if end >= -1:
         if start != -1:
             result = [o for o in result if o.oid >= start and (end == -1 or o.oid <= end)]
@@ -425,6 +425,17 @@ def filtered(
     result.sort(key=lambda o: o.oid, reverse=desc)
     offset = max(start, 0)
     return result[offset : offset - end]
+
+
+def list_order_desc(core: Core, call: Call) -> bool:
+    """API_LIST_ORDER, overridable by ``OPENNEBULA=[API_LIST_ORDER=..]`` in the
+    caller's user template, then in its group's."""
+    for holder in (core.users.get(call.uid), core.groups.get(call.caller.gid)):
+        vector = holder.template.get_vector("OPENNEBULA") if holder is not None else None
+        order = (vector or {}).get("API_LIST_ORDER", "").upper()
+        if order in ("ASC", "DESC"):
+            return order == "DESC"
+    return core.config.api_list_order_desc
 
 
 def pool_document(root: str, objs: Iterable[Any], pool: Pool[Any]) -> str:

@@ -194,3 +194,17 @@ class SystemTests(SynchronousTestCase):
             with self.assertRaises(xmlrpc.client.Fault) as ctx:
                 xmlrpc.client.loads(reply)
             self.assertEqual(ctx.exception.faultCode, -503)
+
+
+class ListOrderTests(SynchronousTestCase):
+    def test_user_template_overrides_list_order(self) -> None:
+        """OPENNEBULA=[API_LIST_ORDER=ASC] in the user template lists oldest first."""
+        one = OnedHarness()
+        self.addCleanup(one.close)
+        first = one.ok("one.document.allocate", 'NAME="a"', 1)
+        second = one.ok("one.document.allocate", 'NAME="b"', 1)
+        pool = etree.fromstring(one.ok("one.documentpool.info", -2, -1, -1, -1))
+        self.assertEqual([d.findtext("ID") for d in pool], [str(second), str(first)])
+        one.ok("one.user.update", 0, "OPENNEBULA=[API_LIST_ORDER=ASC]", 1)
+        pool = etree.fromstring(one.ok("one.documentpool.info", -2, -1, -1, -1))
+        self.assertEqual([d.findtext("ID") for d in pool], [str(first), str(second)])
