@@ -179,6 +179,11 @@ class _Context(threading.local):
 _context = _Context()
 
 
+def current_action() -> Action | None:
+    """The action running in this thread, if any."""
+    return _context.action
+
+
 def run_command(
     argv: list[str],
     stdin: str | bytes | None = None,
@@ -248,7 +253,7 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 class Action:
     """One queued or running action."""
 
-    __slots__ = ("args", "cancelled", "handler", "host", "name", "oid", "processes")
+    __slots__ = ("args", "cancelled", "handler", "host", "name", "oid", "parsed", "processes")
 
     def __init__(self, name: str, oid: int, handler: Callable[..., Any], args: list[Any]):
         self.name = name
@@ -256,6 +261,7 @@ class Action:
         self.handler = handler
         self.args = args
         self.host: str | None = None
+        self.parsed: Any = None  # a handler's decoded payload, cached by host_of
         self.cancelled = False
         self.processes: list[subprocess.Popen[bytes]] = []
 
@@ -283,6 +289,7 @@ class Driver:
         timestamp: bool = False,
         out: IO[bytes] | None = None,
         synchronous: bool = False,
+        inline_ok: Callable[[Action], bool] | None = None,
     ) -> None:
         self.concurrency = max(1, concurrency) if threaded else 1
         self.single_host = single_host
@@ -290,6 +297,7 @@ class Driver:
         self.timestamp = timestamp
         self.out = out if out is not None else sys.stdout.buffer
         self.synchronous = synchronous
+        self.inline_ok = inline_ok
         self.log_options: dict[str, bool] = {}
         self._actions: dict[str, tuple[Callable[..., Any], int, bool]] = {}
         self._send_lock = threading.Lock()
@@ -300,6 +308,8 @@ class Driver:
         self._num_running = 0
         self._finalize = False
         self._workers: list[threading.Thread] = []
+        self._batching = False
+        self._reader = 0
         self.register("INIT", self._init, 0)
 
     # -- registration and output -------------------------------------------
@@ -328,7 +338,8 @@ class Driver:
         data = line.encode("utf-8", "replace")
         with self._send_lock:
             self.out.write(data)
-            self.out.flush()
+            if not (self._batching and threading.get_ident() == self._reader):
+                self.out.flush()
 
     def log(
         self,
@@ -388,6 +399,10 @@ class Driver:
             result, info = FAILURE, err_info.replace("\n", " ").strip()
         return result, info or "-"
 
+    def _flush(self) -> None:
+        with self._send_lock:
+            self.out.flush()
+
     def _init(self) -> None:
         self.send("INIT", SUCCESS)
 
@@ -432,12 +447,27 @@ class Driver:
                     return
                 call_args = list(args)
             action = Action(name, oid, handler, call_args)
-            if self.synchronous:
-                self._execute(action)
+            inline = self.synchronous or self._can_inline(action)
+            if not inline:
+                self._queue.append(action)
+                self._ensure_workers()
+                self._lock.notify()
                 return
-            self._queue.append(action)
-            self._ensure_workers()
-            self._lock.notify()
+        self._execute(action)
+
+    def _can_inline(self, action: Action) -> bool:
+        """Whether an action known not to block may run in the reader thread
+        without overtaking queued work (same order, same per-host rule)."""
+        if self.inline_ok is None or self._queue or not self.inline_ok(action):
+            return False
+        if self.single_host and self.host_of is not None:
+            try:
+                action.host = self.host_of(action) or ""
+            except Exception:
+                action.host = ""
+            if action.host and action.host in self._busy_hosts:
+                return False
+        return True
 
     def cancel(self, oid: int) -> None:
         """``ActionManager#cancel_action``."""
@@ -502,7 +532,10 @@ class Driver:
                             del self._running[action.oid]
                     if action.host:
                         self._busy_hosts.discard(action.host)
-                    self._lock.notify_all()
+                    if self._finalize:
+                        self._lock.notify_all()
+                    elif self._queue:
+                        self._lock.notify()
 
     def _execute(self, action: Action) -> None:
         previous = _context.action
@@ -516,14 +549,25 @@ class Driver:
 
     def run(self, stdin: IO[bytes] | None = None) -> None:
         """Main loop: read lines until EOF (exit 255) or FINALIZE (exit 0)."""
-        source = stdin if stdin is not None else sys.stdin.buffer
-        while True:
-            line = source.readline()
-            if not line:
+        fd = (stdin if stdin is not None else sys.stdin.buffer).fileno()
+        self._reader = threading.get_ident()
+        pending = b""
+        while not self._finalize:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                self._flush()
                 os._exit(255)
-            self.feed(line)
-            if self._finalize:
-                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            # Replies of actions answered in this thread go out once per chunk.
+            self._batching = True
+            try:
+                for line in lines:
+                    self.feed(line + b"\n")
+                    if self._finalize:
+                        break
+            finally:
+                self._batching = False
+                self._flush()
         with self._lock:
             while self._num_running or self._queue:
                 if not self._workers:
