@@ -1,0 +1,229 @@
+"""OpenNebula's own Ruby drivers, unchanged, under our DriverManager.
+
+Needs an extracted OpenNebula/one source tree in ``$ONE_SOURCE_TREE`` (at least
+``src/mad src/*_mad src/oca/ruby share/rubygems``) and Ruby with the packages listed
+in drivers.md §4.9 (ruby, ruby-nokogiri, ruby-xmlrpc, ruby-ffi-rzmq for one_hm ...).
+Skipped otherwise. The test lays the drivers out in a throw-away ``ONE_LOCATION`` as
+``install.sh`` would (drivers.md §4.9) and round-trips an action of every family.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred
+
+from oned.config import parse_config_text
+from oned.drivers.families import Family
+from oned.drivers.manager import DriverManager
+from oned.drivers.message import DriverMessage, b64encode
+from oned.drivers.process import DriverState
+from oned.locations import Locations
+from oned.managers.auth import AuthManager
+
+pytestmark = pytest.mark.slow
+
+SOURCE = os.environ.get("ONE_SOURCE_TREE", "")
+
+skip_reason = ""
+if not SOURCE or not Path(SOURCE, "src", "mad", "ruby").is_dir():
+    skip_reason = "ONE_SOURCE_TREE does not point at an OpenNebula source tree"
+elif shutil.which("ruby") is None:
+    skip_reason = "ruby is not installed"
+
+MADS = {
+    "src/vmm_mad/dummy": ["one_vmm_dummy"],
+    "src/tm_mad": ["one_tm"],
+    "src/datastore_mad": ["one_datastore"],
+    "src/ipamm_mad": ["one_ipam"],
+    "src/authm_mad": ["one_auth_mad"],
+    "src/schedm_mad": ["one_sched"],
+    "src/hm_mad": ["one_hm"],
+    "src/market_mad": ["one_market"],
+    "src/im_mad/im_exec": ["one_im_exec", "one_im_sh"],
+}
+
+REMOTES = {
+    "src/tm_mad/dummy": "tm/dummy",
+    "src/tm_mad/common": "tm/common",
+    "src/datastore_mad/remotes/dummy": "datastore/dummy",
+    "src/ipamm_mad/remotes/dummy": "ipam/dummy",
+    "src/authm_mad/remotes/dummy": "auth/dummy",
+    "src/schedm_mad/remotes/dummy": "scheduler/dummy",
+    "src/vnm_mad/remotes/dummy": "vnm/dummy",
+    "src/vnm_mad/remotes/common": "vnm/common",
+    "src/im_mad/remotes": "im",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def install(root: Path) -> None:
+    """Lay the tree out like install.sh for a self-contained ONE_LOCATION."""
+    src = Path(SOURCE)
+    mads = root / "lib" / "mads"
+    mads.mkdir(parents=True)
+    shutil.copy(src / "src/mad/sh/madcommon.sh", mads)
+    for directory, programs in MADS.items():
+        for program in programs:
+            shutil.copy(src / directory / program, mads)
+            if (src / directory / f"{program}.rb").exists():
+                shutil.copy(src / directory / f"{program}.rb", mads)
+    for exe in mads.iterdir():
+        exe.chmod(0o755)
+    ruby = root / "lib" / "ruby"
+    shutil.copytree(src / "src/mad/ruby", ruby, ignore=shutil.ignore_patterns("test"))
+    shutil.copytree(src / "src/oca/ruby/opennebula", ruby / "opennebula")
+    shutil.copy(src / "src/oca/ruby/opennebula.rb", ruby)
+    # Distro gems: the no-op variant instead of share/misc's Gem.use_paths one.
+    shutil.copy(src / "share/rubygems/load_opennebula_paths.rb", ruby)
+    (root / "lib" / "sh").mkdir()
+    shutil.copy(src / "src/mad/sh/scripts_common.sh", root / "lib" / "sh")
+    remotes = root / "var" / "remotes"
+    for source, target in REMOTES.items():
+        shutil.copytree(src / source, remotes / target, symlinks=True)
+    for name in ("xpath.rb", "libfs.sh", "datastore.conf"):
+        shutil.copy(src / "src/datastore_mad/remotes" / name, remotes / "datastore")
+    shutil.copy(src / "src/mad/sh/scripts_common.sh", remotes)
+    for empty in ("vm/status", "vm/snapshot"):
+        (remotes / "im" / "dummy-probes.d" / empty).mkdir(parents=True, exist_ok=True)
+    (root / "etc").mkdir()
+    (root / "etc" / "defaultrc").write_text("PRIORITY=19\nONE_MAD_DEBUG=\n")
+    (root / "share" / "gems").mkdir(parents=True)
+    (root / "one_auth").write_text("oneadmin:oneadmin\n")
+
+
+def conf(pub: int, rep: int) -> str:
+    return f"""
+VM_MAD = [ NAME = "dummy", EXECUTABLE = "one_vmm_dummy", TYPE = "xml" ]
+IM_MAD = [ NAME = "dummy", EXECUTABLE = "one_im_sh", ARGUMENTS = "-r 3 -t 15 -w 90 dummy" ]
+TM_MAD = [ EXECUTABLE = "one_tm", ARGUMENTS = "-t 15 -d dummy" ]
+DATASTORE_MAD = [ EXECUTABLE = "one_datastore", ARGUMENTS = "-t 15 -d dummy -s dummy" ]
+AUTH_MAD = [ EXECUTABLE = "one_auth_mad", AUTHN = "dummy" ]
+IPAM_MAD = [ EXECUTABLE = "one_ipam", ARGUMENTS = "-t 1 -i dummy" ]
+SCHED_MAD = [ EXECUTABLE = "one_sched", ARGUMENTS = "-t 15 -p dummy -o dummy" ]
+HM_MAD = [ EXECUTABLE = "one_hm", ARGUMENTS = "-p {pub} -l {rep} -b 127.0.0.1" ]
+MARKET_MAD = [ EXECUTABLE = "one_market", ARGUMENTS = "-t 15 -m http" ]
+"""
+
+
+async def reply_of(
+    manager: DriverManager,
+    family: Family,
+    action: str,
+    oid: int,
+    payload: str,
+    *,
+    name: str | None = None,
+    reply_oid: int | None = None,
+    timeout: float = 30,
+) -> DriverMessage:
+    from twisted.internet import reactor
+
+    waiter: Deferred[DriverMessage] = Deferred()
+
+    def handle(msg: DriverMessage) -> None:
+        if msg.oid == (oid if reply_oid is None else reply_oid) and not waiter.called:
+            waiter.callback(msg)
+
+    manager.register_action(family, action, handle)
+    manager.send(family, action, oid, payload, name=name)
+    waiter.addTimeout(timeout, reactor)
+    return await waiter
+
+
+@pytest.mark.skipif(bool(skip_reason), reason=skip_reason or "-")
+@pytest_twisted.ensureDeferred
+async def test_opennebula_ruby_drivers(tmp_path: Path) -> None:
+    """OpenNebula's drivers answer INIT and round-trip their actions through us."""
+    from twisted.internet import reactor
+
+    root = tmp_path / "one"
+    install(root)
+    env = dict(os.environ)
+    env.update(
+        ONE_LOCATION=str(root),
+        RUBYLIB=str(root / "lib" / "ruby"),
+        ONE_AUTH=str(root / "one_auth"),
+    )
+    locations = Locations.from_env({"ONE_LOCATION": str(root)})
+    config = parse_config_text(conf(free_port(), free_port()), locations)
+    manager = DriverManager(config, reactor, environ=env, fallback_mads=None)
+    await manager.start()
+    try:
+        assert all(d.state is DriverState.RUNNING for d in manager.drivers())
+
+        vmm = b64encode(
+            "<VMM_DRIVER_ACTION_DATA><HOST>host0</HOST><DEPLOY_ID/>"
+            "<SECURITY_GROUP_ID>3</SECURITY_GROUP_ID>"
+            "<VM><ID>7</ID><NAME>testvm</NAME></VM></VMM_DRIVER_ACTION_DATA>"
+        )
+        msg = await reply_of(manager, Family.VMM, "DEPLOY", 7, vmm, name="dummy")
+        assert msg == DriverMessage("DEPLOY", "SUCCESS", 7, "host0:testvm:dummy")
+        msg = await reply_of(manager, Family.VMM, "UPDATESG", 7, vmm, name="dummy")
+        assert msg.payload == "3"
+
+        prolog = tmp_path / "transfer.0.prolog"
+        prolog.write_text("CLONE dummy fe:/a host0:/d/0/7/disk.0 7 1\n")
+        msg = await reply_of(manager, Family.TM, "TRANSFER", 7, str(prolog))
+        assert msg == DriverMessage("TRANSFER", "SUCCESS", 7, "-")
+
+        ds = b64encode(
+            "<DS_DRIVER_ACTION_DATA><IMAGE/><DATASTORE><DS_MAD>dummy</DS_MAD>"
+            "<TM_MAD>dummy</TM_MAD><TYPE>0</TYPE></DATASTORE></DS_DRIVER_ACTION_DATA>"
+        )
+        assert await manager.request(Family.IMAGE, "STAT", ds) == (True, "1024")
+        msg = await reply_of(manager, Family.IMAGE, "MONITOR", 1, ds)
+        assert msg.payload == "VVNFRF9NQj05NzIwClRPVEFMX01CPTIwNDgwCkZSRUVfTUI9MjA0ODAK"
+
+        auth = AuthManager(manager)
+        assert await auth.authenticate(-1, "dummy", "alice", "", "s3cret") == (
+            True,
+            "dummy alice s3cret",
+        )
+
+        vnet = b64encode("<VNET><ID>4</ID><VN_MAD>dummy</VN_MAD></VNET>")
+        msg = await reply_of(manager, Family.IPAM, "VNET_CREATE", 4, vnet)
+        assert msg == DriverMessage("VNET_CREATE", "SUCCESS", 4, "LQ==")
+
+        msg = await reply_of(
+            manager, Family.SCHED, "PLACE", -1, "<SCHEDULER_DRIVER_ACTION/>", reply_oid=0
+        )
+        assert msg == DriverMessage("PLACE", "SUCCESS", 0, "-")
+
+        market = b64encode(
+            "<MARKET_DRIVER_ACTION_DATA><MARKETPLACE><MARKET_MAD>dummy</MARKET_MAD>"
+            "</MARKETPLACE></MARKET_DRIVER_ACTION_DATA>"
+        )
+        msg = await reply_of(manager, Family.MARKET, "MONITOR", 0, market)
+        assert msg.status == "FAILURE"
+        assert msg.payload == "Marketplace driver 'dummy' not available"
+
+        action = (
+            "<MONITOR_DRIVER_ACTION><HOST><ID>0</ID><NAME>host0</NAME>"
+            "<IM_MAD>dummy</IM_MAD></HOST><MONITOR_CONFIGURATION><NETWORK>"
+            f"<MONITOR_ADDRESS>127.0.0.1</MONITOR_ADDRESS><PORT>{free_port()}</PORT>"
+            "<PUBKEY/></NETWORK></MONITOR_CONFIGURATION></MONITOR_DRIVER_ACTION>"
+        )
+        # START_MONITOR starts the dummy monitord client and waits 10 s for it.
+        msg = await reply_of(
+            manager, Family.MONITOR, "START_MONITOR", 0, action, name="dummy", timeout=60
+        )
+        assert msg.success, msg
+        assert msg.payload.startswith("<MONITOR_MESSAGES>")
+        msg = await reply_of(
+            manager, Family.MONITOR, "STOP_MONITOR", 0, action, name="dummy", timeout=60
+        )
+        assert msg.success, msg
+    finally:
+        await manager.stop()
+    assert all(d.state is DriverState.STOPPED for d in manager.drivers())
