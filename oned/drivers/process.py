@@ -389,8 +389,11 @@ class DriverProcess(Service):
         try:
             await self._spawn()
         except DriverStartError:
-            self.state = DriverState.STOPPED
+            if self.state is DriverState.STARTING:
+                self.state = DriverState.STOPPED
             raise
+        if self.state is not DriverState.STARTING:
+            raise DriverStartError("Driver stopped while starting")
         self.state = DriverState.RUNNING
         self.log.info("Driver {driver} started", driver=self.name)
 

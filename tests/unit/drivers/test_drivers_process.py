@@ -321,3 +321,17 @@ class DriverProcessTests(SynchronousTestCase):
         driver.register_action("LOG", logs.append)
         self.fake.send(b"LOG I -1 flood\n" * 5000)
         self.assertEqual(len(logs), 5000)
+
+    def test_stop_during_start(self) -> None:
+        """stop() while INIT is pending ends the start; the driver is not restarted."""
+        self.fake.init_reply = None
+        driver = self.make()
+        start = Deferred.fromCoroutine(driver.start())
+        stop = Deferred.fromCoroutine(driver.stop())
+        self.fake.send(b"INIT SUCCESS - -\n")
+        self.reactor.advance(0)
+        self.failureResultOf(start, DriverStartError)
+        self.successResultOf(stop)
+        self.reactor.advance(100)
+        self.assertEqual(driver.state, DriverState.STOPPED)
+        self.assertEqual(len(self.reactor.processes), 1)

@@ -163,6 +163,16 @@ class VMMDummyTests(ProgramCase):
         driver.feed(b"DRIVER_CANCEL  7 \n")
         self.assertEqual(out.getvalue(), b"LOG I 7 Driver command for 7 cancelled\n")
 
+    def test_xml_entities(self) -> None:
+        """Entities in the payload XML are decoded, as REXML does."""
+        data = b64(
+            "<VMM_DRIVER_ACTION_DATA><HOST>h&amp;1</HOST>"
+            "<VM><NAME>a&lt;b&gt;&#233;</NAME></VM></VMM_DRIVER_ACTION_DATA>"
+        )
+        driver, out = self.driver(fresh_path(self))
+        driver.feed(f"DEPLOY  3 {data}\n".encode())
+        self.assertEqual(out.getvalue().decode(), "DEPLOY SUCCESS 3 h&1:a<b>\u00e9:dummy\n")
+
     def test_lowercase_action_and_id_echo(self) -> None:
         """Actions are upper-cased; the id token is echoed as sent."""
         driver, out = self.driver(fresh_path(self))
