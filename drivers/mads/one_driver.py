@@ -118,13 +118,27 @@ def one_location_remotes() -> Path:
 
 
 def remotes_dir(subdir: str) -> Path:
-    """The remotes root holding ``subdir``: the installation's, else the checkout's."""
+    """The remotes root holding ``subdir``.
+
+    OpenNebula's location comes first (``$ONE_LOCATION/var/remotes`` or
+    ``/var/lib/one/remotes``); then the ones shipped next to this program: the
+    source checkout (``drivers/remotes``) or a package prefix (``<prefix>/lib/one/mads``
+    with ``<prefix>/var/remotes``, ``<prefix>/var/lib/one/remotes`` or
+    ``<prefix>/share/one/remotes``).
+    """
     installed = one_location_remotes()
     if (installed / subdir).is_dir():
         return installed
-    checkout = Path(__file__).resolve().parent.parent / "remotes"
-    if (checkout / subdir).is_dir():
-        return checkout
+    here = Path(__file__).resolve().parent
+    prefix = here.parent.parent.parent
+    for candidate in (
+        here.parent / "remotes",
+        prefix / "var" / "remotes",
+        prefix / "var" / "lib" / "one" / "remotes",
+        prefix / "share" / "one" / "remotes",
+    ):
+        if (candidate / subdir).is_dir():
+            return candidate
     return installed
 
 

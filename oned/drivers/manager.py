@@ -15,6 +15,7 @@ keep their ``NAME``.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -39,6 +40,8 @@ __all__ = ["CHECKOUT_MADS", "DriverManager", "DriverStartError", "VMLogger"]
 
 #: Driver programs shipped in this source tree (used when lib/mads lacks one).
 CHECKOUT_MADS = Path(__file__).resolve().parent.parent.parent / "drivers" / "mads"
+#: Where a package install puts them (``<prefix>/lib/one/mads``).
+PREFIX_MADS = Path(sys.prefix) / "lib" / "one" / "mads"
 
 #: ``vm_log(vm_id, tag, letter, text) -> written``.
 VMLogger = Callable[[int, str, str, str], bool]
@@ -67,7 +70,9 @@ class DriverManager:
         reactor: Spawns the drivers; also the clock unless ``clock`` is given.
         clock: Time source (default: ``reactor``).
         environ: Environment passed to the drivers (default: ``os.environ``).
-        fallback_mads: Where to look for programs missing from ``lib/mads``.
+        fallback_mads: Where to look for programs missing from ``lib/mads``
+            (default: this source tree's ``drivers/mads``).
+        prefix_mads: Next place to look (default: ``<sys.prefix>/lib/one/mads``).
         init_timeout: Seconds a driver has to answer ``INIT``.
         finalize_timeout: Seconds a driver has to exit after ``FINALIZE``.
         vm_log: Writes a driver ``LOG`` line to a VM's log; the default appends to
@@ -84,6 +89,7 @@ class DriverManager:
         clock: IReactorTime | None = None,
         environ: Mapping[str, str] | None = None,
         fallback_mads: Path | None = CHECKOUT_MADS,
+        prefix_mads: Path | None = PREFIX_MADS,
         init_timeout: float = 10.0,
         finalize_timeout: float = 10.0,
         vm_log: VMLogger | None = None,
@@ -95,7 +101,7 @@ class DriverManager:
         if config.locations.root is not None:
             env.setdefault("ONE_LOCATION", str(config.locations.root))
         self._env = env
-        self._fallback = fallback_mads
+        self._fallbacks = [p for p in (fallback_mads, prefix_mads) if p is not None]
         self._init_timeout = init_timeout
         self._finalize_timeout = finalize_timeout
         self._vm_log: VMLogger = vm_log or self._default_vm_log
@@ -141,11 +147,12 @@ class DriverManager:
         if exe.startswith("/"):
             return exe
         primary = self.config.locations.mads / exe
-        if primary.exists() or self._fallback is None:
+        if primary.exists():
             return str(primary)
-        fallback = self._fallback / exe
-        if fallback.exists():
-            return str(fallback)
+        for directory in self._fallbacks:
+            fallback = directory / exe
+            if fallback.exists():
+                return str(fallback)
         return str(primary)
 
     def _load(self, family: Family, vector: Mapping[str, str], name: str) -> None:

@@ -157,7 +157,7 @@ async def test_opennebula_ruby_drivers(tmp_path: Path) -> None:
     )
     locations = Locations.from_env({"ONE_LOCATION": str(root)})
     config = parse_config_text(conf(free_port(), free_port()), locations)
-    manager = DriverManager(config, reactor, environ=env, fallback_mads=None)
+    manager = DriverManager(config, reactor, environ=env, fallback_mads=None, prefix_mads=None)
     await manager.start()
     try:
         assert all(d.state is DriverState.RUNNING for d in manager.drivers())

@@ -212,7 +212,9 @@ async def test_bad_drivers_do_not_hang_start(tmp_path: Path) -> None:
         ("silent", "time out"),
     ):
         text = f'VM_MAD = [ NAME = "x", EXECUTABLE = "{exe}" ]'
-        manager = DriverManager(make_config(tmp_path, text), reactor, fallback_mads=None)
+        manager = DriverManager(
+            make_config(tmp_path, text), reactor, fallback_mads=None, prefix_mads=None
+        )
         start = reactor.seconds()
         with pytest.raises(Exception, match=error):
             await manager.start()

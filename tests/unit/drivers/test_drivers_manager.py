@@ -144,7 +144,7 @@ class ManagerTests(_Fixture):
     def test_missing_program_fails_start(self) -> None:
         """A missing driver program aborts the start without spawning anything."""
         (self.locations.mads / "one_tm").unlink()
-        manager = DriverManager(self.config(), self.reactor, fallback_mads=None)
+        manager = DriverManager(self.config(), self.reactor, fallback_mads=None, prefix_mads=None)
         d = Deferred.fromCoroutine(manager.start())
         self.assertIn(
             "File not exists",

@@ -485,3 +485,46 @@ class HookTests(ProgramCase):
         self.assertEqual(
             out.getvalue(), b"EXECUTE SUCCESS 5 0 PEFSR1VNRU5UUz4=\nEXECUTE FAILURE 6 255 PEFS\n"
         )
+
+
+class LibraryTests(SynchronousTestCase):
+    def test_one_action_per_host(self) -> None:
+        """single_host: a second action for a busy host waits; other hosts proceed."""
+        import sys
+        import threading
+        import time
+
+        sys.path.insert(0, str(MADS))
+        import one_driver as od
+
+        out = io.BytesIO()
+        started: list[str] = []
+        gates = {oid: threading.Event() for oid in ("10", "11", "12")}
+
+        def handler(oid: str, host: str) -> None:
+            started.append(oid)
+            gates[oid].wait(5)
+            driver.send("X", "SUCCESS", oid)
+
+        driver = od.Driver(concurrency=15, single_host=True, host_of=lambda a: a.args[1], out=out)
+        driver.register("X", handler, 2)
+        for line in (b"X 10 hA\n", b"X 11 hA\n", b"X 12 hB\n"):
+            driver.feed(line)
+
+        def wait_for(predicate: Any) -> None:
+            deadline = time.monotonic() + 5
+            while not predicate() and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+        wait_for(lambda: sorted(started) == ["10", "12"])
+        self.assertEqual(sorted(started), ["10", "12"])
+        gates["10"].set()
+        wait_for(lambda: "11" in started)
+        self.assertIn("11", started)
+        gates["11"].set()
+        gates["12"].set()
+        wait_for(lambda: out.getvalue().count(b"\n") == 3)
+        self.assertEqual(
+            sorted(out.getvalue().splitlines()),
+            [b"X SUCCESS 10 -", b"X SUCCESS 11 -", b"X SUCCESS 12 -"],
+        )
