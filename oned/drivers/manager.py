@@ -342,7 +342,8 @@ class DriverManager:
 
     def _log_handler(self, family: Family) -> Handler:
         logger = self._loggers[family]
-        tag = family.spec.log_tag
+        # Scheduler lines about a VM go to its log under the VMM tag, as oned does.
+        tag = "VMM" if family is Family.SCHED else family.spec.log_tag
         object_log = family.spec.object_log
 
         def handle(msg: DriverMessage) -> None:
