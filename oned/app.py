@@ -25,6 +25,7 @@ from oned.config import OnedConfig
 from oned.core import Core
 from oned.db.database import Database
 from oned.log import LogSink, logger
+from oned.managers.auth.manager import AuthManager
 from oned.systemd import sdnotify
 
 
@@ -72,9 +73,9 @@ class OnedService(Service):
         if self.drivers_factory is not None:
             self.drivers = self.drivers_factory(config, self.reactor)
             await self.drivers.start()
-            external = getattr(self.drivers, "external_auth", None)
-            if external is not None:
-                self.core.auth.external = external
+            auth = AuthManager(self.drivers)
+            if auth.enabled:
+                self.core.auth.external = auth
         if self.sink is not None:
             self.sink.attach_clock(clock)
         self.manager = RequestManager(self.core, build_registry(), self.sink)

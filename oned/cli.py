@@ -122,5 +122,7 @@ def _run(config: Any, locations: Locations, foreground: bool) -> int:
 
 
 def _drivers_factory() -> Any:
-    """The driver manager (wired in once the drivers issue lands)."""
-    return None
+    """The driver manager: every driver declared in oned.conf."""
+    from oned.drivers.manager import DriverManager
+
+    return DriverManager

@@ -27,7 +27,9 @@ from oned.objects.user import CORE, User, sha256_hex
 from oned.objects.vlans import vlans_xml
 from oned.objects.zone import Zone
 from oned.pools.acl import AclPool
-from oned.pools.base import Pool, Unit
+from oned.log import logger
+from oned.managers.auth.manager import parse_authn_result
+from oned.pools.base import Locks, Pool, Unit
 from oned.pools.keyed import KeyedTable
 from oned.pools.quotas import QuotaTable
 
@@ -48,6 +50,8 @@ def _load_vlans(body: str) -> list[dict[str, str]]:
 @dataclass
 class Core:
     """Everything an API handler may touch."""
+
+    log = logger("AuM")
 
     config: OnedConfig
     clock: IReactorTime
@@ -164,20 +168,80 @@ class Core:
             await unit.commit("upgrade password")
 
     async def create_external(self, name: str, driver: str, reply: str) -> User | None:
-        """Create a user accepted by an external driver (``driver user secret [gids]``)."""
-        parts = reply.split()
-        password = parts[2] if len(parts) > 2 else "-"
-        gids = []
-        for token in parts[3:]:
-            try:
-                gids.append(int(token.lstrip("*")))
-            except ValueError:
-                continue
-        gids = [g for g in gids if self.groups.get(g) is not None] or [USERS_GID]
-        user_driver = parts[0] if parts and parts[0] != CORE else driver
-        if self.users.by_name(name) is not None:
-            return self.users.by_name(name)
-        return await self.add_user(name, password, user_driver, gids)
+        """Create a user an external driver accepted (``driver user secret [gids]``).
+
+        The primary group is the first group the driver names, else ``users``.
+        """
+        try:
+            result = parse_authn_result(reply)
+        except ValueError:
+            self.log.error("Can't create user: bad driver reply. Driver response: {r}", r=reply)
+            return None
+        existing = self.users.by_name(name)
+        if existing is not None:
+            return existing
+        gids = [g for g in result.group_ids if self.groups.get(g) is not None] or [USERS_GID]
+        user_driver = result.driver or driver
+        if user_driver == "default" or not user_driver:
+            user_driver = driver
+        user = await self.add_user(name, result.secret or "-", user_driver, gids)
+        if result.admin_group_ids and self._managed(user_driver, "DRIVER_MANAGED_GROUP_ADMIN"):
+            await self._set_admins(user.oid, result.admin_group_ids)
+        return self.users.get(user.oid)
+
+    def _managed(self, driver: str, key: str) -> bool:
+        conf = self.config.auth_mad_conf.get(driver, {})
+        return conf.get(key, "NO").upper() == "YES"
+
+    async def sync_external_groups(self, uid: int, reply: str) -> None:
+        """With DRIVER_MANAGED_GROUPS, make the user's groups those the driver named."""
+        user = self.users.get(uid)
+        if user is None or not self._managed(user.auth_driver, "DRIVER_MANAGED_GROUPS"):
+            return
+        try:
+            result = parse_authn_result(reply)
+        except ValueError:
+            return
+        wanted = [g for g in result.group_ids if self.groups.get(g) is not None]
+        if not wanted or set(wanted) == set(user.groups) and wanted[0] == user.gid:
+            return
+        touched = set(wanted) | set(user.groups)
+        async with Locks((self.users, uid), *((self.groups, g) for g in touched)):
+            user = self.users.get(uid)
+            if user is None:
+                return
+            user = user.copy()
+            unit = self.unit()
+            for gid in touched:
+                group = self.groups.get(gid)
+                if group is None:
+                    continue
+                group = group.copy()
+                if gid in wanted:
+                    group.users.add(uid)
+                else:
+                    group.users.discard(uid)
+                    group.admins.discard(uid)
+                unit.save(self.groups, group)
+            primary = self.groups.get(wanted[0])
+            assert primary is not None
+            user.gid, user.gname, user.groups = primary.oid, primary.name, sorted(set(wanted))
+            unit.save(self.users, user)
+            await unit.commit(f"sync groups of user {uid}")
+        if self._managed(user.auth_driver, "DRIVER_MANAGED_GROUP_ADMIN"):
+            await self._set_admins(uid, result.admin_group_ids)
+
+    async def _set_admins(self, uid: int, admin_gids: list[int]) -> None:
+        for gid in admin_gids:
+            async with self.groups.lock(gid):
+                group = self.groups.get(gid)
+                if group is None or uid not in group.users or uid in group.admins:
+                    continue
+                group = group.copy()
+                group.admins.add(uid)
+                unit = self.unit()
+                unit.save(self.groups, group)
+                await unit.commit(f"admin {uid} of group {gid}")
 
     async def add_user(self, name: str, stored_password: str, driver: str, gids: list[int]) -> User:
         """Insert a user and add it to its groups (one transaction)."""

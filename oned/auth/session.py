@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from twisted.internet.interfaces import IReactorTime
@@ -22,20 +21,12 @@ from oned.log import logger
 from oned.objects.user import CORE, PUBLIC, User, sha1_hex, sha256_hex
 
 
-@dataclass(frozen=True)
-class ExternalReply:
-    """What an external auth driver answered."""
-
-    ok: bool
-    info: str
-
-
 class ExternalAuth(Protocol):
-    """The AUTH_MAD seam: ``AUTHENTICATE`` through the auth driver."""
+    """The AUTH_MAD seam (``oned.managers.auth.AuthManager``): ``(ok, info)``."""
 
     def authenticate(
         self, uid: int, driver: str, username: str, password: str, secret: str
-    ) -> Awaitable[ExternalReply]: ...
+    ) -> Awaitable[tuple[bool, str]]: ...
 
 
 class UserDirectory(Protocol):
@@ -52,6 +43,8 @@ class UserDirectory(Protocol):
     async def upgrade_password(self, uid: int, hashed: str) -> None: ...
 
     async def create_external(self, name: str, driver: str, reply: str) -> User | None: ...
+
+    async def sync_external_groups(self, uid: int, reply: str) -> None: ...
 
 
 def _failed() -> AuthenticationError:
@@ -145,12 +138,13 @@ class Authenticator:
             raise _failed()
         if user.auth_driver == PUBLIC or self.external is None:
             raise _failed()
-        reply = await self.external.authenticate(
+        ok, info = await self.external.authenticate(
             user.oid, user.auth_driver, user.name, user.password or "-", secret
         )
-        if not reply.ok:
-            self.log.error("Auth Error: {info}", info=reply.info)
+        if not ok:
+            self.log.error("Auth Error: {info}", info=info)
             raise _failed()
+        await self._users.sync_external_groups(user.oid, info)
         self._cache(user.oid, secret)
         refreshed = self._users.user(user.oid) or user
         return self.caller_for(refreshed)
@@ -186,11 +180,13 @@ class Authenticator:
     async def _unknown_user(self, username: str, secret: str) -> Caller:
         if self.external is None:
             raise _failed()
-        reply = await self.external.authenticate(-1, self._default_auth, username, "-", secret)
-        if not reply.ok:
-            self.log.error("Auth Error: {info}", info=reply.info)
+        ok, info = await self.external.authenticate(
+            -1, self._default_auth, username, "-", secret
+        )
+        if not ok:
+            self.log.error("Auth Error: {info}", info=info)
             raise _failed()
-        user = await self._users.create_external(username, self._default_auth, reply.info)
+        user = await self._users.create_external(username, self._default_auth, info)
         if user is None:
             raise _failed()
         self._cache(user.oid, secret)

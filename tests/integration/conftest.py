@@ -21,6 +21,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def write_conf(root: Path, extra: str = "") -> None:
+    """The shipped oned.conf plus ``extra``, with the hook driver on free ports so that
+    several daemons (and a developer's own) can run side by side."""
+    conf = root / "etc" / "oned.conf"
+    if conf.exists():
+        return
+    from oned.locations import packaged_share
+
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    text = (packaged_share() / "etc" / "oned.conf").read_text()
+    text = text.replace("-p 2101 -l 2102", "-p 0 -l 0")
+    conf.write_text(text + "\n" + extra + "\n")
+
+
 @dataclass
 class Daemon:
     """One ``oned -f`` process with its own ONE_LOCATION."""
@@ -52,14 +66,7 @@ class Daemon:
         auth = self.root / "one_auth"
         if not auth.exists():
             auth.write_text(f"oneadmin:{self.password}\n")
-        if self.extra_conf:
-            conf = self.root / "etc" / "oned.conf"
-            if not conf.exists():
-                from oned.locations import packaged_share
-
-                conf.parent.mkdir(parents=True, exist_ok=True)
-                text = (packaged_share() / "etc" / "oned.conf").read_text()
-                conf.write_text(text + "\n" + self.extra_conf + "\n")
+        write_conf(self.root, self.extra_conf)
         log = open(self.root / "stdout.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "oned", "-f", "--port", str(self.port)],

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyone
 import pytest
 
-from .conftest import Daemon, free_port
+from .conftest import Daemon, free_port, write_conf
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +87,7 @@ def test_systemd_notify(tmp_path: Path) -> None:
     env["NOTIFY_SOCKET"] = str(sock_path)
     (d.root).mkdir(parents=True)
     (d.root / "one_auth").write_text(f"oneadmin:{d.password}\n")
+    write_conf(d.root)
     proc = subprocess.Popen(
         [sys.executable, "-m", "oned", "-f", "--port", str(d.port)],
         env=env,
@@ -111,6 +112,7 @@ def test_daemon_mode_and_generated_credential(tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, ONE_LOCATION=str(root), HOME=str(tmp_path / "home"))
     env.pop("ONE_AUTH", None)
+    write_conf(root)
     done = subprocess.run(
         [sys.executable, "-m", "oned", "--port", str(port)],
         check=False,
