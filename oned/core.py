@@ -18,17 +18,17 @@ from oned.auth.one_key import OneKey
 from oned.auth.session import Authenticator
 from oned.config import OnedConfig
 from oned.db.database import Database
+from oned.log import logger
+from oned.managers.auth.manager import parse_authn_result
 from oned.objects.base import parse_xml
 from oned.objects.cluster import Cluster
 from oned.objects.datastore import Datastore
 from oned.objects.document import Document
 from oned.objects.group import USERS_GID, Group
-from oned.objects.user import CORE, User, sha256_hex
+from oned.objects.user import User, sha256_hex
 from oned.objects.vlans import vlans_xml
 from oned.objects.zone import Zone
 from oned.pools.acl import AclPool
-from oned.log import logger
-from oned.managers.auth.manager import parse_authn_result
 from oned.pools.base import Locks, Pool, Unit
 from oned.pools.keyed import KeyedTable
 from oned.pools.quotas import QuotaTable
@@ -203,7 +203,7 @@ class Core:
         except ValueError:
             return
         wanted = [g for g in result.group_ids if self.groups.get(g) is not None]
-        if not wanted or set(wanted) == set(user.groups) and wanted[0] == user.gid:
+        if not wanted or (set(wanted) == set(user.groups) and wanted[0] == user.gid):
             return
         touched = set(wanted) | set(user.groups)
         async with Locks((self.users, uid), *((self.groups, g) for g in touched)):

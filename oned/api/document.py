@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from oned.api import shared
 from oned.api.context import Call
+from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.core import Core
@@ -19,6 +20,7 @@ from oned.objects.document import Document
 DOCUMENT = Family[Document](
     type_name="DOCUMENT",
     word="document",
+    pool_root="DOCUMENT_POOL",
     pool=lambda core: core.documents,
     auth=shared.owned_auth("DOCUMENT"),
     lockable=True,
@@ -76,19 +78,6 @@ async def clone(core: Core, call: Call, oid: int, name: str) -> int:
     return await _insert(core, call, name, source.type, source.template.copy())
 
 
-@rpc("one.document.delete", "i")
-async def delete(core: Core, call: Call, oid: int) -> int:
-    """Deletes the given document from the pool."""
-    return await shared.delete(core, call, DOCUMENT, oid)
-
-
-@rpc("one.document.info", "ib", required=1)
-async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
-    """Returns document information."""
-    obj = shared.get_authorized(core, call, DOCUMENT, oid, Op.USE, ignore_lock=True)
-    return shared.info_body(core, call, DOCUMENT, obj, decrypt)
-
-
 @rpc("one.documentpool.info", "iiii", required=4)
 async def pool_info(
     core: Core, call: Call, filter_flag: int, start: int, end: int, doc_type: int
@@ -106,37 +95,6 @@ async def pool_info(
     return shared.pool_document("DOCUMENT_POOL", docs, core.documents)
 
 
-@rpc("one.document.update", "isi", required=2)
-async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> int:
-    """Updates the document template."""
-    return await shared.update_template(core, call, DOCUMENT, oid, text, mode)
-
-
-@rpc("one.document.chmod", "iiiiiiiiii")
-async def chmod(core: Core, call: Call, oid: int, *bits: int) -> int:
-    """Changes the permission bits of a document."""
-    return await shared.chmod(core, call, DOCUMENT, oid, list(bits))
-
-
-@rpc("one.document.chown", "iii")
-async def chown(core: Core, call: Call, oid: int, uid: int, gid: int) -> int:
-    """Changes the owner and group of a document."""
-    return await shared.chown(core, call, DOCUMENT, oid, uid, gid)
-
-
-@rpc("one.document.rename", "is")
-async def rename(core: Core, call: Call, oid: int, name: str) -> int:
-    """Renames a document."""
-    return await shared.rename(core, call, DOCUMENT, oid, name)
-
-
-@rpc("one.document.lock", "iib", required=2)
-async def lock(core: Core, call: Call, oid: int, level: int, test: bool = False) -> int:
-    """Locks a document."""
-    return await shared.lock(core, call, DOCUMENT, oid, level, test)
-
-
-@rpc("one.document.unlock", "i")
-async def unlock(core: Core, call: Call, oid: int) -> int:
-    """Unlocks a document."""
-    return await shared.unlock(core, call, DOCUMENT, oid)
+declare(
+    DOCUMENT, "document", "info", "update", "rename", "chmod", "chown", "lock", "unlock", "delete"
+)

@@ -6,20 +6,20 @@ from oned.api import shared
 from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.api.shared import Family
-from oned.api.user import _parse_action, update_defaults
+from oned.api.user import _parse_action, store_quotas, update_defaults
 from oned.auth import acl
 from oned.auth.acl import AclRule
 from oned.core import Core
 from oned.errors import ActionError, AuthorizationError, InternalError, OneError, no_exists
 from oned.objects.base import Op
 from oned.objects.group import Group
-from oned.objects.quotas import QuotaError
 from oned.objects.vlans import VlanError, build_rules
 from oned.pools.base import Locks, Unit
 
 GROUP = Family[Group](
     type_name="GROUP",
     word="group",
+    pool_root="GROUP_POOL",
     pool=lambda core: core.groups,
     auth=shared.group_auth,
     name_scope="global",
@@ -156,17 +156,7 @@ async def quota(core: Core, call: Call, oid: int, text: str) -> int:
     async with core.groups.lock(oid):
         if core.groups.get(oid) is None:
             raise no_exists("group", oid)
-        quotas = core.group_quotas.get(oid)
-        staged = type(quotas)({k: [dict(e) for e in v] for k, v in quotas.entries.items()})
-        try:
-            staged.set_limits(tmpl)
-        except QuotaError as exc:
-            raise ActionError(str(exc)) from exc
-        unit = core.unit()
-        unit.sql(
-            core.group_quotas.save(oid, staged), lambda: core.group_quotas.remember(oid, staged)
-        )
-        await unit.commit(f"quota group {oid}")
+        await store_quotas(core, core.group_quotas, oid, tmpl)
     return oid
 
 

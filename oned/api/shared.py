@@ -44,6 +44,7 @@ class Family(Generic[T]):
 
     type_name: str
     word: str
+    pool_root: str
     pool: Callable[[Core], Pool[Any]]
     auth: Callable[[Core, Any], ObjectAuth]
     lockable: bool = False

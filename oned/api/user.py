@@ -30,6 +30,8 @@ from oned.objects.user import (
     sha256_hex,
 )
 from oned.pools.base import Locks, Unit
+from oned.pools.quotas import QuotaTable
+from oned.template import Template
 
 MAX_TOKENS = 10
 
@@ -47,6 +49,7 @@ PASSWORD_MAX = {
 USER = Family[User](
     type_name="USER",
     word="user",
+    pool_root="USER_POOL",
     pool=lambda core: core.users,
     auth=shared.user_auth,
     name_scope="global",
@@ -284,19 +287,22 @@ async def quota(core: Core, call: Call, oid: int, text: str) -> int:
         raise ActionError("Cannot set quotas for oneadmin user")
     tmpl = _parse_action(text)
     async with core.users.lock(oid):
-        quotas = core.user_quotas.get(oid)
-        staged = type(quotas)({k: [dict(e) for e in v] for k, v in quotas.entries.items()})
-        try:
-            staged.set_limits(tmpl)
-        except QuotaError as exc:
-            raise ActionError(str(exc)) from exc
-        unit = core.unit()
-        unit.sql(core.user_quotas.save(oid, staged), lambda: core.user_quotas.remember(oid, staged))
-        await unit.commit(f"quota user {oid}")
+        await store_quotas(core, core.user_quotas, oid, tmpl)
     return oid
 
 
-def _parse_action(text: str) -> Any:
+async def store_quotas(core: Core, table: QuotaTable, oid: int, tmpl: Template) -> None:
+    """Apply a quota template to a user's or group's quotas and commit them."""
+    try:
+        staged = table.get(oid).with_limits(tmpl)
+    except QuotaError as exc:
+        raise ActionError(str(exc)) from exc
+    unit = core.unit()
+    unit.sql(table.save(oid, staged), lambda: table.remember(oid, staged))
+    await unit.commit(f"quota {table.table} {oid}")
+
+
+def _parse_action(text: str) -> Template:
     try:
         return shared.parse_str_or_xml(text)
     except shared.TemplateSyntaxError as exc:
@@ -458,7 +464,7 @@ async def default_quota_update(core: Core, call: Call, text: str) -> str:
     return await update_defaults(core, call, text, core.user_quotas)
 
 
-async def update_defaults(core: Core, call: Call, text: str, table: Any) -> str:
+async def update_defaults(core: Core, call: Call, text: str, table: QuotaTable) -> str:
     """``SharedAPI::quota_update`` for user and group default quotas."""
     if call.caller.gid != ONEADMIN_GID:
         raise AuthorizationError(
@@ -470,10 +476,8 @@ async def update_defaults(core: Core, call: Call, text: str, table: Any) -> str:
         raise ActionError("Only one default VM quota can be defined")
     if any(v.get("CLUSTER_IDS") for v in vms):
         raise ActionError("CLUSTER_IDS attribute is not allowed for default VM quota")
-    current = table.defaults
-    staged = type(current)({k: [dict(e) for e in v] for k, v in current.entries.items()})
     try:
-        staged.set_limits(tmpl, is_default=True)
+        staged = table.defaults.with_limits(tmpl, is_default=True)
     except QuotaError as exc:
         raise ActionError(str(exc)) from exc
     unit = core.unit()

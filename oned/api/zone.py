@@ -1,9 +1,10 @@
-"""``one.zone.info/update/rename`` and ``one.zonepool.info`` for the local zone."""
+"""``one.zone.*`` and ``one.zonepool.info`` for the local zone (mirrors ``ZoneAPI``)."""
 
 from __future__ import annotations
 
 from oned.api import shared
 from oned.api.context import Call
+from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.core import Core
@@ -14,36 +15,14 @@ from oned.objects.zone import Zone
 ZONE = Family[Zone](
     type_name="ZONE",
     word="zone",
+    pool_root="ZONE_POOL",
     pool=lambda core: core.zones,
     auth=shared.system_auth("ZONE"),
     name_scope="global",
     delete_op=Op.ADMIN,
 )
 
-
-@rpc("one.zone.info", "ib", required=1)
-async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
-    """Returns zone information."""
-    obj = shared.get_authorized(core, call, ZONE, oid, Op.USE, ignore_lock=True)
-    return shared.info_body(core, call, ZONE, obj, decrypt)
-
-
-@rpc("one.zonepool.info", "")
-async def pool_info(core: Core, call: Call) -> str:
-    """Returns the zone pool."""
-    return shared.pool_document("ZONE_POOL", shared.filtered(core, call, ZONE), ZONE.pool(core))
-
-
-@rpc("one.zone.update", "isi", required=2)
-async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> int:
-    """Updates the zone template."""
-    return await shared.update_template(core, call, ZONE, oid, text, mode)
-
-
-@rpc("one.zone.rename", "is")
-async def rename(core: Core, call: Call, oid: int, name: str) -> int:
-    """Renames a zone."""
-    return await shared.rename(core, call, ZONE, oid, name)
+declare(ZONE, "zone", "info", "pool", "update", "rename")
 
 
 @rpc("one.zone.raftstatus", "")

@@ -6,7 +6,7 @@ client documents (entities and network access disabled).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, Protocol
 
@@ -197,27 +197,41 @@ class PoolObject(Protocol):
     def columns(self) -> dict[str, Any]: ...
 
 
-@dataclass
-class Owned:
-    """Ownership and permission fields of user-owned objects."""
+class OwnedObject(Protocol):
+    """Objects with an owner, a group and permission bits."""
 
-    uid: int = 0
-    gid: int = 0
-    uname: str = ""
-    gname: str = ""
-    perms: Permissions = field(default_factory=Permissions)
+    uid: int
+    gid: int
+    uname: str
+    gname: str
+    perms: Permissions
 
-    def owner_xml(self) -> str:
-        return (
-            f"<UID>{self.uid}</UID><GID>{self.gid}</GID>"
-            f"<UNAME>{esc(self.uname)}</UNAME><GNAME>{esc(self.gname)}</GNAME>"
-        )
 
-    def owner_columns(self) -> dict[str, Any]:
-        return {
-            "uid": self.uid,
-            "gid": self.gid,
-            "owner_u": self.perms.owner_u,
-            "group_u": self.perms.group_u,
-            "other_u": self.perms.other_u,
-        }
+def owner_xml(obj: OwnedObject) -> str:
+    """``<UID>..</UID><GID>..</GID><UNAME>..</UNAME><GNAME>..</GNAME>``."""
+    return (
+        f"<UID>{obj.uid}</UID><GID>{obj.gid}</GID>"
+        f"<UNAME>{esc(obj.uname)}</UNAME><GNAME>{esc(obj.gname)}</GNAME>"
+    )
+
+
+def owner_columns(obj: OwnedObject) -> dict[str, Any]:
+    """The uid/gid/owner_u/group_u/other_u search columns."""
+    return {
+        "uid": obj.uid,
+        "gid": obj.gid,
+        "owner_u": obj.perms.owner_u,
+        "group_u": obj.perms.group_u,
+        "other_u": obj.perms.other_u,
+    }
+
+
+def owner_fields(root: etree._Element) -> dict[str, Any]:
+    """Constructor arguments read back from ``owner_xml`` and ``PERMISSIONS``."""
+    return {
+        "uid": int_of(root, "UID"),
+        "gid": int_of(root, "GID"),
+        "uname": text_of(root, "UNAME"),
+        "gname": text_of(root, "GNAME"),
+        "perms": Permissions.from_xml(root),
+    }

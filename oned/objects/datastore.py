@@ -12,6 +12,9 @@ from oned.objects.base import (
     ids_of,
     ids_xml,
     int_of,
+    owner_columns,
+    owner_fields,
+    owner_xml,
     parse_xml,
     template_of,
     text_of,
@@ -53,9 +56,7 @@ class Datastore:
 
     def to_xml(self) -> str:
         return (
-            f"<DATASTORE><ID>{self.oid}</ID><UID>{self.uid}</UID><GID>{self.gid}</GID>"
-            f"<UNAME>{esc(self.uname)}</UNAME><GNAME>{esc(self.gname)}</GNAME>"
-            f"<NAME>{esc(self.name)}</NAME>{self.perms.to_xml()}"
+            f"<DATASTORE><ID>{self.oid}</ID>{owner_xml(self)}<NAME>{esc(self.name)}</NAME>{self.perms.to_xml()}"
             f"<DS_MAD>{esc(self.ds_mad)}</DS_MAD><TM_MAD>{esc(self.tm_mad)}</TM_MAD>"
             f"<BASE_PATH>{esc(self.base_path)}</BASE_PATH><TYPE>{self.type}</TYPE>"
             f"<DISK_TYPE>{self.disk_type}</DISK_TYPE><STATE>{self.state}</STATE>"
@@ -65,13 +66,7 @@ class Datastore:
         )
 
     def columns(self) -> dict[str, Any]:
-        return {
-            "uid": self.uid,
-            "gid": self.gid,
-            "owner_u": self.perms.owner_u,
-            "group_u": self.perms.group_u,
-            "other_u": self.perms.other_u,
-        }
+        return owner_columns(self)
 
     @classmethod
     def from_xml(cls, body: str) -> Datastore:
@@ -79,11 +74,7 @@ class Datastore:
         return cls(
             oid=int_of(root, "ID"),
             name=text_of(root, "NAME"),
-            uid=int_of(root, "UID"),
-            gid=int_of(root, "GID"),
-            uname=text_of(root, "UNAME"),
-            gname=text_of(root, "GNAME"),
-            perms=Permissions.from_xml(root),
+            **owner_fields(root),
             ds_mad=text_of(root, "DS_MAD"),
             tm_mad=text_of(root, "TM_MAD"),
             base_path=text_of(root, "BASE_PATH"),

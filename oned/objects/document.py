@@ -9,7 +9,18 @@ import copy as _copy
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from oned.objects.base import Lock, Permissions, esc, int_of, parse_xml, template_of, text_of
+from oned.objects.base import (
+    Lock,
+    Permissions,
+    esc,
+    int_of,
+    owner_columns,
+    owner_fields,
+    owner_xml,
+    parse_xml,
+    template_of,
+    text_of,
+)
 from oned.template import Template
 
 
@@ -31,21 +42,12 @@ class Document:
 
     def to_xml(self) -> str:
         return (
-            f"<DOCUMENT><ID>{self.oid}</ID><UID>{self.uid}</UID><GID>{self.gid}</GID>"
-            f"<UNAME>{esc(self.uname)}</UNAME><GNAME>{esc(self.gname)}</GNAME>"
-            f"<NAME>{esc(self.name)}</NAME><TYPE>{self.type}</TYPE>{self.perms.to_xml()}"
+            f"<DOCUMENT><ID>{self.oid}</ID>{owner_xml(self)}<NAME>{esc(self.name)}</NAME><TYPE>{self.type}</TYPE>{self.perms.to_xml()}"
             f"{self.lock.to_xml()}{self.template.to_xml()}</DOCUMENT>"
         )
 
     def columns(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "uid": self.uid,
-            "gid": self.gid,
-            "owner_u": self.perms.owner_u,
-            "group_u": self.perms.group_u,
-            "other_u": self.perms.other_u,
-        }
+        return {"type": self.type, **owner_columns(self)}
 
     @classmethod
     def from_xml(cls, body: str) -> Document:
@@ -53,12 +55,8 @@ class Document:
         return cls(
             oid=int_of(root, "ID"),
             name=text_of(root, "NAME"),
-            uid=int_of(root, "UID"),
-            gid=int_of(root, "GID"),
-            uname=text_of(root, "UNAME"),
-            gname=text_of(root, "GNAME"),
+            **owner_fields(root),
             type=int_of(root, "TYPE"),
-            perms=Permissions.from_xml(root),
             lock=Lock.from_xml(root),
             template=template_of(root),
         )

@@ -108,6 +108,12 @@ class Quotas:
                 )
         return quotas
 
+    def with_limits(self, tmpl: Template, is_default: bool = False) -> Quotas:
+        """A copy with the limits of ``tmpl`` applied (this object is unchanged)."""
+        staged = Quotas({k: [dict(e) for e in v] for k, v in self.entries.items()})
+        staged.set_limits(tmpl, is_default)
+        return staged
+
     def set_limits(self, tmpl: Template, is_default: bool = False) -> None:
         """``Quotas::set``: for each vector, replace every limit of its entry.
 

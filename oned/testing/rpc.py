@@ -38,15 +38,7 @@ def result_of(d: Deferred[Any]) -> Any:
 
 
 def test_locations(root: Path) -> Locations:
-    return Locations(
-        root=root,
-        etc=root / "etc",
-        var=root / "var",
-        log=root / "var",
-        lib=root / "lib",
-        share=root / "share",
-        run=root / "var",
-    )
+    return Locations.from_env({"ONE_LOCATION": str(root)})
 
 
 def test_config(root: Path, extra: str = "") -> OnedConfig:
