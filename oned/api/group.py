@@ -167,8 +167,10 @@ async def _admin(core: Core, call: Call, gid: int, uid: int, add: bool) -> int:
     user = core.users.get(uid)
     if user is None:
         raise no_exists("user", uid)
-    core.acl.check(call.caller, Op.ADMIN, shared.group_auth(core, group))
-    core.acl.check(call.caller, Op.ADMIN, shared.user_auth(core, user))
+    core.acl.check_all(
+        call.caller,
+        [(Op.ADMIN, shared.group_auth(core, group)), (Op.ADMIN, shared.user_auth(core, user))],
+    )
     async with Locks((core.groups, gid)):
         group = shared.get_object(core, GROUP, gid).copy()
         unit = core.unit()

@@ -142,8 +142,20 @@ async def save(core: Core, family: Family[Any], obj: Any, desc: str) -> None:
     await unit.commit(desc)
 
 
-def check_restricted(core: Core, family: Family[Any], old: Template, new: Template) -> None:
+def check_restricted(
+    core: Core, family: Family[Any], old: Template, new: Template, merge: bool
+) -> None:
     """Non-admins may not add or change restricted attributes."""
+
+    def refuse(name: str) -> InternalError:
+        if merge:
+            return InternalError(
+                f"Cannot update template. User Template includes a restricted attribute {name}"
+            )
+        return InternalError(
+            f"Cannot update template. Tried to change restricted attribute: {name}"
+        )
+
     if family.restricted_attr is None:
         return
     for restricted in core.config.template.items:
@@ -155,14 +167,9 @@ def check_restricted(core: Core, family: Family[Any], old: Template, new: Templa
             olds = [v.get(key) for v in old.vectors(vec)]
             for v in new.vectors(vec):
                 if key in v and v[key] not in olds:
-                    raise InternalError(
-                        f"Cannot update template. Template includes a restricted attribute "
-                        f"{vec}/{key}."
-                    )
+                    raise refuse(f"{vec}/{key}")
         elif new.get(name) is not None and new.get(name) != old.get(name):
-            raise InternalError(
-                f"Cannot update template. Template includes a restricted attribute {name}."
-            )
+            raise refuse(name)
 
 
 async def update_template(
@@ -180,7 +187,7 @@ async def update_template(
     async with pool.lock(oid):
         obj = get_object(core, family, oid)
         if not call.is_admin:
-            check_restricted(core, family, obj.template, new)
+            check_restricted(core, family, obj.template, new, merge=mode == 1)
         obj = obj.copy()
         if mode == 0:
             kept = _restricted_values(core, family, obj.template) if not call.is_admin else []
@@ -260,11 +267,12 @@ async def chown(
     new_group = core.groups.get(new_gid) if new_gid >= 0 else None
     if new_gid >= 0 and new_group is None:
         raise no_exists("group", new_gid)
-    authorize(core, call, family, obj, Op.MANAGE)
+    requests = [(Op.MANAGE, family.auth(core, obj))]
     if new_user is not None:
-        core.acl.check(call.caller, Op.MANAGE, user_auth(core, new_user))
+        requests.append((Op.MANAGE, user_auth(core, new_user)))
     if new_group is not None:
-        core.acl.check(call.caller, Op.USE, group_auth(core, new_group))
+        requests.append((Op.USE, group_auth(core, new_group)))
+    core.acl.check_all(call.caller, requests)
     if new_user is not None and family.name_scope == "owner":
         clash = name_clash(core, family, obj.name, new_uid, skip=oid)
         if clash is not None:

@@ -116,13 +116,14 @@ async def allocate(
         if type(gid) is not int:
             raise RpcFault(-501, "Parameter that is supposed to be integer is not")
         group_ids.append(gid)
-    core.acl.check(call.caller, Op.CREATE, shared.ObjectAuth("USER", -1))
+    requests = [(Op.CREATE, shared.ObjectAuth("USER", -1))]
     for gid in group_ids:
         group = core.groups.get(gid)
         if group is None:
             raise no_exists("group", gid)
         if gid != call.caller.gid:
-            core.acl.check(call.caller, Op.MANAGE, shared.group_auth(core, group))
+            requests.append((Op.MANAGE, shared.group_auth(core, group)))
+    core.acl.check_all(call.caller, requests)
     if group_ids:
         gids_final = group_ids
     elif call.caller.gid == ONEADMIN_GID:
@@ -324,8 +325,10 @@ async def chgrp(core: Core, call: Call, oid: int, gid: int) -> int:
         raise InternalError(
             f"user [0] {user.name} cannot be moved outside of the group [0] oneadmin"
         )
-    core.acl.check(call.caller, Op.MANAGE, shared.user_auth(core, user))
-    core.acl.check(call.caller, Op.USE, shared.group_auth(core, group))
+    core.acl.check_all(
+        call.caller,
+        [(Op.MANAGE, shared.user_auth(core, user)), (Op.USE, shared.group_auth(core, group))],
+    )
     if user.gid == gid:
         return oid
     async with Locks((core.users, oid), (core.groups, gid), (core.groups, user.gid)):
@@ -362,8 +365,10 @@ async def _edit_group(core: Core, call: Call, oid: int, gid: int, add: bool) -> 
     group = core.groups.get(gid)
     if group is None:
         raise no_exists("group", gid)
-    core.acl.check(call.caller, Op.MANAGE, shared.user_auth(core, user))
-    core.acl.check(call.caller, Op.MANAGE, shared.group_auth(core, group))
+    core.acl.check_all(
+        call.caller,
+        [(Op.MANAGE, shared.user_auth(core, user)), (Op.MANAGE, shared.group_auth(core, group))],
+    )
     async with Locks((core.users, oid), (core.groups, gid)):
         user = shared.get_object(core, USER, oid).copy()
         unit = core.unit()

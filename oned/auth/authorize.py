@@ -152,10 +152,34 @@ class AclEngine:
                 return True
         return False
 
+    def denial(
+        self, caller: Caller, op: Op, obj: ObjectAuth, ignore_lock: bool = False
+    ) -> str | None:
+        """Why ``op`` on ``obj`` is refused (``AuthRequest::add_auth``), or None.
+
+        Admins are refused only by locks (``<TYPE> is locked. [id]``); anyone else gets
+        ``Not authorized to perform <OP> <TYPE> [id]``, locked objects included.
+        """
+        locked = not ignore_lock and obj.locked and obj.locked in _LOCK_BLOCKS[op]
+        target = f"{obj.type_name} [{obj.oid}]" if obj.oid >= 0 else obj.type_name
+        if caller.is_admin:
+            return f"{obj.type_name} is locked. [{obj.oid}]" if locked else None
+        if locked or not self.authorize(caller, op, obj):
+            return f"Not authorized to perform {OP_NAMES[op]} {target}"
+        return None
+
     def check(self, caller: Caller, op: Op, obj: ObjectAuth, ignore_lock: bool = False) -> None:
         """Raise AUTHORIZATION with oned's detail when ``op`` is not allowed."""
-        if not ignore_lock and obj.locked and obj.locked in _LOCK_BLOCKS[op]:
-            raise AuthorizationError(f"{obj.type_name} is locked. [{obj.oid}]", obj.oid)
-        if not self.authorize(caller, op, obj):
-            target = f"{obj.type_name} [{obj.oid}]" if obj.oid >= 0 else obj.type_name
-            raise AuthorizationError(f"Not authorized to perform {OP_NAMES[op]} {target}", obj.oid)
+        self.check_all(caller, [(op, obj)], ignore_lock)
+
+    def check_all(
+        self, caller: Caller, requests: list[tuple[Op, ObjectAuth]], ignore_lock: bool = False
+    ) -> None:
+        """Evaluate every request (no short-circuit) and join the refusals with "; "."""
+        reasons = [
+            reason
+            for op, obj in requests
+            if (reason := self.denial(caller, op, obj, ignore_lock)) is not None
+        ]
+        if reasons:
+            raise AuthorizationError("; ".join(reasons), requests[0][1].oid)

@@ -180,9 +180,7 @@ class Authenticator:
     async def _unknown_user(self, username: str, secret: str) -> Caller:
         if self.external is None:
             raise _failed()
-        ok, info = await self.external.authenticate(
-            -1, self._default_auth, username, "-", secret
-        )
+        ok, info = await self.external.authenticate(-1, self._default_auth, username, "-", secret)
         if not ok:
             self.log.error("Auth Error: {info}", info=info)
             raise _failed()

@@ -208,3 +208,49 @@ class ListOrderTests(SynchronousTestCase):
         one.ok("one.user.update", 0, "OPENNEBULA=[API_LIST_ORDER=ASC]", 1)
         pool = etree.fromstring(one.ok("one.documentpool.info", -2, -1, -1, -1))
         self.assertEqual([d.findtext("ID") for d in pool], [str(first), str(second)])
+
+
+class AuthorizationMessageTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.one = OnedHarness()
+        self.addCleanup(self.one.close)
+
+    def test_locked_object_for_owner_is_not_authorized(self) -> None:
+        """A non-admin hitting a lock gets 'Not authorized', admins get 'is locked'."""
+        self.one.ok("one.user.allocate", "own", "pw", "")
+        doc = self.one.ok("one.document.allocate", 'NAME="x"', 1, session="own:pw")
+        self.one.ok("one.document.lock", doc, 1, False, session="own:pw")
+        reply = self.one.call("one.document.update", doc, "A=1", 1, session="own:pw")
+        self.assertEqual(
+            reply[1],
+            f"[one.document.update] User [2] : Not authorized to perform MANAGE DOCUMENT [{doc}].",
+        )
+
+    def test_every_refusal_is_listed(self) -> None:
+        """All failed auth requests of one call are joined with '; '."""
+        self.one.ok("one.user.allocate", "plain", "pw", "")
+        gid = self.one.ok("one.group.allocate", "other")
+        reply = self.one.call("one.user.allocate", "x", "y", "", [gid], session="plain:pw")
+        self.assertEqual(
+            reply[1],
+            "[one.user.allocate] User [2] : Not authorized to perform "
+            f"CREATE USER; Not authorized to perform MANAGE GROUP [{gid}].",
+        )
+        missing = self.one.call("one.user.allocate", "x", "y", "", [404], session="plain:pw")
+        self.assertEqual(missing[1:3], ["[one.user.allocate] Error getting group [404].", 0x400])
+
+    def test_restricted_attribute_messages(self) -> None:
+        """Replace and merge refuse restricted attributes with oned's two texts."""
+        uid = self.one.ok("one.user.allocate", "r", "pw", "")
+        merge = self.one.call("one.user.update", uid, "VM_USE_OPERATIONS=a", 1, session="r:pw")
+        self.assertEqual(
+            merge[1],
+            "[one.user.update] Cannot update template. User Template "
+            "includes a restricted attribute VM_USE_OPERATIONS",
+        )
+        replace = self.one.call("one.user.update", uid, "VM_USE_OPERATIONS=a", 0, session="r:pw")
+        self.assertEqual(
+            replace[1],
+            "[one.user.update] Cannot update template. Tried to change "
+            "restricted attribute: VM_USE_OPERATIONS",
+        )
