@@ -8,12 +8,12 @@ anything else is the text grammar::
 
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
 from oned.template.template import Template
 
-_PLAIN_STOP = set(' \t\r\n=#,[]"')
-_NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 XML_PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
@@ -24,84 +24,60 @@ class TemplateSyntaxError(ValueError):
     """Raised with oned's "Parse error" wording."""
 
 
+_SKIP_NL = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
+_SKIP = re.compile(r"(?:[ \t\r]+|#[^\n]*)*")
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+_QUOTED = re.compile(r'"((?:\\"|[^"])*+)"')
+_PLAIN = re.compile(r'[^ \t\r\n=#,\[\]"]*')
+
+
 class _Lexer:
+    """Regex-driven scanner over the template text (C-speed token matching)."""
+
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
-        self.line = 1
-        self.col = 1
 
     def error(self, what: str) -> TemplateSyntaxError:
-        return TemplateSyntaxError(
-            f"syntax error, {what} at line {self.line}, columns {self.col}:{self.col + 1}"
-        )
-
-    def _advance(self, n: int) -> None:
-        chunk = self.text[self.pos : self.pos + n]
-        for ch in chunk:
-            if ch == "\n":
-                self.line += 1
-                self.col = 1
-            else:
-                self.col += 1
-        self.pos += n
+        line = self.text.count("\n", 0, self.pos) + 1
+        col = self.pos - (self.text.rfind("\n", 0, self.pos) + 1) + 1
+        return TemplateSyntaxError(f"syntax error, {what} at line {line}, columns {col}:{col + 1}")
 
     def skip(self, newlines: bool = True) -> None:
         """Skip blanks, comments and (if allowed) newlines."""
-        text = self.text
-        while self.pos < len(text):
-            ch = text[self.pos]
-            if ch in " \t\r" or (newlines and ch == "\n"):
-                self._advance(1)
-            elif ch == "#":
-                end = text.find("\n", self.pos)
-                self._advance((len(text) if end < 0 else end) - self.pos)
-            else:
-                return
+        match = (_SKIP_NL if newlines else _SKIP).match(self.text, self.pos)
+        assert match is not None
+        self.pos = match.end()
 
     def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
+        return self.text[self.pos : self.pos + 1]
+
+    def found(self) -> str:
+        return repr(self.peek()) if self.peek() else "end of input"
 
     def expect(self, ch: str) -> None:
         if self.peek() != ch:
-            found = repr(self.peek()) if self.peek() else "end of input"
-            raise self.error(f"unexpected {found}, expecting '{ch}'")
-        self._advance(1)
+            raise self.error(f"unexpected {self.found()}, expecting '{ch}'")
+        self.pos += 1
 
     def name(self) -> str:
-        start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] in _NAME_CHARS:
-            self.pos += 1
-            self.col += 1
-        if self.pos == start:
-            found = repr(self.peek()) if self.peek() else "end of input"
-            raise self.error(f"unexpected {found}, expecting VARIABLE")
-        return self.text[start : self.pos].upper()
+        match = _NAME.match(self.text, self.pos)
+        if match is None:
+            raise self.error(f"unexpected {self.found()}, expecting VARIABLE")
+        self.pos = match.end()
+        return match.group(0).upper()
 
     def value(self) -> str:
-        ch = self.peek()
-        if ch == '"':
-            self._advance(1)
-            out = []
-            text = self.text
-            while True:
-                if self.pos >= len(text):
-                    raise self.error("unterminated string")
-                c = text[self.pos]
-                if c == "\\" and text[self.pos + 1 : self.pos + 2] == '"':
-                    out.append('"')
-                    self._advance(2)
-                elif c == '"':
-                    self._advance(1)
-                    return "".join(out)
-                else:
-                    out.append(c)
-                    self._advance(1)
-        start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] not in _PLAIN_STOP:
-            self.pos += 1
-            self.col += 1
-        return self.text[start : self.pos]
+        if self.peek() == '"':
+            match = _QUOTED.match(self.text, self.pos)
+            if match is None:
+                raise self.error("unterminated string")
+            self.pos = match.end()
+            return match.group(1).replace('\\"', '"')
+        match = _PLAIN.match(self.text, self.pos)
+        assert match is not None
+        self.pos = match.end()
+        return match.group(0)
 
 
 def parse_text(text: str) -> Template:
@@ -117,11 +93,11 @@ def parse_text(text: str) -> Template:
         lx.expect("=")
         lx.skip(newlines=False)
         if lx.peek() == "[":
-            lx._advance(1)
+            lx.pos += 1
             vector: dict[str, str] = {}
             lx.skip()
             if lx.peek() == "]":
-                lx._advance(1)
+                lx.pos += 1
             else:
                 while True:
                     lx.skip()
@@ -133,7 +109,7 @@ def parse_text(text: str) -> Template:
                     vector.setdefault(key, _checked(val.strip(), lx))
                     lx.skip()
                     if lx.peek() == ",":
-                        lx._advance(1)
+                        lx.pos += 1
                         continue
                     lx.expect("]")
                     break
