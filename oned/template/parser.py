@@ -14,7 +14,6 @@ from lxml import etree
 
 from oned.template.template import Template
 
-
 XML_PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
 )
