@@ -13,8 +13,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from oned.auth import acl
-from oned.auth.acl import AclRule
 from oned.core import Core
 from oned.log import logger
 from oned.objects.base import Permissions
@@ -23,7 +21,6 @@ from oned.objects.datastore import FILE_DS, IMAGE_DS, SYSTEM_DS, Datastore
 from oned.objects.group import Group
 from oned.objects.user import CORE, SERVER_CIPHER, SERVERADMIN_NAME, User, sha256_hex
 from oned.objects.zone import Zone
-from oned.pools.base import Unit
 from oned.template import Template
 
 log = logger("ONE")
@@ -88,12 +85,6 @@ def _write_secret(path: Path, text: str) -> None:
         handle.write(text + "\n")
 
 
-def _rule(unit: Unit, core: Core, text: str) -> None:
-    key = acl.parse_rule_string(text.format(zone=core.config.zone_id), core.config.zone_id)
-    rule = AclRule(core.acl_pool.next_oid(), *key)
-    unit.sql(core.acl_pool.insert(rule), lambda: core.acl.add(rule))
-
-
 def _datastore(
     oid: int, name: str, ds_type: int, ds_mad: str, tm_mad: str, base: Path
 ) -> Datastore:
@@ -138,7 +129,7 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
             raise BootstrapError(f"Bootstrap: {path} exists, remove it to create serveradmin")
     unit = core.unit()
     for text in DEFAULT_RULES:
-        _rule(unit, core, text)
+        core.stage_rule(unit, text.format(zone=core.config.zone_id))
 
     cluster = Cluster(0, "default", datastores={0, 1, 2})
     cluster.template.add("RESERVED_CPU", "")
@@ -193,8 +184,7 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
     unit.sql(core.zones.control())
 
     for text in VDC_RULES:
-        _rule(unit, core, text)
-    unit.sql(core.acl_pool.control())
+        core.stage_rule(unit, text.format(zone=core.config.zone_id))
 
     await unit.commit("bootstrap")
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from twisted.internet.interfaces import IReactorTime
 
 from oned._async import Eventually
+from oned.auth import acl
+from oned.auth.acl import AclRule
 from oned.auth.authorize import AclEngine, Caller
 from oned.auth.one_key import OneKey
 from oned.auth.session import Authenticator
@@ -129,6 +131,41 @@ class Core:
             if n == setting and isinstance(v, str) and v.strip()
         ]
 
+    # -- ACL rules oned manages itself ----------------------------------------------
+
+    def stage_rule(self, unit: Unit, text: str) -> None:
+        """Add a rule in ``unit`` (skipped when an equal one exists: oned only logs it)."""
+        key = acl.parse_rule_string(text, self.config.zone_id)
+        if self.acl.find(key) is not None:
+            return
+        rule = AclRule(self.acl_pool.next_oid(), *key)
+        unit.sql(self.acl_pool.insert(rule), lambda: self.acl.add(rule))
+        unit.sql(self.acl_pool.control())
+
+    def drop_rule(self, unit: Unit, oid: int) -> None:
+        unit.sql(self.acl_pool.delete(oid), lambda: self.acl.remove(oid))
+
+    @staticmethod
+    def admin_rules(uid: int, gid: int) -> list[str]:
+        """The rules that make ``uid`` an administrator of group ``gid``."""
+        return [
+            f"#{uid} USER/@{gid} USE+MANAGE+ADMIN+CREATE *",
+            f"#{uid} VM+NET+IMAGE+TEMPLATE+DOCUMENT+SECGROUP+VROUTER+VMGROUP+BACKUPJOB/@{gid} "
+            "USE+MANAGE *",
+            f"#{uid} VROUTER/* CREATE *",
+            f"#{uid} GROUP/#{gid} MANAGE *",
+        ]
+
+    def stage_admin_rules(self, unit: Unit, uid: int, gid: int) -> None:
+        for text in self.admin_rules(uid, gid):
+            self.stage_rule(unit, text)
+
+    def drop_admin_rules(self, unit: Unit, uid: int, gid: int) -> None:
+        for text in self.admin_rules(uid, gid):
+            rule = self.acl.find(acl.parse_rule_string(text, self.config.zone_id))
+            if rule is not None:
+                self.drop_rule(unit, rule.oid)
+
     def unit(self) -> Unit:
         return Unit(self.db)
 
@@ -221,7 +258,9 @@ class Core:
                     group.users.add(uid)
                 else:
                     group.users.discard(uid)
-                    group.admins.discard(uid)
+                    if uid in group.admins:
+                        group.admins.discard(uid)
+                        self.drop_admin_rules(unit, uid, gid)
                 unit.save(self.groups, group)
             primary = self.groups.get(wanted[0])
             assert primary is not None
@@ -241,6 +280,7 @@ class Core:
                 group.admins.add(uid)
                 unit = self.unit()
                 unit.save(self.groups, group)
+                self.stage_admin_rules(unit, uid, gid)
                 await unit.commit(f"admin {uid} of group {gid}")
 
     async def add_user(self, name: str, stored_password: str, driver: str, gids: list[int]) -> User:

@@ -8,7 +8,6 @@ from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.api.user import _parse_action, store_quotas, update_defaults
 from oned.auth import acl
-from oned.auth.acl import AclRule
 from oned.core import Core
 from oned.errors import ActionError, AuthorizationError, InternalError, OneError, no_exists
 from oned.objects.base import Op
@@ -29,33 +28,6 @@ GROUP = Family[Group](
 )
 
 VDC_RULES = (("HOST", "MANAGE"), ("NET", "USE"), ("DATASTORE", "USE"))
-
-
-def _admin_rules(uid: int, gid: int) -> list[str]:
-    return [
-        f"#{uid} USER/@{gid} USE+MANAGE+ADMIN+CREATE *",
-        f"#{uid} VM+NET+IMAGE+TEMPLATE+DOCUMENT+SECGROUP+VROUTER+VMGROUP+BACKUPJOB/@{gid} "
-        "USE+MANAGE *",
-        f"#{uid} VROUTER/* CREATE *",
-        f"#{uid} GROUP/#{gid} MANAGE *",
-    ]
-
-
-def add_rule(core: Core, unit: Unit, text: str) -> None:
-    """Stage a rule (skipped if an equal one exists, as oned only logs that)."""
-    key = acl.parse_rule_string(text, core.config.zone_id)
-    if core.acl.find(key) is not None:
-        return
-    rule = AclRule(core.acl_pool.next_oid(), *key)
-    unit.sql(core.acl_pool.insert(rule), lambda: core.acl.add(rule))
-    unit.sql(core.acl_pool.control())
-
-
-def drop_admin_rules(core: Core, unit: Unit, uid: int, gid: int) -> None:
-    for text in _admin_rules(uid, gid):
-        rule = core.acl.find(acl.parse_rule_string(text, core.config.zone_id))
-        if rule is not None:
-            shared.drop_rule(core, unit, rule.oid)
 
 
 def info_xml(core: Core, group: Group) -> str:
@@ -85,7 +57,7 @@ async def allocate(core: Core, call: Call, name: str) -> int:
     unit.add(core.groups, group)
     zone = core.config.zone_id
     for type_name, right in VDC_RULES:
-        add_rule(core, unit, f"@{oid} {type_name}/* {right} #{zone}")
+        core.stage_rule(unit, f"@{oid} {type_name}/* {right} #{zone}")
     try:
         await unit.commit(f"allocate group {name}")
     except Exception as exc:
@@ -108,7 +80,7 @@ async def delete(core: Core, call: Call, oid: int) -> int:
         for rule in list(core.acl.rules.values()):
             res_sel = rule.resource & (acl.SELECTORS | acl.ID_MASK)
             if rule.user == acl.GROUP | oid or res_sel == acl.GROUP | oid:
-                shared.drop_rule(core, unit, rule.oid)
+                core.drop_rule(unit, rule.oid)
 
     return await shared.delete(core, call, GROUP, oid, extra)
 
@@ -182,15 +154,14 @@ async def _admin(core: Core, call: Call, gid: int, uid: int, add: bool) -> int:
                     f"Cannot edit group. User {uid} is already an administrator of Group {gid}."
                 )
             group.admins.add(uid)
-            for text in _admin_rules(uid, gid):
-                add_rule(core, unit, text)
+            core.stage_admin_rules(unit, uid, gid)
         else:
             if uid not in group.admins:
                 raise InternalError(
                     f"Cannot edit group. User {uid} is not an administrator of Group {gid}."
                 )
             group.admins.discard(uid)
-            drop_admin_rules(core, unit, uid, gid)
+            core.drop_admin_rules(unit, uid, gid)
         unit.save(core.groups, group)
         await unit.commit(f"{'addadmin' if add else 'deladmin'} group {gid}")
     return gid

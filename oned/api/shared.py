@@ -365,11 +365,7 @@ def drop_resource_rules(core: Core, unit: Unit, type_name: str, oid: int) -> Non
     for rule in list(core.acl.rules.values()):
         sel = rule.resource & (acl.SELECTORS | acl.ID_MASK)
         if sel == (acl.INDIVIDUAL | oid) and rule.resource & bit:
-            drop_rule(core, unit, rule.oid)
-
-
-def drop_rule(core: Core, unit: Unit, oid: int) -> None:
-    unit.sql(core.acl_pool.delete(oid), lambda: core.acl.remove(oid))
+            core.drop_rule(unit, rule.oid)
 
 
 def user_auth(core: Core, user: Any) -> ObjectAuth:

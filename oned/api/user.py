@@ -167,7 +167,7 @@ async def delete(core: Core, call: Call, oid: int) -> int:
 
         for rule in list(core.acl.rules.values()):
             if rule.user == acl.INDIVIDUAL | oid:
-                shared.drop_rule(core, unit, rule.oid)
+                core.drop_rule(unit, rule.oid)
         shared.drop_resource_rules(core, unit, "USER", oid)
         unit.then(lambda: core.auth.invalidate(oid))
         await unit.commit(f"delete user {oid}")
@@ -183,9 +183,7 @@ def _leave_group(core: Core, unit: Unit, uid: int, gid: int) -> None:
     group.users.discard(uid)
     if uid in group.admins:
         group.admins.discard(uid)
-        from oned.api.group import drop_admin_rules
-
-        drop_admin_rules(core, unit, uid, gid)
+        core.drop_admin_rules(unit, uid, gid)
     unit.save(core.groups, group)
 
 

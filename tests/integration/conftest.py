@@ -21,7 +21,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_conf(root: Path, extra: str = "") -> None:
+def write_conf(root: Path, extra: str = "", replace: dict[str, str] | None = None) -> None:
     """The shipped oned.conf plus ``extra``, with the hook driver on free ports so that
     several daemons (and a developer's own) can run side by side."""
     conf = root / "etc" / "oned.conf"
@@ -32,6 +32,9 @@ def write_conf(root: Path, extra: str = "") -> None:
     conf.parent.mkdir(parents=True, exist_ok=True)
     text = (packaged_share() / "etc" / "oned.conf").read_text()
     text = text.replace("-p 2101 -l 2102", "-p 0 -l 0")
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
     conf.write_text(text + "\n" + extra + "\n")
 
 
@@ -44,6 +47,7 @@ class Daemon:
     password: str = "s3cret-pw"
     proc: subprocess.Popen[bytes] | None = None
     extra_conf: str = ""
+    replace_conf: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -66,7 +70,7 @@ class Daemon:
         auth = self.root / "one_auth"
         if not auth.exists():
             auth.write_text(f"oneadmin:{self.password}\n")
-        write_conf(self.root, self.extra_conf)
+        write_conf(self.root, self.extra_conf, self.replace_conf)
         log = open(self.root / "stdout.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "oned", "-f", "--port", str(self.port)],
