@@ -104,7 +104,7 @@ def _run(config: Any, locations: Locations, foreground: bool) -> int:
             log.failure("Cannot start oned", failure=failure)
         print(f"oned: cannot start: {failure.getErrorMessage()}", file=sys.stderr)
         status["code"] = 1
-        reactor.stop()
+        service.stop().addBoth(lambda _: reactor.stop())
 
     def go() -> None:
         service.startService()

@@ -152,3 +152,23 @@ def test_daemon_mode_and_generated_credential(tmp_path: Path) -> None:
     while pidfile.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pidfile.exists()
+
+
+def test_port_in_use_fails_cleanly(daemon: Daemon, tmp_path: Path) -> None:
+    """A second oned on a busy port exits 1 at once and leaves no driver behind."""
+    other = Daemon(tmp_path / "other", port=daemon.port)
+    other.root.mkdir(parents=True)
+    (other.root / "one_auth").write_text(f"oneadmin:{other.password}\n")
+    write_conf(other.root)
+    done = subprocess.run(
+        [sys.executable, "-m", "oned", "-f", "--port", str(daemon.port)],
+        env=other.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Address already in use" in done.stderr
+    assert "All modules finalized" in other.log()
+    assert daemon.alive()
