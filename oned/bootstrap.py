@@ -126,7 +126,10 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
     server_files = [var / ".one" / name for name in SERVER_AUTH_FILES]
     for path in server_files:
         if path.exists():
-            raise BootstrapError(f"Bootstrap: {path} exists, remove it to create serveradmin")
+            raise BootstrapError(
+                f"Password file {path} already exists but OpenNebula is boostraping the "
+                "database. Check your database configuration in oned.conf."
+            )
     unit = core.unit()
     for text in DEFAULT_RULES:
         core.stage_rule(unit, text.format(zone=core.config.zone_id))
