@@ -156,12 +156,7 @@ def check_restricted(
             f"Cannot update template. Tried to change restricted attribute: {name}"
         )
 
-    if family.restricted_attr is None:
-        return
-    for restricted in core.config.template.items:
-        if restricted[0] != family.restricted_attr or not isinstance(restricted[1], str):
-            continue
-        name = restricted[1].strip().upper()
+    for name in core.attr_list(family.restricted_attr):
         if "/" in name:
             vec, key = name.split("/", 1)
             olds = [v.get(key) for v in old.vectors(vec)]
@@ -205,11 +200,7 @@ async def update_template(
 
 
 def _restricted_values(core: Core, family: Family[Any], tmpl: Template) -> list[Any]:
-    names = {
-        v.strip().upper()
-        for n, v in core.config.template.items
-        if n == family.restricted_attr and isinstance(v, str) and "/" not in v
-    }
+    names = {n for n in core.attr_list(family.restricted_attr) if "/" not in n}
     return [(n, v) for n, v in tmpl.items if n in names]
 
 
@@ -292,13 +283,18 @@ async def chown(
     return oid
 
 
-async def lock(
-    core: Core, call: Call, family: Family[Any], oid: int, level: int, test: bool
-) -> int:
+def _check_lockable(core: Core, call: Call, family: Family[Any], oid: int) -> None:
+    """lock/unlock need MANAGE, whatever lock the object already has."""
     obj = get_object(core, family, oid)
     if not family.lockable:
         raise AuthorizationError("Object cannot be locked.")
     authorize(core, call, family, obj, Op.MANAGE, ignore_lock=True)
+
+
+async def lock(
+    core: Core, call: Call, family: Family[Any], oid: int, level: int, test: bool
+) -> int:
+    _check_lockable(core, call, family, oid)
     if level == 4:
         level = 1
     if level not in (1, 2, 3):
@@ -319,10 +315,7 @@ async def lock(
 
 
 async def unlock(core: Core, call: Call, family: Family[Any], oid: int) -> int:
-    obj = get_object(core, family, oid)
-    if not family.lockable:
-        raise AuthorizationError("Object cannot be locked.")
-    authorize(core, call, family, obj, Op.MANAGE, ignore_lock=True)
+    _check_lockable(core, call, family, oid)
     pool = family.pool(core)
     async with pool.lock(oid):
         obj = get_object(core, family, oid)
