@@ -33,11 +33,6 @@ def sha1_hex(secret: str) -> str:
     return hashlib.sha1(secret.encode()).hexdigest()  # noqa: S324 - legacy hash upgrade
 
 
-def hashes_password(driver: str) -> bool:
-    """Drivers whose stored password is the SHA-256 of the clear one."""
-    return driver in (CORE, SERVER_CIPHER)
-
-
 @dataclass
 class LoginToken:
     token: str
