@@ -42,6 +42,7 @@ class OnedService(Service):
         on_credentials: Callable[[Credentials], None] | None = None,
         drivers_factory: Callable[[OnedConfig, Any], Any] | None = None,
         sink: LogSink | None = None,
+        init_only: bool = False,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -49,6 +50,7 @@ class OnedService(Service):
         self.on_credentials = on_credentials
         self.drivers_factory = drivers_factory
         self.sink = sink
+        self.init_only = init_only
         self.db: Database | None = None
         self.core: Core | None = None
         self.drivers: Any = None
@@ -70,6 +72,9 @@ class OnedService(Service):
         creds = await bootstrap(self.core, self.environ)
         if creds is not None and self.on_credentials is not None:
             self.on_credentials(creds)
+        if self.init_only:
+            self.log.info("Database initialized ({path})", path=locations.var / "one.db")
+            return
         if self.drivers_factory is not None:
             self.drivers = self.drivers_factory(config, self.reactor)
             await self.drivers.start()

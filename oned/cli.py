@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-f", "--foreground", action="store_true", help="do not daemonize")
     parser.add_argument("--port", type=int, default=None, help="XML-RPC port (overrides PORT)")
+    parser.add_argument(
+        "-i", "--init-db", action="store_true", help="create and bootstrap the database, then exit"
+    )
     parser.add_argument("-v", "--version", action="store_true", help="print version and exit")
     return parser
 
@@ -61,9 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"oned: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
-    if not args.foreground:
+    if not args.foreground and not args.init_db:
         _daemonize(locations)
-    sys.exit(_run(config, locations, args.foreground))
+    sys.exit(_run(config, locations, args.foreground or args.init_db, args.init_db))
 
 
 def _daemonize(locations: Locations) -> None:
@@ -76,7 +79,7 @@ def _daemonize(locations: Locations) -> None:
     Path(locations.pidfile).write_text(f"{os.getpid()}\n", encoding="utf-8")
 
 
-def _run(config: Any, locations: Locations, foreground: bool) -> int:
+def _run(config: Any, locations: Locations, foreground: bool, init_only: bool = False) -> int:
     from twisted.internet import reactor
 
     from oned.app import OnedService
@@ -91,11 +94,14 @@ def _run(config: Any, locations: Locations, foreground: bool) -> int:
         on_credentials=_print_credentials(sys.stdout if foreground else stream),
         drivers_factory=_drivers_factory(),
         sink=sink,
+        init_only=init_only,
     )
     status = {"code": 0}
 
     def started(_: object) -> None:
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+        if init_only:
+            reactor.stop()
 
     def failed(failure: Any) -> None:
         if failure.check(BootstrapError, ConfigError):

@@ -172,3 +172,26 @@ def test_port_in_use_fails_cleanly(daemon: Daemon, tmp_path: Path) -> None:
     assert "Address already in use" in done.stderr
     assert "All modules finalized" in other.log()
     assert daemon.alive()
+
+
+def test_init_db_only(tmp_path: Path) -> None:
+    """`oned -i` bootstraps the database and exits 0 without serving."""
+    d = Daemon(tmp_path / "init")
+    d.root.mkdir(parents=True)
+    (d.root / "one_auth").write_text(f"oneadmin:{d.password}\n")
+    write_conf(d.root)
+    done = subprocess.run(
+        [sys.executable, "-m", "oned", "-i"],
+        env=d.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(d.root / "var" / "one.db") as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM user_pool ORDER BY oid")]
+    assert names == ["oneadmin", "serveradmin"]
+    d.start()
+    assert pyone.OneServer(d.url, session=d.session).user.info(-1).NAME == "oneadmin"
+    d.stop()
