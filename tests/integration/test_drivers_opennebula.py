@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred
 
 from oned.config import parse_config_text
 from oned.drivers.families import Family
@@ -25,6 +24,8 @@ from oned.drivers.message import DriverMessage, b64encode
 from oned.drivers.process import DriverState
 from oned.locations import Locations
 from oned.managers.auth import AuthManager
+
+from .drivers_common import DS_DUMMY, MARKET_DUMMY, TM_PROLOG, VMM_DEPLOY, drivers_conf, reply_of
 
 pytestmark = pytest.mark.slow
 
@@ -103,42 +104,7 @@ def install(root: Path) -> None:
 
 
 def conf(pub: int, rep: int) -> str:
-    return f"""
-VM_MAD = [ NAME = "dummy", EXECUTABLE = "one_vmm_dummy", TYPE = "xml" ]
-IM_MAD = [ NAME = "dummy", EXECUTABLE = "one_im_sh", ARGUMENTS = "-r 3 -t 15 -w 90 dummy" ]
-TM_MAD = [ EXECUTABLE = "one_tm", ARGUMENTS = "-t 15 -d dummy" ]
-DATASTORE_MAD = [ EXECUTABLE = "one_datastore", ARGUMENTS = "-t 15 -d dummy -s dummy" ]
-AUTH_MAD = [ EXECUTABLE = "one_auth_mad", AUTHN = "dummy" ]
-IPAM_MAD = [ EXECUTABLE = "one_ipam", ARGUMENTS = "-t 1 -i dummy" ]
-SCHED_MAD = [ EXECUTABLE = "one_sched", ARGUMENTS = "-t 15 -p dummy -o dummy" ]
-HM_MAD = [ EXECUTABLE = "one_hm", ARGUMENTS = "-p {pub} -l {rep} -b 127.0.0.1" ]
-MARKET_MAD = [ EXECUTABLE = "one_market", ARGUMENTS = "-t 15 -m http" ]
-"""
-
-
-async def reply_of(
-    manager: DriverManager,
-    family: Family,
-    action: str,
-    oid: int,
-    payload: str,
-    *,
-    name: str | None = None,
-    reply_oid: int | None = None,
-    timeout: float = 30,
-) -> DriverMessage:
-    from twisted.internet import reactor
-
-    waiter: Deferred[DriverMessage] = Deferred()
-
-    def handle(msg: DriverMessage) -> None:
-        if msg.oid == (oid if reply_oid is None else reply_oid) and not waiter.called:
-            waiter.callback(msg)
-
-    manager.register_action(family, action, handle)
-    manager.send(family, action, oid, payload, name=name)
-    waiter.addTimeout(timeout, reactor)
-    return await waiter
+    return drivers_conf(hm_args=f"-p {pub} -l {rep} -b 127.0.0.1", market="http")
 
 
 @pytest.mark.skipif(bool(skip_reason), reason=skip_reason or "-")
@@ -162,27 +128,18 @@ async def test_opennebula_ruby_drivers(tmp_path: Path) -> None:
     try:
         assert all(d.state is DriverState.RUNNING for d in manager.drivers())
 
-        vmm = b64encode(
-            "<VMM_DRIVER_ACTION_DATA><HOST>host0</HOST><DEPLOY_ID/>"
-            "<SECURITY_GROUP_ID>3</SECURITY_GROUP_ID>"
-            "<VM><ID>7</ID><NAME>testvm</NAME></VM></VMM_DRIVER_ACTION_DATA>"
-        )
-        msg = await reply_of(manager, Family.VMM, "DEPLOY", 7, vmm, name="dummy")
+        msg = await reply_of(manager, Family.VMM, "DEPLOY", 7, VMM_DEPLOY, name="dummy")
         assert msg == DriverMessage("DEPLOY", "SUCCESS", 7, "host0:testvm:dummy")
-        msg = await reply_of(manager, Family.VMM, "UPDATESG", 7, vmm, name="dummy")
+        msg = await reply_of(manager, Family.VMM, "UPDATESG", 7, VMM_DEPLOY, name="dummy")
         assert msg.payload == "3"
 
         prolog = tmp_path / "transfer.0.prolog"
-        prolog.write_text("CLONE dummy fe:/a host0:/d/0/7/disk.0 7 1\n")
+        prolog.write_text(TM_PROLOG)
         msg = await reply_of(manager, Family.TM, "TRANSFER", 7, str(prolog))
         assert msg == DriverMessage("TRANSFER", "SUCCESS", 7, "-")
 
-        ds = b64encode(
-            "<DS_DRIVER_ACTION_DATA><IMAGE/><DATASTORE><DS_MAD>dummy</DS_MAD>"
-            "<TM_MAD>dummy</TM_MAD><TYPE>0</TYPE></DATASTORE></DS_DRIVER_ACTION_DATA>"
-        )
-        assert await manager.request(Family.IMAGE, "STAT", ds) == (True, "1024")
-        msg = await reply_of(manager, Family.IMAGE, "MONITOR", 1, ds)
+        assert await manager.request(Family.IMAGE, "STAT", DS_DUMMY) == (True, "1024")
+        msg = await reply_of(manager, Family.IMAGE, "MONITOR", 1, DS_DUMMY)
         assert msg.payload == "VVNFRF9NQj05NzIwClRPVEFMX01CPTIwNDgwCkZSRUVfTUI9MjA0ODAK"
 
         auth = AuthManager(manager)
@@ -200,11 +157,7 @@ async def test_opennebula_ruby_drivers(tmp_path: Path) -> None:
         )
         assert msg == DriverMessage("PLACE", "SUCCESS", 0, "-")
 
-        market = b64encode(
-            "<MARKET_DRIVER_ACTION_DATA><MARKETPLACE><MARKET_MAD>dummy</MARKET_MAD>"
-            "</MARKETPLACE></MARKET_DRIVER_ACTION_DATA>"
-        )
-        msg = await reply_of(manager, Family.MARKET, "MONITOR", 0, market)
+        msg = await reply_of(manager, Family.MARKET, "MONITOR", 0, MARKET_DUMMY)
         assert msg.status == "FAILURE"
         assert msg.payload == "Marketplace driver 'dummy' not available"
 

@@ -19,6 +19,8 @@ from oned.drivers.process import DriverState
 from oned.locations import Locations
 from oned.managers.auth import AuthManager
 
+from .drivers_common import DS_DUMMY, MARKET_DUMMY, TM_PROLOG, VMM_DEPLOY, drivers_conf, reply_of
+
 pytestmark = pytest.mark.slow
 
 REMOTES = CHECKOUT_MADS.parent / "remotes"
@@ -31,46 +33,12 @@ def free_udp_port() -> int:
 
 
 def conf(extra_tm_types: str = "") -> str:
-    return f"""
-VM_MAD = [ NAME = "dummy", EXECUTABLE = "one_vmm_dummy", TYPE = "xml" ]
-IM_MAD = [ NAME = "dummy", EXECUTABLE = "one_im_sh", ARGUMENTS = "-r 3 -t 15 -w 90 dummy" ]
-TM_MAD = [ EXECUTABLE = "one_tm", ARGUMENTS = "-t 15 -d dummy{extra_tm_types}" ]
-DATASTORE_MAD = [ EXECUTABLE = "one_datastore", ARGUMENTS = "-t 15 -d dummy -s dummy" ]
-AUTH_MAD = [ EXECUTABLE = "one_auth_mad", AUTHN = "dummy,plain" ]
-IPAM_MAD = [ EXECUTABLE = "one_ipam", ARGUMENTS = "-t 1 -i dummy" ]
-SCHED_MAD = [ EXECUTABLE = "one_sched", ARGUMENTS = "-t 15 -p dummy -o dummy" ]
-HM_MAD = [ EXECUTABLE = "one_hm", ARGUMENTS = "-p 0 -l 0 -b 127.0.0.1" ]
-MARKET_MAD = [ EXECUTABLE = "one_market", ARGUMENTS = "-t 15 -m dummy" ]
-"""
+    return drivers_conf(tm_types=f"dummy{extra_tm_types}", authn="dummy,plain")
 
 
 def make_config(root: Path, text: str) -> OnedConfig:
     locations = Locations.from_env({"ONE_LOCATION": str(root)})
     return parse_config_text(text, locations)
-
-
-async def reply_of(
-    manager: DriverManager,
-    family: Family,
-    action: str,
-    oid: int,
-    payload: str,
-    *,
-    name: str | None = None,
-    reply_oid: int | None = None,
-) -> DriverMessage:
-    from twisted.internet import reactor
-
-    waiter: Deferred[DriverMessage] = Deferred()
-
-    def handle(msg: DriverMessage) -> None:
-        if msg.oid == (oid if reply_oid is None else reply_oid) and not waiter.called:
-            waiter.callback(msg)
-
-    manager.register_action(family, action, handle)
-    manager.send(family, action, oid, payload, name=name)
-    waiter.addTimeout(20, reactor)
-    return await waiter
 
 
 @pytest_twisted.ensureDeferred
@@ -84,24 +52,16 @@ async def test_every_family_round_trips(tmp_path: Path) -> None:
         assert all(d.state is DriverState.RUNNING for d in manager.drivers())
         assert "SCRIPTS_REMOTE_DIR=/var/tmp/one" in (tmp_path / "var" / "config").read_text()
 
-        vmm = b64encode(
-            "<VMM_DRIVER_ACTION_DATA><HOST>host0</HOST><DEPLOY_ID/>"
-            "<VM><ID>7</ID><NAME>testvm</NAME></VM></VMM_DRIVER_ACTION_DATA>"
-        )
-        msg = await reply_of(manager, Family.VMM, "DEPLOY", 7, vmm, name="dummy")
+        msg = await reply_of(manager, Family.VMM, "DEPLOY", 7, VMM_DEPLOY, name="dummy")
         assert msg == DriverMessage("DEPLOY", "SUCCESS", 7, "host0:testvm:dummy")
 
         prolog = tmp_path / "transfer.0.prolog"
-        prolog.write_text("CLONE dummy fe:/a host0:/d/0/7/disk.0 7 1\n")
+        prolog.write_text(TM_PROLOG)
         msg = await reply_of(manager, Family.TM, "TRANSFER", 7, str(prolog))
         assert msg == DriverMessage("TRANSFER", "SUCCESS", 7, "-")
 
-        ds = b64encode(
-            "<DS_DRIVER_ACTION_DATA><IMAGE/><DATASTORE><DS_MAD>dummy</DS_MAD>"
-            "<TM_MAD>dummy</TM_MAD><TYPE>0</TYPE></DATASTORE></DS_DRIVER_ACTION_DATA>"
-        )
-        assert await manager.request(Family.IMAGE, "STAT", ds) == (True, "1024")
-        msg = await reply_of(manager, Family.IMAGE, "CP", 3, ds)
+        assert await manager.request(Family.IMAGE, "STAT", DS_DUMMY) == (True, "1024")
+        msg = await reply_of(manager, Family.IMAGE, "CP", 3, DS_DUMMY)
         assert msg.payload == "dummy_path dummy_format"
 
         auth = AuthManager(manager)
@@ -120,11 +80,7 @@ async def test_every_family_round_trips(tmp_path: Path) -> None:
         ok, info = await manager.request(Family.IPAM, "GET_ADDRESS", ar)
         assert ok and info
 
-        market = b64encode(
-            "<MARKET_DRIVER_ACTION_DATA><MARKETPLACE><MARKET_MAD>dummy</MARKET_MAD>"
-            "</MARKETPLACE></MARKET_DRIVER_ACTION_DATA>"
-        )
-        msg = await reply_of(manager, Family.MARKET, "MONITOR", 0, market)
+        msg = await reply_of(manager, Family.MARKET, "MONITOR", 0, MARKET_DUMMY)
         assert msg.success
 
         msg = await reply_of(
