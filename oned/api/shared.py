@@ -128,10 +128,14 @@ def name_clash(core: Core, family: Family[Any], name: str, uid: int, skip: int =
     """The object that already uses ``name`` in the family's uniqueness scope."""
     if family.name_scope == "none":
         return None
-    for obj in family.pool(core):
+    pool = family.pool(core)
+    if family.name_scope == "global":
+        found = pool.by_name(name)
+        return found if found is not None and found.oid != skip else None
+    for obj in pool.objects():
         if obj.name != name or obj.oid == skip:
             continue
-        if family.name_scope == "global" or getattr(obj, "uid", -1) == uid:
+        if getattr(obj, "uid", -1) == uid:
             return obj
     return None
 
@@ -396,7 +400,7 @@ def filtered(
     if filter_flag < -4:
         raise ApiError("Incorrect filter_flag")
     caller = call.caller
-    objs: Iterable[Any] = family.pool(core)
+    objs: Iterable[Any] = family.pool(core).objects()
     if filter_flag == -4:
         objs = [o for o in objs if getattr(o, "gid", -1) == caller.gid]
     elif filter_flag == -3:

@@ -56,7 +56,8 @@ class Datastore:
 
     def to_xml(self) -> str:
         return (
-            f"<DATASTORE><ID>{self.oid}</ID>{owner_xml(self)}<NAME>{esc(self.name)}</NAME>{self.perms.to_xml()}"
+            f"<DATASTORE><ID>{self.oid}</ID>{owner_xml(self)}"
+            f"<NAME>{esc(self.name)}</NAME>{self.perms.to_xml()}"
             f"<DS_MAD>{esc(self.ds_mad)}</DS_MAD><TM_MAD>{esc(self.tm_mad)}</TM_MAD>"
             f"<BASE_PATH>{esc(self.base_path)}</BASE_PATH><TYPE>{self.type}</TYPE>"
             f"<DISK_TYPE>{self.disk_type}</DISK_TYPE><STATE>{self.state}</STATE>"

@@ -42,7 +42,8 @@ class Document:
 
     def to_xml(self) -> str:
         return (
-            f"<DOCUMENT><ID>{self.oid}</ID>{owner_xml(self)}<NAME>{esc(self.name)}</NAME><TYPE>{self.type}</TYPE>{self.perms.to_xml()}"
+            f"<DOCUMENT><ID>{self.oid}</ID>{owner_xml(self)}"
+            f"<NAME>{esc(self.name)}</NAME><TYPE>{self.type}</TYPE>{self.perms.to_xml()}"
             f"{self.lock.to_xml()}{self.template.to_xml()}</DOCUMENT>"
         )
 

@@ -91,6 +91,10 @@ class Pool(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         return iter(sorted(self._objects.values(), key=lambda o: o.oid))
 
+    def objects(self) -> list[T]:
+        """Every committed object, in no particular order (callers sort if needed)."""
+        return list(self._objects.values())
+
     def __len__(self) -> int:
         return len(self._objects)
 
