@@ -25,6 +25,7 @@ from oned.config import OnedConfig
 from oned.core import Core
 from oned.db.database import Database
 from oned.log import LogSink, logger
+from oned.managers import Manager, build_managers
 from oned.managers.auth.manager import AuthManager
 from oned.systemd import sdnotify
 
@@ -54,6 +55,7 @@ class OnedService(Service):
         self.db: Database | None = None
         self.core: Core | None = None
         self.drivers: Any = None
+        self.managers: list[Manager] = []
         self.manager: RequestManager | None = None
         self.site: OneSite | None = None
         self.port: IListeningPort | None = None
@@ -81,6 +83,9 @@ class OnedService(Service):
             auth = AuthManager(self.drivers)
             if auth.enabled:
                 self.core.auth.external = auth
+            self.managers = build_managers(self.core, self.drivers, clock)
+            for manager in self.managers:
+                await manager.start()
         if self.sink is not None:
             self.sink.attach_clock(clock)
         self.manager = RequestManager(self.core, build_registry(), self.sink)
@@ -123,6 +128,8 @@ class OnedService(Service):
                 await stopping
         if self.manager is not None:
             await self.manager.drain(self.reactor, timeout=10.0)
+        for manager in reversed(self.managers):
+            await manager.stop()
         if self.drivers is not None:
             await self.drivers.stop()
         if self.db is not None:

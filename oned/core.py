@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -27,6 +28,8 @@ from oned.objects.cluster import Cluster
 from oned.objects.datastore import Datastore
 from oned.objects.document import Document
 from oned.objects.group import USERS_GID, Group
+from oned.objects.host import Host
+from oned.objects.image import Image
 from oned.objects.user import User, sha256_hex
 from oned.objects.vlans import vlans_xml
 from oned.objects.zone import Zone
@@ -34,6 +37,10 @@ from oned.pools.acl import AclPool
 from oned.pools.base import Locks, Pool, Unit
 from oned.pools.keyed import KeyedTable
 from oned.pools.quotas import QuotaTable
+
+if TYPE_CHECKING:
+    from oned.managers.image.manager import ImageManager
+    from oned.managers.information.manager import InformationManager
 
 
 def random_password() -> str:
@@ -64,6 +71,8 @@ class Core:
     clusters: Pool[Cluster]
     datastores: Pool[Datastore]
     documents: Pool[Document]
+    hosts: Pool[Host]
+    images: Pool[Image]
     user_quotas: QuotaTable
     group_quotas: QuotaTable
     group_vlans: KeyedTable[list[dict[str, str]]]
@@ -72,6 +81,9 @@ class Core:
     eventually: Eventually
     one_key: OneKey
     auth: Authenticator = field(init=False)
+    #: Set by ``oned.app`` once the drivers run (``None`` in driverless unit tests).
+    information_manager: InformationManager | None = None
+    image_manager: ImageManager | None = None
 
     @classmethod
     def create(cls, config: OnedConfig, clock: IReactorTime, db: Database) -> Core:
@@ -85,6 +97,8 @@ class Core:
             clusters=Pool(db, "cluster_pool", Cluster.from_xml, first_oid=100),
             datastores=Pool(db, "datastore_pool", Datastore.from_xml, first_oid=100),
             documents=Pool(db, "document_pool", Document.from_xml),
+            hosts=Pool(db, "host_pool", Host.from_xml),
+            images=Pool(db, "image_pool", Image.from_xml),
             user_quotas=QuotaTable(db, "user_quotas", "user_oid", "QUOTAS", "DEFAULT_USER_QUOTAS"),
             group_quotas=QuotaTable(
                 db, "group_quotas", "group_oid", "QUOTAS", "DEFAULT_GROUP_QUOTAS"
@@ -114,6 +128,8 @@ class Core:
             self.clusters,
             self.datastores,
             self.documents,
+            self.hosts,
+            self.images,
         ):
             await pool.load()
         await self.user_quotas.load()

@@ -11,6 +11,8 @@ def build_registry() -> Registry:
         datastore,
         document,
         group,
+        host,
+        image,
         system,
         user,
         zone,

@@ -1,1 +1,27 @@
 """Managers: one package per OpenNebula manager (src/<manager>)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+    from oned.core import Core
+
+
+class Manager(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def build_managers(core: Core, drivers: Any, clock: IReactorTime) -> list[Manager]:
+    """The driver-backed managers, in start order (``Nebula::start``); also sets the
+    ``Core`` references API handlers use to reach them."""
+    from oned.managers.image.manager import ImageManager
+    from oned.managers.information.manager import InformationManager
+
+    core.image_manager = ImageManager(core, drivers, clock)
+    core.information_manager = InformationManager(core, drivers, clock)
+    return [core.image_manager, core.information_manager]

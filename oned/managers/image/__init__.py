@@ -1,0 +1,1 @@
+"""Images and datastores through DATASTORE_MAD (mirrors ``src/image``)."""
