@@ -53,6 +53,13 @@ class Family(Generic[T]):
     delete_op: Op = Op.MANAGE
     restricted_attr: str | None = None
     encrypted_attr: str | None = None
+    #: ``post_update_template`` + ``extra_updates``: checks and derived changes of an
+    #: updated copy, staged in the same unit (raise a ``OneError`` to refuse).
+    on_update: Callable[[Core, Unit, Any], None] | None = None
+    #: ``batch_rename``: propagate a new name to the objects that show it.
+    on_rename: Callable[[Core, Unit, Any], None] | None = None
+    #: ``PoolSQL::drop`` refusals: the reason an object cannot be deleted, or None.
+    drop_check: Callable[[Core, Any], str | None] | None = None
 
 
 def validate_name(name: str, extra_chars: str = "") -> str | None:
@@ -196,10 +203,14 @@ async def update_template(
                     obj.template.add(name, value)
         else:
             obj.template.merge(new)
+        unit = core.unit()
+        if family.on_update is not None:
+            family.on_update(core, unit, obj)
         encrypted = core.attr_list(family.encrypted_attr)
         if encrypted:
             obj.template = core.one_key.encrypt_template(obj.template, encrypted)
-        await save(core, family, obj, f"update {family.word} {oid}")
+        unit.save(pool, obj)
+        await unit.commit(f"update {family.word} {oid}")
     return oid
 
 
@@ -225,7 +236,11 @@ async def rename(core: Core, call: Call, family: Family[Any], oid: int, name: st
     async with pool.lock(oid):
         obj = get_object(core, family, oid).copy()
         obj.name = name
-        await save(core, family, obj, f"rename {family.word} {oid}")
+        unit = core.unit()
+        unit.save(pool, obj)
+        if family.on_rename is not None:
+            family.on_rename(core, unit, obj)
+        await unit.commit(f"rename {family.word} {oid}")
     return oid
 
 
@@ -345,6 +360,9 @@ async def delete(
     pool = family.pool(core)
     async with pool.lock(oid):
         obj = get_object(core, family, oid)
+        reason = family.drop_check(core, obj) if family.drop_check is not None else None
+        if reason:
+            raise ActionError(f"Cannot delete {family.word}. {reason}")
         unit = core.unit()
         unit.drop(pool, oid)
         if extra is not None:

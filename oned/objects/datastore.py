@@ -19,11 +19,12 @@ from oned.objects.base import (
     template_of,
     text_of,
 )
-from oned.template import Template
+from oned.template import Template, cdata
 
 IMAGE_DS = 0
 SYSTEM_DS = 1
 FILE_DS = 2
+BACKUP_DS = 3
 
 READY = 0
 DISABLED = 1
@@ -58,8 +59,8 @@ class Datastore:
         return (
             f"<DATASTORE><ID>{self.oid}</ID>{owner_xml(self)}"
             f"<NAME>{esc(self.name)}</NAME>{self.perms.to_xml()}"
-            f"<DS_MAD>{esc(self.ds_mad)}</DS_MAD><TM_MAD>{esc(self.tm_mad)}</TM_MAD>"
-            f"<BASE_PATH>{esc(self.base_path)}</BASE_PATH><TYPE>{self.type}</TYPE>"
+            f"<DS_MAD>{cdata(self.ds_mad)}</DS_MAD><TM_MAD>{cdata(self.tm_mad)}</TM_MAD>"
+            f"<BASE_PATH>{cdata(self.base_path)}</BASE_PATH><TYPE>{self.type}</TYPE>"
             f"<DISK_TYPE>{self.disk_type}</DISK_TYPE><STATE>{self.state}</STATE>"
             f"{ids_xml('CLUSTERS', self.clusters)}<TOTAL_MB>{self.total_mb}</TOTAL_MB>"
             f"<FREE_MB>{self.free_mb}</FREE_MB><USED_MB>{self.used_mb}</USED_MB>"

@@ -174,6 +174,14 @@ class Unit:
     def then(self, fn: Callable[[], None]) -> None:
         self._after.append(fn)
 
+    def rollback(self) -> None:
+        """Give up a unit before committing it (frees the ids it allocated)."""
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+        self._statements.clear()
+        self._after.clear()
+
     async def commit(self, desc: str) -> None:
         try:
             await self._db.transact(desc, self._statements)
