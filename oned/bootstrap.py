@@ -19,8 +19,10 @@ from oned.objects.base import Permissions
 from oned.objects.cluster import Cluster
 from oned.objects.datastore import FILE_DS, IMAGE_DS, SYSTEM_DS, Datastore
 from oned.objects.group import Group
+from oned.objects.secgroup import default_secgroup
 from oned.objects.user import CORE, SERVER_CIPHER, SERVERADMIN_NAME, User, sha256_hex
 from oned.objects.zone import Zone
+from oned.pools.base import Unit
 from oned.template import Template
 
 log = logger("ONE")
@@ -117,9 +119,34 @@ def _datastore(
     )
 
 
+def stage_default_secgroup(core: Core, unit: Unit, oneadmin: User) -> None:
+    """``SecurityGroupPool``: group 0 ``default`` owned by oneadmin, then ids from 100."""
+    group = default_secgroup()
+    group.uid, group.gid, group.uname, group.gname = (
+        oneadmin.oid,
+        oneadmin.gid,
+        oneadmin.name,
+        oneadmin.gname,
+    )
+    unit.add(core.secgroups, group)
+    core.secgroups.set_last_oid(99)
+    unit.sql(core.secgroups.control())
+
+
+async def ensure_default_secgroup(core: Core) -> None:
+    """An existing database whose security group pool never had a group gets group 0."""
+    oneadmin = core.users.get(0)
+    if not core.secgroups.is_empty() or oneadmin is None:
+        return
+    unit = core.unit()
+    stage_default_secgroup(core, unit, oneadmin)
+    await unit.commit("default security group")
+
+
 async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Credentials | None:
     """Populate an empty database; returns oneadmin's credentials when it did."""
     if not core.users.is_empty():
+        await ensure_default_secgroup(core)
         return None
     creds = oneadmin_credentials(core, environ)
     var = core.config.locations.var
@@ -189,6 +216,7 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
     for text in VDC_RULES:
         core.stage_rule(unit, text.format(zone=core.config.zone_id))
 
+    stage_default_secgroup(core, unit, oneadmin)
     await unit.commit("bootstrap")
 
     for path in server_files:

@@ -30,8 +30,11 @@ from oned.objects.document import Document
 from oned.objects.group import USERS_GID, Group
 from oned.objects.host import Host
 from oned.objects.image import Image
+from oned.objects.secgroup import FIRST_USER_OID as FIRST_SECGROUP_OID
+from oned.objects.secgroup import SecurityGroup
 from oned.objects.user import User, sha256_hex
 from oned.objects.vlans import vlans_xml
+from oned.objects.vmtemplate import VMTemplate
 from oned.objects.zone import Zone
 from oned.pools.acl import AclPool
 from oned.pools.base import Locks, Pool, Unit
@@ -73,6 +76,8 @@ class Core:
     documents: Pool[Document]
     hosts: Pool[Host]
     images: Pool[Image]
+    templates: Pool[VMTemplate]
+    secgroups: Pool[SecurityGroup]
     user_quotas: QuotaTable
     group_quotas: QuotaTable
     group_vlans: KeyedTable[list[dict[str, str]]]
@@ -99,6 +104,10 @@ class Core:
             documents=Pool(db, "document_pool", Document.from_xml),
             hosts=Pool(db, "host_pool", Host.from_xml),
             images=Pool(db, "image_pool", Image.from_xml),
+            templates=Pool(db, "template_pool", VMTemplate.from_xml),
+            secgroups=Pool(
+                db, "secgroup_pool", SecurityGroup.from_xml, first_oid=FIRST_SECGROUP_OID
+            ),
             user_quotas=QuotaTable(db, "user_quotas", "user_oid", "QUOTAS", "DEFAULT_USER_QUOTAS"),
             group_quotas=QuotaTable(
                 db, "group_quotas", "group_oid", "QUOTAS", "DEFAULT_GROUP_QUOTAS"
@@ -130,6 +139,8 @@ class Core:
             self.documents,
             self.hosts,
             self.images,
+            self.templates,
+            self.secgroups,
         ):
             await pool.load()
         await self.user_quotas.load()

@@ -13,8 +13,10 @@ def build_registry() -> Registry:
         group,
         host,
         image,
+        secgroup,
         system,
         user,
+        vmtemplate,
         zone,
     )
 

@@ -1,0 +1,179 @@
+"""``one.secgroup.*`` and ``one.secgrouppool.info`` (mirrors ``SecurityGroupAPI``).
+
+Security groups use the shared machinery for info, rename, chmod, chown and the pool;
+allocate, clone, update, delete and commit are their own: every RULE is validated with
+oned's texts and exact duplicates are dropped, group 0 cannot be deleted, a group used
+by VMs cannot be deleted, and an update (or ``commit``) moves the group's VMs to
+OUTDATED_VMS and asks the VM side to push the rules again (``trigger_updatesg``: the
+seam the VM family plugs into).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from oned.api import shared
+from oned.api.context import Call
+from oned.api.declare import declare
+from oned.api.registry import rpc
+from oned.api.shared import Family
+from oned.core import Core
+from oned.errors import ActionError, ApiError, InternalError
+from oned.objects.base import Op, Permissions
+from oned.objects.secgroup import DEFAULT_SECGROUP_ID, RuleError, SecurityGroup, check_and_dedup
+from oned.template import Template, TemplateSyntaxError, parse_str_or_xml
+
+SECGROUP = Family[SecurityGroup](
+    type_name="SECGROUP",
+    word="security group",
+    pool_root="SECURITY_GROUP_POOL",
+    pool=lambda core: core.secgroups,
+    auth=shared.owned_auth("SECGROUP"),
+    name_scope="owner",
+)
+
+
+class SecurityGroupUpdater(Protocol):
+    """What the VM side offers to push a group's rules to its VMs."""
+
+    def trigger_updatesg(self, sg_id: int) -> None: ...
+
+
+def trigger_updatesg(core: Core, sg_id: int) -> None:
+    """``LifeCycleManager::trigger_updatesg``, once the VM family provides it.
+
+    Until VMs exist no VM can be in a group's lists, so there is nothing to push.
+    """
+    lcm: SecurityGroupUpdater | None = getattr(core, "lcm", None)
+    if lcm is not None:
+        lcm.trigger_updatesg(sg_id)
+
+
+async def insert(core: Core, call: Call, tmpl: Template) -> int:
+    """``SecurityGroupPool::allocate``: name checks, rule checks, insert (INTERNAL errors)."""
+    caller = call.caller
+    name = tmpl.get("NAME") or ""
+    problem = shared.validate_name(name)
+    if problem:
+        raise InternalError(problem)
+    clash = shared.name_clash(core, SECGROUP, name, caller.uid)
+    if clash is not None:
+        raise InternalError(f"NAME is already taken by SecurityGroup {clash.oid}.")
+    tmpl.erase("NAME")
+    try:
+        check_and_dedup(tmpl)
+    except RuleError as exc:
+        raise InternalError(str(exc)) from exc
+    unit = core.unit()
+    oid = unit.allocate(core.secgroups)
+    group = SecurityGroup(
+        oid=oid,
+        name=name,
+        uid=caller.uid,
+        gid=caller.gid,
+        uname=caller.uname,
+        gname=caller.gname,
+        perms=Permissions.for_new_object(
+            caller.uid, caller.gid, caller.umask, core.config.enable_other_permissions
+        ),
+        template=tmpl,
+    )
+    unit.add(core.secgroups, group)
+    await unit.commit(f"allocate security group {oid}")
+    return oid
+
+
+@rpc("one.secgroup.allocate", "s")
+async def allocate(core: Core, call: Call, text: str) -> int:
+    """Allocates a new security group."""
+    tmpl = shared.parse_template(text)
+    core.acl.check(call.caller, Op.CREATE, shared.ObjectAuth("SECGROUP", -1))
+    return await insert(core, call, tmpl)
+
+
+@rpc("one.secgroup.clone", "is")
+async def clone(core: Core, call: Call, oid: int, name: str) -> int:
+    """Clones an existing security group."""
+    source = shared.get_object(core, SECGROUP, oid)
+    tmpl = source.template.copy()
+    tmpl.set("NAME", name)
+    core.acl.check_all(
+        call.caller,
+        [
+            (Op.CREATE, SECGROUP.auth(core, source)),
+            (Op.CREATE, shared.ObjectAuth("SECGROUP", -1)),
+        ],
+    )
+    return await insert(core, call, tmpl)
+
+
+@rpc("one.secgroup.update", "isi", required=2)
+async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> int:
+    """Updates the security group template (rules are validated)."""
+    shared.get_authorized(core, call, SECGROUP, oid, Op.MANAGE)
+    if mode not in (0, 1):
+        raise ApiError("Wrong update type")
+    try:
+        new = parse_str_or_xml(text)
+    except TemplateSyntaxError as exc:
+        raise InternalError(f"Cannot update template. Parse error: {exc}") from exc
+    async with core.secgroups.lock(oid):
+        group = shared.get_object(core, SECGROUP, oid).copy()
+        if mode == 0:
+            group.template = new
+        else:
+            group.template.merge(new)
+        try:
+            check_and_dedup(group.template)
+        except RuleError as exc:
+            raise InternalError(f"Cannot update template. {exc}") from exc
+        group.commit(False)
+        await shared.save(core, SECGROUP, group, f"update security group {oid}")
+    trigger_updatesg(core, oid)
+    return oid
+
+
+@rpc("one.secgroup.commit", "ib")
+async def commit(core: Core, call: Call, oid: int, recover: bool) -> int:
+    """Commits security group changes to its VMs (recover: only the unfinished ones)."""
+    shared.get_authorized(core, call, SECGROUP, oid, Op.MANAGE)
+    async with core.secgroups.lock(oid):
+        group = shared.get_object(core, SECGROUP, oid).copy()
+        group.commit(recover)
+        await shared.save(core, SECGROUP, group, f"commit security group {oid}")
+    trigger_updatesg(core, oid)
+    return oid
+
+
+@rpc("one.secgroup.delete", "i")
+async def delete(core: Core, call: Call, oid: int) -> int:
+    """Deletes a security group (not group 0, not one VMs use)."""
+    shared.get_authorized(core, call, SECGROUP, oid, Op.MANAGE)
+    group = shared.get_object(core, SECGROUP, oid)
+    if group.oid == DEFAULT_SECGROUP_ID:
+        raise ActionError(
+            "Cannot delete security group. The default security group (ID 0) cannot be deleted."
+        )
+    if group.vm_count() > 0:
+        raise ActionError("Cannot delete security group. The security group has VMs using it")
+    return await shared.delete(core, call, SECGROUP, oid)
+
+
+@rpc("one.secgrouppool.info", "iii")
+async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> str:
+    """Returns the security group pool."""
+    groups = shared.filtered(core, call, SECGROUP, filter_flag, start, end)
+    return shared.pool_document("SECURITY_GROUP_POOL", groups, core.secgroups)
+
+
+def rules_of(core: Core, sg_ids: list[int]) -> list[dict[str, Any]]:
+    """The SECURITY_GROUP_RULEs of several groups, skipping missing ones (NIC filling)."""
+    out: list[dict[str, Any]] = []
+    for sg_id in sg_ids:
+        group = core.secgroups.get(sg_id)
+        if group is not None:
+            out.extend(group.rules())
+    return out
+
+
+declare(SECGROUP, "secgroup", "info", "rename", "chmod", "chown")
