@@ -17,13 +17,14 @@ from oned.core import Core
 from oned.log import logger
 from oned.objects.base import Permissions
 from oned.objects.cluster import Cluster
-from oned.objects.datastore import FILE_DS, IMAGE_DS, SYSTEM_DS, Datastore
+from oned.objects.datastore import Datastore
+from oned.objects.datastore_conf import init_datastore
 from oned.objects.group import Group
 from oned.objects.secgroup import default_secgroup
 from oned.objects.user import CORE, SERVER_CIPHER, SERVERADMIN_NAME, User, sha256_hex
 from oned.objects.zone import Zone
 from oned.pools.base import Unit
-from oned.template import Template
+from oned.template import parse_str_or_xml
 
 log = logger("ONE")
 
@@ -87,36 +88,26 @@ def _write_secret(path: Path, text: str) -> None:
         handle.write(text + "\n")
 
 
-def _datastore(
-    oid: int, name: str, ds_type: int, ds_mad: str, tm_mad: str, base: Path
-) -> Datastore:
-    tmpl = Template()
-    type_name = {SYSTEM_DS: "SYSTEM_DS", IMAGE_DS: "IMAGE_DS", FILE_DS: "FILE_DS"}[ds_type]
-    if ds_type != SYSTEM_DS:
-        tmpl.add("DS_MAD", ds_mad)
-    tmpl.add("TM_MAD", tm_mad)
-    tmpl.add("TYPE", type_name)
-    if ds_type != SYSTEM_DS:
-        tmpl.add("CLONE_TARGET", "SYSTEM")
-        tmpl.add("DISK_TYPE", "FILE")
-        tmpl.add("LN_TARGET", "NONE")
-        tmpl.add("RESTRICTED_DIRS", "/")
-        tmpl.add("SAFE_DIRS", "/var/tmp")  # noqa: S108 - a path on the hosts, as in OpenNebula
-    else:
-        tmpl.add("SHARED", "NO")
-        tmpl.add("DISK_TYPE", "FILE")
-    tmpl.add("ALLOW_ORPHANS", "YES")
-    return Datastore(
+def _datastore(core: Core, oid: int, text: str, location: str) -> Datastore:
+    """``DatastorePool`` bootstrap: the default datastores, built like any other."""
+    tmpl = parse_str_or_xml(text)
+    name = tmpl.get("NAME") or ""
+    tmpl.erase("NAME")
+    store = Datastore(
         oid=oid,
         name=name,
         perms=Permissions.from_octal(0o777 & ~0o137),
-        ds_mad="-" if ds_type == SYSTEM_DS else ds_mad,
-        tm_mad=tm_mad,
-        base_path=str(base / str(oid)),
-        type=ds_type,
         clusters={0},
         template=tmpl,
     )
+    store.perms.group_u = 1
+    init_datastore(store, core.config, location)
+    return store
+
+
+def datastore_location(core: Core) -> str:
+    """``Nebula::get_ds_location``: DATASTORE_LOCATION, else ``<var>/datastores``."""
+    return core.config.get("DATASTORE_LOCATION") or f"{core.config.locations.var}/datastores"
 
 
 def stage_default_secgroup(core: Core, unit: Unit, oneadmin: User) -> None:
@@ -197,11 +188,11 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
     core.users.set_last_oid(1)
     unit.sql(core.users.control())
 
-    ds_base = Path(core.config.get("DATASTORE_LOCATION") or str(var / "datastores"))
+    location = datastore_location(core)
     for store in (
-        _datastore(0, "system", SYSTEM_DS, "", "local", ds_base),
-        _datastore(1, "default", IMAGE_DS, "fs", "local", ds_base),
-        _datastore(2, "files", FILE_DS, "fs", "local", ds_base),
+        _datastore(core, 0, "NAME=system\nTYPE=SYSTEM_DS\nTM_MAD=local", location),
+        _datastore(core, 1, "NAME=default\nTYPE=IMAGE_DS\nDS_MAD=fs\nTM_MAD=local", location),
+        _datastore(core, 2, "NAME=files\nTYPE=FILE_DS\nDS_MAD=fs\nTM_MAD=local", location),
     ):
         unit.add(core.datastores, store)
     core.datastores.set_last_oid(99)
