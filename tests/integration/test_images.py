@@ -1,0 +1,116 @@
+"""Images end to end: pyone over HTTP against a real oned with our datastore driver
+(one_datastore + remotes/datastore/dummy), including a kill -9 in the middle of a copy."""
+
+from __future__ import annotations
+
+import signal
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from pathlib import Path
+
+import pyone
+import pytest
+
+from . import xsd
+from .conftest import Daemon
+
+pytestmark = pytest.mark.slow
+
+FAST_MONITOR = {"MONITORING_INTERVAL_DATASTORE = 300": "MONITORING_INTERVAL_DATASTORE = 1"}
+
+
+def client(d: Daemon, session: str | None = None) -> pyone.OneServer:
+    return pyone.OneServer(d.url, session=session or d.session, timeout=30)
+
+
+def raw(d: Daemon) -> xmlrpc.client.ServerProxy:
+    return xmlrpc.client.ServerProxy(d.url)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def dummy_datastore(d: Daemon) -> None:
+    """Datastore 1 on the dummy drivers, monitored (so it has free space)."""
+    one = client(d)
+    one.datastore.update(1, 'DS_MAD="dummy"\nTM_MAD="dummy"', 1)
+    wait_for(lambda: one.datastore.info(1).TOTAL_MB == 20480, what="datastore monitoring")
+
+
+def state(one: pyone.OneServer, oid: int) -> int:
+    return int(one.image.info(oid).STATE)
+
+
+def test_image_lifecycle_through_pyone(make_daemon: type[Daemon], tmp_path: Path) -> None:
+    """allocate (MKFS, CP), clone, persistent, chtype, enable, delete: all through
+    the driver, documents XSD-valid."""
+    d = make_daemon(tmp_path / "one", replace_conf=FAST_MONITOR)
+    d.start()
+    dummy_datastore(d)
+    one = client(d)
+    datablock = one.image.allocate('NAME="db"\nTYPE="DATABLOCK"\nSIZE="256"', 1)
+    os_img = one.image.allocate(
+        'NAME="os"\nTYPE="OS"\nPATH="https://example.org/os.qcow2"\nDEV_PREFIX="vd"', 1
+    )
+    assert (datablock, os_img) == (0, 1)
+    wait_for(lambda: state(one, 0) == 1 and state(one, 1) == 1, what="images READY")
+    img = one.image.info(1)
+    assert (img.SOURCE, img.FORMAT, img.SIZE) == ("dummy_path", "dummy_format", 1024)
+    clone = one.image.clone(1, "os-clone")
+    wait_for(lambda: state(one, clone) == 1, what="clone READY")
+    assert one.image.info(1).STATE == 1
+    one.image.persistent(0, True)
+    assert one.image.info(0).PERSISTENT == 1
+    one.image.chtype(0, "OS")
+    one.image.enable(0, False)
+    assert state(one, 0) == 3
+    one.image.enable(0, True)
+    for method, params in (
+        ("one.image.info", (0,)),
+        ("one.imagepool.info", (-2, -1, -1)),
+        ("one.datastore.info", (1,)),
+    ):
+        doc = getattr(raw(d), method)(d.session, *params)[1]
+        assert xsd.errors(doc) == [], method
+    pool = one.imagepool.info(-2, -1, -1)
+    assert [i.ID for i in pool.IMAGE] == [2, 1, 0]
+    assert one.datastore.info(1).IMAGES.ID == [0, 1, 2]
+    with pytest.raises(pyone.OneException):
+        one.image.chtype(0, "KERNEL")
+    one.image.delete(clone)
+    wait_for(lambda: len(one.imagepool.info(-2, -1, -1).IMAGE) == 2, what="RM")
+    assert one.datastore.info(1).IMAGES.ID == [0, 1]
+    reply = raw(d).one.image.allocate(d.session, 'NAME="big"\nTYPE=DATABLOCK\nSIZE=99999', 1)
+    assert reply[:3] == [False, "[one.image.allocate] Not enough space in datastore", 0x800]
+    reply = raw(d).one.image.allocate(d.session, 'NAME="x"\nTYPE=DATABLOCK\nSIZE=1', 0)
+    assert reply[2] == 0x4000
+
+
+def test_kill9_during_copy_resumes(
+    make_daemon: type[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 while the dummy driver copies: the restart re-issues CP, nothing stays LOCKED."""
+    monkeypatch.setenv("ONE_DUMMY_DS_DELAY", "30")
+    d = make_daemon(tmp_path / "one", replace_conf=FAST_MONITOR)
+    d.start()
+    one = client(d)
+    one.datastore.update(1, 'DS_MAD="dummy"\nTM_MAD="dummy"', 1)
+    wait_for(lambda: one.datastore.info(1).TOTAL_MB == 20480, what="datastore monitoring")
+    oid = one.image.allocate('NAME="slow"\nTYPE=OS\nPATH="http://example.org/a.img"', 1)
+    db = one.image.allocate('NAME="slow-db"\nTYPE=DATABLOCK\nSIZE=10', 1)
+    assert state(one, oid) == 4 and state(one, db) == 4
+    d.stop(signal.SIGKILL)
+    monkeypatch.delenv("ONE_DUMMY_DS_DELAY")
+    d.start()
+    one = client(d)
+    wait_for(lambda: state(one, oid) == 1 and state(one, db) == 1, what="resumed actions")
+    assert one.image.info(oid).SOURCE == "dummy_path"
+    assert "Resuming CP of image 0" in d.log()
+    assert one.datastore.info(1).IMAGES.ID == [0, 1]
