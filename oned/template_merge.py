@@ -8,6 +8,7 @@ persistent-copy plan of ``TemplateAPI::instantiate``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -179,3 +180,113 @@ def disk_image_name(clone_name: str, index: int) -> str:
 
 #: DISK attributes a recursive clone drops before pointing the DISK at the new image.
 CLONE_REMOVED_DISK_ATTRS = ("IMAGE", "IMAGE_UNAME", "IMAGE_UID", "OPENNEBULA_MANAGED")
+
+
+# -- SCHED_ACTION checks (``ScheduledAction::parse`` for a VM, origin 0) -------------
+
+VM_SCHED_ACTIONS = frozenset(
+    {
+        "terminate",
+        "terminate-hard",
+        "undeploy",
+        "undeploy-hard",
+        "hold",
+        "release",
+        "stop",
+        "suspend",
+        "resume",
+        "reboot",
+        "reboot-hard",
+        "poweroff",
+        "poweroff-hard",
+        "snapshot-create",
+        "snapshot-revert",
+        "snapshot-delete",
+        "disk-snapshot-create",
+        "disk-snapshot-revert",
+        "disk-snapshot-delete",
+        "backup",
+    }
+)
+_DAYS_ERRORS = (
+    "Days in a week have to be in [0,6] range",
+    "Days in a month have to be in [1,31] range",
+    "Days in a year have to be in [0,365] range",
+    "Hours have to be in [0,168] range",
+)
+_FIRST_DAY = (0, 1, 0, 1)
+_LAST_DAY = (7, 32, 366, 168)
+_INT_RE = re.compile(r"\s*[+-]?[0-9]+")
+_LEADING_INT = re.compile(r"\s*([+-]?[0-9]+)")
+
+
+def _whole_int(text: str) -> int | None:
+    """``istringstream >> int`` that must consume the whole value."""
+    if not _INT_RE.fullmatch(text):
+        return None
+    return int(text)
+
+
+def _parse_time(text: str) -> int:
+    """``ScheduledAction::parse_time`` with origin 0: ``+N`` or N, else -1."""
+    if text.startswith("+"):
+        text = text[1:]
+    value = _whole_int(text)
+    return -1 if value is None else value
+
+
+def sched_action_error(sa: dict[str, str]) -> str | None:
+    """Why oned refuses a SCHED_ACTION of a VM template, or None."""
+    action = sa.get("ACTION", "")
+    if action and action not in VM_SCHED_ACTIONS:
+        return f"{action} is not supported."
+    if not action:
+        return "No ACTION in template for Scheduled Action."
+    text = sa.get("TIME", "")
+    if (_parse_time(text) if text else -1) == -1:
+        return f"Unable to parse the time value or value is empty: {text}"
+    warning = sa.get("WARNING", "")
+    if warning and _parse_time(warning) == -1:
+        return f"Unable to parse the warning value: {warning}"
+    repeat = -1
+    value = _whole_int(sa["REPEAT"]) if "REPEAT" in sa else None
+    if value is not None:
+        if not -1 <= value <= 3:
+            return f"Wrong REPEAT value: {value}"
+        repeat = value
+    if repeat != -1:
+        if "DAYS" not in sa:
+            return "Repeat set, but DAYS are empty"
+        days = set()
+        for part in sa["DAYS"].split(","):
+            m = _LEADING_INT.match(part)
+            if m and part.strip():
+                days.add(int(m.group(1)))
+        if not days:
+            return "Scheduled Action repeat set, but DAYS are empty"
+        if (
+            min(days) < _FIRST_DAY[repeat]
+            or max(days) >= _LAST_DAY[repeat]
+            or (repeat == 3 and len(days) != 1)
+        ):
+            return _DAYS_ERRORS[repeat]
+    end_type = -1
+    value = _whole_int(sa["END_TYPE"]) if "END_TYPE" in sa else None
+    if value is not None:
+        if not -1 <= value <= 2:
+            return f"Wrong END_TYPE value: {value}"
+        end_type = value
+    if end_type > 0 and "END_VALUE" in sa:
+        end_value = _whole_int(sa["END_VALUE"])
+        if end_value is not None and end_type == 1 and end_value < 0:
+            return "Error parsing END_VALUE, times has to be greater or equal to 0"
+    return None
+
+
+def check_sched_actions(tmpl: Template) -> str | None:
+    """``VMTemplate::parse_sched_action``: the first refusal among the SCHED_ACTIONs."""
+    for sa in tmpl.vectors("SCHED_ACTION"):
+        problem = sched_action_error(sa)
+        if problem is not None:
+            return problem
+    return None

@@ -35,6 +35,7 @@ from oned.template import Template, TemplateSyntaxError, parse_str_or_xml
 from oned.template_merge import (
     CLONE_REMOVED_DISK_ATTRS,
     RestrictedError,
+    check_sched_actions,
     disk_image_name,
     merge_user_attrs,
     parse_restricted,
@@ -76,7 +77,10 @@ def restricted(core: Core, call: Call) -> dict[str, set[str]] | None:
 
 
 def validate(core: Core, tmpl: Template) -> None:
-    """``VMTemplate::insert``/``post_update_template`` checks (RAW TYPE)."""
+    """``VMTemplate::insert``/``post_update_template`` checks: SCHED_ACTIONs, RAW TYPE."""
+    problem = check_sched_actions(tmpl)
+    if problem is not None:
+        raise InternalError(problem)
     raw = tmpl.get_vector("RAW")
     if raw is None:
         return
@@ -172,7 +176,6 @@ async def clone_template(
 
 async def _clone_images(core: Core, call: Call, new_id: int, name: str, persistent: bool) -> None:
     """Clone every DISK image of template ``new_id`` and point the DISKs at the copies."""
-    clone_image = _image_op("clone_image")
     template = core.templates.get(new_id)
     if template is None:
         raise ActionError("VM template was removed during clone operation")
@@ -183,10 +186,8 @@ async def _clone_images(core: Core, call: Call, new_id: int, name: str, persiste
             img_id = disk_image_id(core, disk, call.uid)
             if img_id is None:
                 continue
-            if clone_image is None:
-                raise ActionError("image cloning is not available")
             new_img = await clone_image(
-                core, call, img_id, disk_image_name(name, index), -1, persistent
+                core, call, img_id, disk_image_name(name, index), persistent
             )
             for attr in CLONE_REMOVED_DISK_ATTRS:
                 disk.pop(attr, None)
@@ -206,22 +207,33 @@ async def _clone_images(core: Core, call: Call, new_id: int, name: str, persiste
         await shared.save(core, TEMPLATE, current, f"clone images of template {new_id}")
 
 
-def _image_op(name: str) -> Any:
-    """An operation of the image family (``oned.api.image``), once it offers it."""
+async def clone_image(core: Core, call: Call, oid: int, name: str, persistent: bool) -> int:
+    """``ImageAPI::clone`` into the image's own datastore (``one.image.clone``).
+
+    A persistent copy (``instantiate`` with persistent) needs the image family's
+    persistent clone, which it does not offer yet.
+    """
     from oned.api import image
 
-    return getattr(image, name, None)
+    clone_fn = getattr(image, "clone", None)
+    if clone_fn is None:
+        raise ActionError("image cloning is not available")
+    if persistent:
+        raise ActionError("persistent image copies are not supported yet")
+    return int(await clone_fn(core, call, oid, name, -1))
 
 
 async def _delete_images(core: Core, call: Call, ids: list[int]) -> list[int]:
-    """Delete images, returning those that could not be deleted."""
-    delete_image = _image_op("delete_image")
+    """``ImageAPI::del_image`` of each image; returns those that could not be deleted."""
+    from oned.api import image
+
+    delete_fn = getattr(image, "delete", None)
     failed = []
     for iid in ids:
         try:
-            if delete_image is None:
+            if delete_fn is None:
                 raise ActionError("image deletion is not available")
-            await delete_image(core, call, iid, False)
+            await delete_fn(core, call, iid, False)
         except OneError as exc:
             log.warn("{msg}", msg=exc.message)
             failed.append(iid)
