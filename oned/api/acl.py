@@ -66,7 +66,10 @@ async def delrule(core: Core, call: Call, oid: int) -> int:
 
 
 def pool_xml(core: Core) -> str:
-    rules = sorted(core.acl.rules.values(), key=lambda r: (r.user, r.oid))
+    """``AclManager::dump``: oned keeps rules in a ``multimap<long long, AclRule*>``
+    keyed by the (signed) user set; equal keys keep their insertion order, which is
+    the id order (ids only grow, and rules load in table order)."""
+    rules = sorted(core.acl.rules.values(), key=lambda r: (acl.signed(r.user), r.oid))
     return "<ACL_POOL>" + "".join(r.to_xml() for r in rules) + "</ACL_POOL>"
 
 

@@ -22,11 +22,13 @@ from oned.core import Core
 from oned.errors import (
     AuthenticationError,
     ErrorCode,
+    InternalError,
     OneError,
     RpcFault,
     failure_message,
 )
 from oned.log import LogSink, logger
+from oned.objects.zone import DISABLED as ZONE_DISABLED
 
 OBJECT_WORDS = {
     "vm": "virtual machine",
@@ -71,6 +73,71 @@ _NO_PARAMS = (
     "method registry code. Method did not fail; rather, it did not complete at all. "
     "Subscript of xmlrpc_c::paramList out of bounds"
 )
+
+# Methods oned serves while the zone is disabled (``Request::zone_disabled(true)``:
+# the info/pool readers, the quota readers, system version/config and the zone's own
+# Raft/enable calls); every other method is refused with INTERNAL.
+ZONE_DISABLED_ALLOWED = frozenset(
+    {
+        "one.system.version",
+        "one.system.config",
+        "one.user.info",
+        "one.userpool.info",
+        "one.userquota.info",
+        "one.group.info",
+        "one.grouppool.info",
+        "one.groupquota.info",
+        "one.zone.info",
+        "one.zonepool.info",
+        "one.zone.enable",
+        "one.zone.raftstatus",
+        "one.zone.replicate",
+        "one.zone.fedreplicate",
+        "one.zone.voterequest",
+        "one.clusterpool.info",
+        "one.datastore.info",
+        "one.datastorepool.info",
+        "one.document.info",
+        "one.documentpool.info",
+        "one.host.info",
+        "one.hostpool.info",
+        "one.hostpool.monitoring",
+        "one.image.info",
+        "one.imagepool.info",
+        "one.template.info",
+        "one.templatepool.info",
+        "one.vm.info",
+        "one.vmpool.info",
+        "one.vmpool.infoextended",
+        "one.vmpool.monitoring",
+        "one.vmpool.accounting",
+        "one.vmpool.showback",
+        "one.vmpool.calculateshowback",
+        "one.vn.info",
+        "one.vnpool.info",
+        "one.vntemplate.info",
+        "one.vntemplatepool.info",
+        "one.secgroup.info",
+        "one.secgrouppool.info",
+        "one.vdc.info",
+        "one.vdcpool.info",
+        "one.vrouter.info",
+        "one.vrouterpool.info",
+        "one.vmgroup.info",
+        "one.vmgrouppool.info",
+        "one.market.info",
+        "one.marketpool.info",
+        "one.marketapp.info",
+        "one.marketapppool.info",
+        "one.hook.info",
+        "one.hookpool.info",
+        "one.hooklog.info",
+        "one.backupjob.info",
+        "one.backupjobpool.info",
+    }
+)
+
+ZONE_DISABLED_MESSAGE = "Cannot process request, zone disabled"
 
 _HIDDEN = {
     "one.user.allocate": {2},
@@ -152,8 +219,10 @@ class RequestManager:
         call = Call(name, caller, req_id, peer)
         if self._wants("D"):
             self._emit("D", self._invocation(req_id, name, call, peer, params[1:]))
-        args = method.coerce(params[1:])
         try:
+            if name not in ZONE_DISABLED_ALLOWED and self._zone_disabled():
+                raise InternalError(ZONE_DISABLED_MESSAGE)
+            args = method.coerce(params[1:])
             value = await method.handler(self.core, call, *args)
         except OneError as exc:
             result = self._failure(name, exc, caller.uid)
@@ -173,6 +242,11 @@ class RequestManager:
                 f"{self._result_text(value)}",
             )
         return [True, value, 0]
+
+    def _zone_disabled(self) -> bool:
+        """``Nebula::get_zone_state() == Zone::DISABLED`` for the local zone."""
+        zone = self.core.zones.get(self.core.config.zone_id)
+        return zone is not None and zone.state == ZONE_DISABLED
 
     def _wants(self, letter: str) -> bool:
         return self.sink is None or self.sink.enabled(letter)
@@ -196,8 +270,11 @@ class RequestManager:
         return f'"{text[:limit]}..."' if len(text) > limit else f'"{text}"'
 
     def _failure(self, name: str, exc: OneError, uid: int) -> list[Any]:
+        """The failure array: oned sets ``att.resp_id`` only where an object is
+        missing, so the fourth element is the id on NO_EXISTS and -1 otherwise."""
         message = failure_message(name, exc, word_for(name), uid)
-        return [False, message, int(exc.code), exc.resp_id, I8(-1)]
+        resp_id = exc.resp_id if exc.code == ErrorCode.NO_EXISTS else -1
+        return [False, message, int(exc.code), resp_id, I8(-1)]
 
     def _invocation(
         self, req_id: int, method: str, call: Call | None, peer: str, params: tuple[Any, ...]

@@ -6,7 +6,7 @@ from oned.api import shared
 from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.api.shared import Family
-from oned.api.user import _parse_action, store_quotas, update_defaults
+from oned.api.user import _parse_action, store_quotas, tag_vm_quotas, update_defaults
 from oned.auth import acl
 from oned.core import Core
 from oned.errors import ActionError, AuthorizationError, InternalError, OneError, no_exists
@@ -125,6 +125,7 @@ async def quota(core: Core, call: Call, oid: int, text: str) -> int:
         message = exc.message if isinstance(exc, AuthorizationError) else ""
         raise AuthorizationError(message, exc.resp_id) from exc
     tmpl = _parse_action(text)
+    tag_vm_quotas(tmpl, "GID", oid)
     async with core.groups.lock(oid):
         if core.groups.get(oid) is None:
             raise no_exists("group", oid)

@@ -285,15 +285,24 @@ async def quota(core: Core, call: Call, oid: int, text: str) -> int:
     if oid == 0:
         raise ActionError("Cannot set quotas for oneadmin user")
     tmpl = _parse_action(text)
+    tag_vm_quotas(tmpl, "UID", oid)
     async with core.users.lock(oid):
         await store_quotas(core, core.user_quotas, oid, tmpl)
     return oid
 
 
+def tag_vm_quotas(tmpl: Template, key: str, oid: int) -> None:
+    """oned writes the owner (``UID``/``GID``) into every VM vector before applying
+    it, so it shows in the "bad format" message too."""
+    for vector in tmpl.vectors("VM"):
+        vector[key] = str(oid)
+
+
 async def store_quotas(core: Core, table: QuotaTable, oid: int, tmpl: Template) -> None:
     """Apply a quota template to a user's or group's quotas and commit them."""
+    clusters = {c.oid for c in core.clusters.objects()}
     try:
-        staged = table.get(oid).with_limits(tmpl)
+        staged = table.get(oid).with_limits(tmpl, clusters=clusters)
     except QuotaError as exc:
         raise ActionError(str(exc)) from exc
     unit = core.unit()
@@ -305,7 +314,7 @@ def _parse_action(text: str) -> Template:
     try:
         return shared.parse_str_or_xml(text)
     except shared.TemplateSyntaxError as exc:
-        raise ActionError(f"Parse error: {exc}") from exc
+        raise ActionError(exc.parse_error) from exc
 
 
 @rpc("one.user.chgrp", "ii")
@@ -479,9 +488,13 @@ async def update_defaults(core: Core, call: Call, text: str, table: QuotaTable) 
         raise ActionError("Only one default VM quota can be defined")
     if any(v.get("CLUSTER_IDS") for v in vms):
         raise ActionError("CLUSTER_IDS attribute is not allowed for default VM quota")
+    staged = table.defaults.copy()
     try:
-        staged = table.defaults.with_limits(tmpl, is_default=True)
+        staged.set_limits(tmpl, is_default=True)
     except QuotaError as exc:
+        # oned changes its in-memory defaults in place: what was applied before the
+        # bad vector is shown from now on (and stored with the next good update).
+        table.defaults = staged
         raise ActionError(str(exc)) from exc
     unit = core.unit()
     unit.sql(table.save_defaults(staged), lambda: setattr(table, "defaults", staged))

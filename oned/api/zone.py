@@ -8,9 +8,9 @@ from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.core import Core
-from oned.errors import ActionError
+from oned.errors import ActionError, AuthorizationError, ErrorCode, OneError
 from oned.objects.base import Op
-from oned.objects.zone import Zone
+from oned.objects.zone import DISABLED, ENABLED, Zone
 
 ZONE = Family[Zone](
     type_name="ZONE",
@@ -30,9 +30,27 @@ async def raftstatus(core: Core, call: Call) -> str:
     """Returns the Raft status of this (solo) server."""
     return (
         "<RAFT><SERVER_ID>-1</SERVER_ID><STATE>0</STATE><TERM>0</TERM><VOTEDFOR>-1</VOTEDFOR>"
-        "<COMMIT>0</COMMIT><LOG_INDEX>0</LOG_INDEX><LOG_TERM>0</LOG_TERM>"
+        "<COMMIT>0</COMMIT><LOG_INDEX>-1</LOG_INDEX><LOG_TERM>-1</LOG_TERM>"
         "<FEDLOG_INDEX>-1</FEDLOG_INDEX></RAFT>"
     )
+
+
+@rpc("one.zone.enable", "ib")
+async def enable(core: Core, call: Call, oid: int, enabled: bool) -> int:
+    """Enables or disables a zone (only through its own endpoint)."""
+    if oid != core.config.zone_id:
+        raise ActionError("Enable/disable mode have to be set through the target zone endpoints")
+    try:
+        shared.get_authorized(core, call, ZONE, oid, Op.ADMIN)
+    except OneError as exc:
+        raise AuthorizationError(
+            exc.message if exc.code == ErrorCode.AUTHORIZATION else ""
+        ) from exc
+    async with core.zones.lock(oid):
+        zone = shared.get_object(core, ZONE, oid).copy()
+        zone.state = ENABLED if enabled else DISABLED
+        await shared.save(core, ZONE, zone, f"{'enable' if enabled else 'disable'} zone {oid}")
+    return oid
 
 
 @rpc("one.zone.allocate", "s")

@@ -7,6 +7,7 @@ only) CLUSTER ``%id``; resources also carry object-type bits.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 INDIVIDUAL = 0x100000000
@@ -206,17 +207,22 @@ def parse_rule_string(text: str, zone_id: int) -> tuple[int, int, int, int]:
 
 
 def parse_hex(value: str) -> int:
-    """A hex component of ``one.acl.addrule`` read like ``istringstream >> hex``:
-    optional ``0x``, trailing garbage ignored, nothing parsable gives 0."""
-    text = value.strip()
-    if text[:2].lower() == "0x":
-        text = text[2:]
-    digits = ""
-    for ch in text:
-        if ch in "0123456789abcdefABCDEF":
-            digits += ch
-        else:
-            break
-    if not digits:
+    """A hex component of ``one.acl.addrule`` read like ``istringstream >> hex`` into
+    a ``long long``: blanks, a sign and ``0x`` allowed, trailing garbage ignored,
+    nothing parsable gives 0, overflow saturates; returned as its unsigned 64 bits."""
+    match = _HEX.match(value)
+    if match is None:
         return 0
-    return int(digits, 16) & ((1 << 64) - 1)
+    number = int(match.group(2), 16)
+    if match.group(1) == "-":
+        number = -number
+    number = max(-(1 << 63), min(number, (1 << 63) - 1))
+    return number & ((1 << 64) - 1)
+
+
+_HEX = re.compile(r"[ \t\n\v\f\r]*([+-]?)(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]+)")
+
+
+def signed(value: int) -> int:
+    """A rule number as oned's ``long long`` (the key oned's rule multimap sorts by)."""
+    return value - (1 << 64) if value >= 1 << 63 else value

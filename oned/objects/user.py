@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from oned.objects.base import esc, ids_of, int_of, parse_xml, template_of, text_of
-from oned.template import Template
+from oned.template import Template, cdata
 
 CORE = "core"
 PUBLIC = "public"
@@ -81,8 +81,8 @@ class User:
         return (
             f"<USER><ID>{self.oid}</ID><GID>{self.gid}</GID><GROUPS>{groups}</GROUPS>"
             f"<GNAME>{esc(self.gname)}</GNAME><NAME>{esc(self.name)}</NAME>"
-            f"<PASSWORD>{esc(self.password)}</PASSWORD>"
-            f"<AUTH_DRIVER>{esc(self.auth_driver)}</AUTH_DRIVER>"
+            f"<PASSWORD>{cdata(self.password)}</PASSWORD>"
+            f"<AUTH_DRIVER>{cdata(self.auth_driver)}</AUTH_DRIVER>"
             f"<ENABLED>{1 if self.enabled else 0}</ENABLED>{self.tokens_xml()}"
             f"{template_xml if template_xml is not None else self.template.to_xml()}"
             "</USER>"

@@ -45,7 +45,7 @@ def build_rules(tmpl: Template) -> list[dict[str, str]]:
 
 def vlans_xml(gid: int, rules: list[dict[str, str]]) -> str:
     """``<VLAN_RULES><ID>gid</ID><RULE>...</RULE>...</VLAN_RULES>`` (keys sorted, CDATA)."""
-    out = [f"<VLAN_RULES><ID>{gid}</ID>"]
+    out = [f"<VLAN_RULES><ID>{cdata(str(gid))}</ID>"]
     for rule in rules:
         out.append("<RULE>")
         out.extend(f"<{k}>{cdata(rule[k])}</{k}>" for k in sorted(rule))

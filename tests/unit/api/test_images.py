@@ -185,7 +185,7 @@ class AllocateErrorTests(ImageCase):
                     0x4000,
                 ],
             ),
-            (('NAME="a', 1), None),
+            (("NAME=[", 1), None),
         ]
         for params, expected in cases:
             got = self.fail("one.image.allocate", *params)
