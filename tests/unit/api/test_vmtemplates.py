@@ -208,6 +208,19 @@ class TemplateTests(SynchronousTestCase):
             ["[one.template.chmod] Cannot chmod image: 7", 0x800],
         )
 
+    def test_encrypted_attributes(self) -> None:
+        """VM_ENCRYPTED_ATTR values are stored encrypted; admins may ask them decrypted."""
+        self.one.ok("one.template.allocate", 'NAME=e\nCONTEXT=[PASSWORD="secret",A=1]')
+        self.assertNotIn("secret", self.one.ok("one.template.info", 0))
+        self.assertIn("[secret]", self.one.ok("one.template.info", 0, False, True))
+        self.assertIn("[secret]", self.one.ok("one.template.info", 0, True, True))
+        self.one.ok("one.template.chmod", 0, -1, -1, -1, -1, -1, -1, 1, -1, -1)
+        self.assertNotIn(
+            "secret", self.one.ok("one.template.info", 0, False, True, session=self.ann)
+        )
+        self.one.ok("one.template.update", 0, 'CONTEXT=[PASSWORD="s2"]', 1)
+        self.assertNotIn("s2", self.one.ok("one.template.info", 0))
+
     def test_pool_filter_and_visibility(self) -> None:
         mine = self.one.ok("one.template.allocate", "NAME=m", session=self.ann)
         self.one.ok("one.template.allocate", "NAME=adm")
