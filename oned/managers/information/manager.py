@@ -99,7 +99,7 @@ class InformationManager:
     def _listen(self) -> None:
         if not IReactorUDP.providedBy(self.clock):
             return
-        net = self.core.config.template.get_vector("MONITOR_NETWORK") or {}
+        net = self._vector("MONITOR_NETWORK")
         address = net.get("ADDRESS", "0.0.0.0")
         try:
             port = int(net.get("PORT", DEFAULT_PORT))
@@ -173,14 +173,13 @@ class InformationManager:
 
     def configuration_xml(self) -> str:
         """The MONITOR_CONFIGURATION probes read (network, probe periods, timers)."""
-        conf = self.core.config
-        net = dict(conf.template.get_vector("MONITOR_NETWORK") or {})
+        net = self._vector("MONITOR_NETWORK")
         net.setdefault("ADDRESS", "0.0.0.0")
         net.setdefault("MONITOR_ADDRESS", "auto")
         net["PORT"] = str(self.port or net.get("PORT", DEFAULT_PORT))
         net.setdefault("PUBKEY", "")
         periods = dict(PROBES_PERIOD)
-        periods.update(conf.template.get_vector("PROBES_PERIOD") or {})
+        periods.update(self._vector("PROBES_PERIOD"))
         tmpl = Template(
             [
                 ("MANAGER_TIMER", str(self.timer_period)),
@@ -191,6 +190,11 @@ class InformationManager:
             ]
         )
         return tmpl.to_xml("MONITOR_CONFIGURATION")
+
+    def _vector(self, name: str) -> dict[str, str]:
+        """The last ``name`` vector of oned.conf (a repeated setting: the last wins)."""
+        vectors = self.core.config.vectors(name)
+        return dict(vectors[-1]) if vectors else {}
 
     def _driver(self, host: Host, what: str) -> bool:
         if self.drivers is None or self.drivers.get(Family.MONITOR, host.im_mad) is None:

@@ -332,6 +332,27 @@ class Sender:
             self.vms, self.vms_at = vm_lines(), now
         return self.vms.get(hid, "")
 
+    def reap(self) -> None:
+        """Unregister hosts of local ports nobody listens on any more (their oned
+        stopped without STOP_MONITOR): binding the port succeeds only when it is free."""
+        targets = {(str(i["address"]), int(i["port"])) for _m, i in self.hosts.values()}  # type: ignore[call-overload]
+        for address, port in targets:
+            if not address.startswith("127."):
+                continue
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                probe.bind((address, port))
+            except OSError:
+                continue  # in use: a daemon listens there
+            finally:
+                probe.close()
+            for key in [k for k, (_m, i) in self.hosts.items() if i["port"] == port]:
+                try:
+                    os.unlink(os.path.join(self.hosts_dir, key))
+                except OSError:
+                    pass
+                del self.hosts[key]
+
     def loop(self) -> None:
         idle_since = time.time()
         shepherd_at = 0.0
@@ -346,6 +367,7 @@ class Sender:
                 shepherd_at = now
                 if not _oned_running():
                     return
+                self.reap()
             self.send(now)
             time.sleep(1.0)
 
