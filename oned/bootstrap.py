@@ -200,6 +200,7 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
 
     zone = Zone(0, "OpenNebula")
     zone.template.add("ENDPOINT", f"http://localhost:{core.config.port}/RPC2")
+    zone.template.add("ENDPOINT_GRPC", f"localhost:{core.config.grpc_port}")
     unit.add(core.zones, zone)
     core.zones.set_last_oid(99)
     unit.sql(core.zones.control())

@@ -52,6 +52,7 @@ class OnedConfig:
     template: Template
     locations: Locations
     port: int = 2633
+    grpc_port: int = 2634
     listen_address: str = "0.0.0.0"
     max_conn: int = 15
     keepalive_timeout: int = 15
@@ -112,6 +113,7 @@ class OnedConfig:
             template=tmpl,
             locations=locations,
             port=_int(tmpl, "PORT", 2633),
+            grpc_port=_int(tmpl, "GRPC_PORT", 2634),
             listen_address=tmpl.get_last("LISTEN_ADDRESS") or "0.0.0.0",
             max_conn=_int(tmpl, "MAX_CONN", 15),
             keepalive_timeout=_int(tmpl, "KEEPALIVE_TIMEOUT", 15),

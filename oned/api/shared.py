@@ -79,7 +79,7 @@ def parse_template(text: str) -> Template:
     try:
         return parse_str_or_xml(text)
     except TemplateSyntaxError as exc:
-        raise InternalError(f"Parse error: {exc}") from exc
+        raise InternalError(exc.parse_error) from exc
 
 
 def owned_auth(type_name: str) -> Callable[[Core, Any], ObjectAuth]:
@@ -188,7 +188,7 @@ async def update_template(
     try:
         new = parse_str_or_xml(text)
     except TemplateSyntaxError as exc:
-        raise InternalError(f"Cannot update template. Parse error: {exc}") from exc
+        raise InternalError(f"Cannot update template. {exc.parse_error}") from exc
     pool = family.pool(core)
     async with pool.lock(oid):
         obj = get_object(core, family, oid)
