@@ -12,13 +12,15 @@ is in ``oned.template_merge``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from oned.api import shared
 from oned.api.context import Call
 from oned.api.declare import declare
 from oned.api.registry import rpc
-from oned.api.shared import Family
+from oned.api.secgroup import SECGROUP
+from oned.api.shared import Family, ObjectAuth
 from oned.core import Core
 from oned.errors import (
     ActionError,
@@ -277,9 +279,7 @@ async def info(
     template = shared.get_object(core, TEMPLATE, oid)
     requests = [(Op.USE, TEMPLATE.auth(core, template))]
     if extended:
-        requests += [
-            (Op.USE, IMAGE.auth(core, i)) for i in disk_images(core, template.template, call.uid)
-        ]
+        requests += use_requests(core, template.template, call.uid)
     core.acl.check_all(call.caller, requests, ignore_lock=True)
     if not extended:
         return shared.info_body(core, call, TEMPLATE, template, decrypt)
@@ -289,6 +289,31 @@ async def info(
         tmpl = core.one_key.decrypt_template(tmpl, names)
     extended_disks(core, tmpl, call.uid)
     return str(template.to_xml(tmpl))
+
+
+def use_requests(core: Core, tmpl: Template, uid: int) -> list[tuple[Op, ObjectAuth]]:
+    """``VirtualMachine::set_auth_request``: USE on the DISK images and on the security
+    groups NICs name (networks and VM groups join when their families exist)."""
+    requests = [(Op.USE, IMAGE.auth(core, image)) for image in disk_images(core, tmpl, uid)]
+    for name in ("NIC", "NIC_ALIAS"):
+        for nic in tmpl.vectors(name):
+            if nic.get("NETWORK_MODE", "").lower() == "auto":
+                continue
+            for sg_id in sorted(_ids(nic.get("SECURITY_GROUPS", ""))):
+                group = core.secgroups.get(sg_id)
+                if group is not None:
+                    requests.append((Op.USE, SECGROUP.auth(core, group)))
+    return requests
+
+
+def _ids(text: str) -> set[int]:
+    """``one_util::split_unique<int>`` of a comma list (bad items skipped)."""
+    out = set()
+    for part in text.split(","):
+        m = re.match(r"\s*([+-]?[0-9]+)", part)
+        if m:
+            out.add(int(m.group(1)))
+    return out
 
 
 @rpc("one.template.update", "isi", required=2)

@@ -208,6 +208,28 @@ class TemplateTests(SynchronousTestCase):
             ["[one.template.chmod] Cannot chmod image: 7", 0x800],
         )
 
+    def test_extended_info_needs_use_on_images_and_groups(self) -> None:
+        """extended=true also asks USE on the DISK images and the NICs' security groups."""
+        self._sample_image()
+        self.one.ok("one.secgroup.allocate", "NAME=sg")
+        oid = self.one.ok(
+            "one.template.allocate",
+            'NAME=t\nDISK=[IMAGE_ID=1]\nNIC=[NETWORK_ID=0,SECURITY_GROUPS="0,100"]',
+            session=self.ann,
+        )
+        self.one.ok("one.template.info", oid, session=self.ann)
+        self.assertEqual(
+            self.one.call("one.template.info", oid, True, session=self.ann)[1:3],
+            [
+                "[one.template.info] User [2] : Not authorized to perform USE IMAGE [1]; "
+                "Not authorized to perform USE SECGROUP [100].",
+                0x200,
+            ],
+        )
+        self.one.ok("one.image.chmod", 1, -1, -1, -1, -1, -1, -1, 1, -1, -1)
+        self.one.ok("one.secgroup.chmod", 100, -1, -1, -1, -1, -1, -1, 1, -1, -1)
+        self.one.ok("one.template.info", oid, True, session=self.ann)
+
     def test_encrypted_attributes(self) -> None:
         """VM_ENCRYPTED_ATTR values are stored encrypted; admins may ask them decrypted."""
         self.one.ok("one.template.allocate", 'NAME=e\nCONTEXT=[PASSWORD="secret",A=1]')
