@@ -162,7 +162,7 @@ async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> 
     try:
         new = shared.parse_str_or_xml(text)
     except shared.TemplateSyntaxError as exc:
-        raise InternalError(f"Cannot update template. Parse error: {exc}") from exc
+        raise InternalError(f"Cannot update template. {exc.parse_error}") from exc
     async with core.hosts.lock(oid):
         host = shared.get_object(core, HOST, oid).copy()
         if mode == 0:

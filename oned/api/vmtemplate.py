@@ -325,7 +325,7 @@ async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> 
     try:
         new = parse_str_or_xml(text)
     except TemplateSyntaxError as exc:
-        raise InternalError(f"Cannot update template. Parse error: {exc}") from exc
+        raise InternalError(f"Cannot update template. {exc.parse_error}") from exc
     async with core.templates.lock(oid):
         template = shared.get_object(core, TEMPLATE, oid).copy()
         ras = restricted(core, call)
