@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -40,8 +40,10 @@ from oned.pools.acl import AclPool
 from oned.pools.base import Locks, Pool, Unit
 from oned.pools.keyed import KeyedTable
 from oned.pools.quotas import QuotaTable
+from oned.pools.vm import VirtualMachinePool
 
 if TYPE_CHECKING:
+    from oned.managers.dispatch.manager import DispatchManager
     from oned.managers.image.manager import ImageManager
     from oned.managers.information.manager import InformationManager
 
@@ -86,9 +88,14 @@ class Core:
     eventually: Eventually
     one_key: OneKey
     auth: Authenticator = field(init=False)
+    vms: VirtualMachinePool = field(init=False)
     #: Set by ``oned.app`` once the drivers run (``None`` in driverless unit tests).
     information_manager: InformationManager | None = None
     image_manager: ImageManager | None = None
+    dispatch_manager: DispatchManager | None = None
+    lifecycle_manager: Any = None
+    vm_manager: Any = None
+    transfer_manager: Any = None
 
     @classmethod
     def create(cls, config: OnedConfig, clock: IReactorTime, db: Database) -> Core:
@@ -120,6 +127,10 @@ class Core:
         )
         if config.template.get("ONE_KEY") is None:
             config.template.add("ONE_KEY", core.one_key.key)
+        core.vms = VirtualMachinePool(db)
+        from oned.managers.lifecycle.wiring import attach_vm_managers
+
+        attach_vm_managers(core)
         core.auth = Authenticator(
             core,
             clock,
@@ -143,6 +154,7 @@ class Core:
             self.secgroups,
         ):
             await pool.load()
+        await self.vms.load()
         await self.user_quotas.load()
         await self.group_quotas.load()
         await self.group_vlans.load()

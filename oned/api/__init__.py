@@ -16,6 +16,8 @@ def build_registry() -> Registry:
         secgroup,
         system,
         user,
+        vm,
+        vmpool,
         vmtemplate,
         zone,
     )

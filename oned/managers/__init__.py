@@ -24,4 +24,7 @@ def build_managers(core: Core, drivers: Any, clock: IReactorTime) -> list[Manage
 
     core.image_manager = ImageManager(core, drivers, clock)
     core.information_manager = InformationManager(core, drivers, clock)
-    return [core.image_manager, core.information_manager]
+    from oned.managers.lifecycle.wiring import use_drivers
+
+    lcm = use_drivers(core, drivers)
+    return [core.image_manager, core.information_manager, lcm]

@@ -1,0 +1,263 @@
+"""``one.vm.*`` (mirrors ``VirtualMachineAPI`` and ``VirtualMachinePool::allocate``).
+
+Lifecycle actions go through the DispatchManager (``core.dispatch_manager``); in unit
+tests without drivers the managers still run, with their driver messages failing as
+from a missing driver.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from oned.api import shared
+from oned.api.context import Call
+from oned.api.declare import declare
+from oned.api.registry import rpc
+from oned.api.shared import Family, ObjectAuth
+from oned.api.vm_template import build_templates
+from oned.core import Core
+from oned.errors import (
+    ActionError,
+    ApiError,
+    AuthorizationError,
+    InternalError,
+    NoExistsError,
+    no_exists,
+)
+from oned.managers.dispatch.manager import Requester
+from oned.managers.lifecycle.tx import write_vm_log
+from oned.objects.base import Op, Permissions
+from oned.objects.datastore import SYSTEM_DS
+from oned.objects.history import ACTION_NAMES, VMAction
+from oned.objects.host import OFFLINE
+from oned.objects.vm import VirtualMachine, VmState
+from oned.template import TemplateSyntaxError, parse_str_or_xml
+from oned.template_merge import parse_restricted, restricted_in
+
+if TYPE_CHECKING:
+    from oned.managers.dispatch.manager import DispatchManager
+
+VM = Family[VirtualMachine](
+    type_name="VM",
+    word="virtual machine",
+    pool_root="VM_POOL",
+    pool=lambda core: core.vms,
+    auth=shared.owned_auth("VM"),
+    lockable=True,
+    name_scope="none",
+    restricted_attr="VM_RESTRICTED_ATTR",
+)
+
+declare(VM, "vm", "chmod", "chown", "lock", "unlock")
+
+_OPERATION_LISTS = (
+    ("VM_ADMIN_OPERATIONS", Op.ADMIN),
+    ("VM_MANAGE_OPERATIONS", Op.MANAGE),
+    ("VM_USE_OPERATIONS", Op.USE),
+)
+
+
+def dispatcher(core: Core) -> DispatchManager:
+    dm = core.dispatch_manager
+    if dm is None:
+        raise InternalError("Dispatch manager is not running")
+    return dm
+
+
+def action_op(core: Core, name: str) -> Op:
+    """The rights ``VM_*_OPERATIONS`` ask for action ``name`` (MANAGE if unlisted)."""
+    base = name.removesuffix("-hard")
+    for setting, op in _OPERATION_LISTS:
+        raw = core.config.get(setting) or ""
+        names = {n.strip() for n in raw.replace("\n", ",").split(",") if n.strip()}
+        if name in names or base in names:
+            return op
+    return Op.MANAGE
+
+
+def requester(call: Call) -> Requester:
+    return Requester(call.uid, call.caller.gid, call.req_id)
+
+
+@rpc("one.vm.allocate", "sb", required=1)
+async def allocate(core: Core, call: Call, text: str, hold: bool = False) -> int:
+    """Allocates a new virtual machine in OpenNebula."""
+    tmpl = shared.parse_template(text)
+    core.acl.check(call.caller, Op.CREATE, ObjectAuth("VM", -1))
+    if not call.is_admin:
+        found = restricted_in(tmpl, parse_restricted(core.attr_list("VM_RESTRICTED_ATTR")))
+        if found is not None:
+            raise AuthorizationError(f"VM Template includes a restricted attribute {found}")
+    user = core.users.get(call.uid)
+    group = core.groups.get(call.caller.gid)
+    unit = core.unit()
+    oid = unit.allocate(core.vms)
+    try:
+        name, vm_tmpl, user_tmpl, on_hold = build_templates(oid, tmpl, hold)
+    except Exception:
+        unit.rollback()
+        raise
+    umask = core.umask_of(user) if user is not None else core.config.default_umask
+    now = core.now()
+    vm = VirtualMachine(
+        oid=oid,
+        name=name,
+        uid=call.uid,
+        gid=call.caller.gid,
+        uname=user.name if user is not None else "",
+        gname=group.name if group is not None else "",
+        perms=Permissions.for_new_object(
+            call.uid, call.caller.gid, umask, core.config.enable_other_permissions
+        ),
+        state=VmState.HOLD if on_hold else VmState.PENDING,
+        stime=now,
+        template=vm_tmpl,
+        user_template=user_tmpl,
+    )
+    vm.prev_state = vm.state
+    unit.add(core.vms, vm)
+    await unit.commit(f"allocate VM {oid}")
+    state = "HOLD" if on_hold else "PENDING"
+    write_vm_log(core, oid, [("VM", "I", f"New state is {state}")], now)
+    return oid
+
+
+@rpc("one.vm.info", "ib", required=1)
+async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
+    """Returns virtual machine instance information."""
+    shared.get_authorized(core, call, VM, oid, Op.USE, ignore_lock=True)
+    return core.vms.info_body(oid)
+
+
+@rpc("one.vm.update", "isi", required=2)
+async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> int:
+    """Updates the user template of the virtual machine."""
+    shared.get_authorized(core, call, VM, oid, Op.MANAGE)
+    if mode not in (0, 1):
+        raise ApiError("Wrong update type")
+    try:
+        new = parse_str_or_xml(text)
+    except TemplateSyntaxError as exc:
+        raise InternalError(f"Cannot update template. Parse error: {exc}") from exc
+    async with core.vms.lock(oid):
+        vm = shared.get_object(core, VM, oid)
+        if not call.is_admin:
+            shared.check_restricted(core, VM, vm.user_template, new, merge=mode == 1)
+        vm = vm.copy()
+        if mode == 0:
+            vm.user_template = new
+        else:
+            vm.user_template.merge(new)
+        await shared.save(core, VM, vm, f"update VM {oid}")
+    return oid
+
+
+@rpc("one.vm.rename", "is")
+async def rename(core: Core, call: Call, oid: int, name: str) -> int:
+    """Renames a virtual machine."""
+    return await shared.rename(core, call, VM, oid, name)
+
+
+@rpc("one.vm.action", "si")
+async def action(core: Core, call: Call, name: str, oid: int) -> int:
+    """Performs an action on a virtual machine."""
+    op = action_op(core, name) if name in ACTION_NAMES else Op.MANAGE
+    shared.get_authorized(core, call, VM, oid, op)
+    if name not in ACTION_NAMES:
+        raise ActionError(f'Action "{name}" is not supported')
+    try:
+        await dispatcher(core).action(name, oid, requester(call))
+    except ActionError as exc:
+        raise ActionError(f'Error performing action "{name}": {exc.message}') from exc
+    except NoExistsError as exc:
+        raise no_exists("virtual machine", oid) from exc
+    return oid
+
+
+@rpc("one.vm.deploy", "iibis", required=2)
+async def deploy(
+    core: Core,
+    call: Call,
+    oid: int,
+    hid: int,
+    enforce: bool = False,
+    ds_id: int = -1,
+    nic_template: str = "",
+) -> int:
+    """Initiates the instance of the given vmid on the target host."""
+    if nic_template:
+        try:
+            parse_str_or_xml(nic_template)
+        except TemplateSyntaxError as exc:
+            raise InternalError(f"Parse error: {exc}") from exc
+    host = core.hosts.get(hid)
+    if host is None:
+        raise no_exists("host", hid)
+    if host.state == OFFLINE:
+        raise ActionError("Host is offline, cannot use it to deploy VM")
+    vm = core.vms.get(oid)
+    if vm is None:
+        raise no_exists("virtual machine", oid)
+    current = vm.current
+    if (
+        current is not None
+        and current.action
+        in (
+            VMAction.STOP,
+            VMAction.UNDEPLOY,
+            VMAction.UNDEPLOY_HARD,
+        )
+        and ds_id == -1
+    ):
+        ds_id = current.ds_id
+    ds = _system_ds(core, host.cluster_id, hid, ds_id)
+    requests = [
+        (action_op(core, "deploy"), VM.auth(core, vm)),
+        (Op.MANAGE, shared.system_auth("HOST")(core, host)),
+    ]
+    if ds_id != -1:
+        requests.append((Op.USE, shared.owned_auth("DATASTORE")(core, ds)))
+    core.acl.check_all(call.caller, requests)
+    tm_mad = ds.template.get("TM_MAD") or ds.tm_mad
+    placement = (host.oid, host.name, host.cluster_id, host.vm_mad, tm_mad, ds.oid)
+    await dispatcher(core).deploy(oid, placement, enforce or _pinned(vm))
+    return oid
+
+
+def _pinned(vm: VirtualMachine) -> bool:
+    from oned.api.vm_template import is_pinned
+
+    return is_pinned(vm.template)
+
+
+def _system_ds(core: Core, cluster_id: int, hid: int, ds_id: int):  # type: ignore[no-untyped-def]
+    if ds_id == -1:
+        cluster = core.clusters.get(cluster_id)
+        if cluster is None:
+            raise no_exists("cluster", cluster_id)
+        for did in sorted(cluster.datastores):
+            ds = core.datastores.get(did)
+            if ds is not None and ds.type == SYSTEM_DS:
+                return ds
+        raise ActionError(f"cluster [{cluster_id}] does not have any datastore of type SYSTEM_DS.")
+    ds = core.datastores.get(ds_id)
+    if ds is None:
+        raise no_exists("datastore", ds_id)
+    if ds.type != SYSTEM_DS:
+        raise ActionError(
+            f"Trying to use datastore [{ds_id}] to deploy the VM, but it is not of type"
+            " system datastore."
+        )
+    if cluster_id not in ds.clusters:
+        raise ActionError(
+            f"datastore [{ds_id}] and host [{hid}] are not in the same cluster [{cluster_id}]."
+        )
+    return ds
+
+
+@rpc("one.vm.monitoring", "i")
+async def monitoring(core: Core, call: Call, oid: int) -> str:
+    """Returns the virtual machine monitoring records."""
+    shared.get_authorized(core, call, VM, oid, Op.USE)
+    samples = await core.vms.monitoring([oid], 0, last_only=False)
+    return "<MONITORING_DATA>" + "".join(samples) + "</MONITORING_DATA>"

@@ -1,0 +1,272 @@
+"""``LifeCycleManager``: the actions that start driver work (mirrors
+``LifeCycleActions.cc``) and the restart recovery no OpenNebula release has.
+
+Actions run inside a ``Tx`` opened by the DispatchManager (state checks, new state,
+history and host capacity in one transaction); the driver message goes out after the
+commit. ``resume()`` runs once at start: every VM found in a transient state gets its
+driver step re-issued (or, for steps that cannot be replayed, its failure callback), so
+a ``kill -9`` never leaves a VM waiting for a reply that will not come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from oned._async import background
+from oned.log import logger
+from oned.managers.lifecycle.states import LcmStates
+from oned.managers.lifecycle.tx import Tx, add_capacity, transition
+from oned.objects.history import History, VMAction
+from oned.objects.vm import LcmState as L
+from oned.objects.vm import VirtualMachine
+from oned.objects.vm import VmState as S
+
+if TYPE_CHECKING:
+    from oned.core import Core
+    from oned.managers.transfer.manager import TransferManager
+    from oned.managers.vmm.manager import VirtualMachineManager
+
+_HARD = {VMAction.TERMINATE_HARD, VMAction.POWEROFF_HARD, VMAction.UNDEPLOY_HARD}
+
+
+class LifeCycleManager(LcmStates):
+    """LCM actions and driver-reply callbacks for every VM."""
+
+    log = logger("LCM")
+
+    def __init__(self, core: Core, vmm: VirtualMachineManager, tm: TransferManager) -> None:
+        self.core = core
+        self.vmm = vmm
+        self.tm = tm
+        vmm.lcm = self
+        tm.lcm = self
+
+    def schedule(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        """Run a callback on the next reactor turn (``Listener::trigger``)."""
+        self.core.eventually(lambda: background(fn(*args), f"{fn.__name__}{args}"))
+
+    # -- actions (called with the VM's Tx open) ----------------------------------------
+
+    def set_action(self, tx: Tx, action: int, uid: int, gid: int, req_id: int) -> None:
+        record = tx.history
+        record.action, record.uid, record.gid, record.req_id = action, uid, gid, req_id
+
+    def deploy(self, tx: Tx) -> None:
+        """``deploy_action``: ACTIVE, capacity on the host, PROLOG by what came before."""
+        vm = tx.vm
+        previous = vm.previous
+        record = tx.history
+        if vm.state != S.ACTIVE:
+            tx.state(S.ACTIVE)
+        last = previous.action if previous is not None else VMAction.NONE
+        if last == VMAction.STOP:
+            tx.lcm(L.PROLOG_RESUME)
+            send = self.tm.prolog_resume
+        elif last in (VMAction.UNDEPLOY, VMAction.UNDEPLOY_HARD):
+            tx.lcm(L.PROLOG_UNDEPLOY)
+            send = self.tm.prolog_resume
+        else:
+            tx.lcm(L.PROLOG)
+            send = self.tm.prolog
+        record.pstime = tx.now
+        host = tx.host(record.hid)
+        if host is not None:
+            add_capacity(host, vm)
+        tx.then(lambda: send(vm))
+
+    def shutdown(self, tx: Tx, hard: bool) -> None:
+        """``shutdown_action`` (terminate): SHUTDOWN from RUNNING/UNKNOWN, else EPILOG."""
+        vm = tx.vm
+        if vm.state == S.ACTIVE and vm.lcm_state in (L.RUNNING, L.UNKNOWN, L.SHUTDOWN):
+            if vm.lcm_state == L.SHUTDOWN:
+                self.vmm.driver_cancel(vm)
+            else:
+                tx.lcm(L.SHUTDOWN)
+            vm.resched = 0
+            tx.then(lambda: self.vmm.shutdown(vm, hard))
+            return
+        local = vm.state in (S.STOPPED, S.UNDEPLOYED)
+        tx.state(S.ACTIVE)
+        tx.lcm(L.EPILOG)
+        record = tx.history
+        record.estime = tx.now
+        if not record.retime and not local:
+            record.retime = tx.now
+        tx.then(lambda: self.tm.epilog(vm, local))
+
+    def poweroff(self, tx: Tx, hard: bool) -> None:
+        vm = tx.vm
+        if vm.lcm_state == L.SHUTDOWN_POWEROFF:
+            self.vmm.driver_cancel(vm)
+        else:
+            tx.lcm(L.SHUTDOWN_POWEROFF)
+        vm.resched = 0
+        tx.then(lambda: self.vmm.shutdown(vm, hard))
+
+    def undeploy(self, tx: Tx, hard: bool) -> None:
+        vm = tx.vm
+        if vm.state == S.POWEROFF:
+            tx.state(S.ACTIVE)
+            tx.lcm(L.EPILOG_UNDEPLOY)
+            tx.history.estime = tx.now
+            tx.then(lambda: self.tm.epilog_stop(vm))
+            return
+        if vm.lcm_state == L.SHUTDOWN_UNDEPLOY:
+            self.vmm.driver_cancel(vm)
+        else:
+            tx.lcm(L.SHUTDOWN_UNDEPLOY)
+        vm.resched = 0
+        tx.then(lambda: self.vmm.shutdown(vm, hard))
+
+    def suspend(self, tx: Tx) -> None:
+        vm = tx.vm
+        tx.lcm(L.SAVE_SUSPEND)
+        vm.resched = 0
+        tx.then(lambda: self.vmm.save(vm))
+
+    def stop_action(self, tx: Tx) -> None:
+        vm = tx.vm
+        if vm.state == S.SUSPENDED:
+            tx.state(S.ACTIVE)
+            tx.lcm(L.EPILOG_STOP)
+            tx.history.estime = tx.now
+            tx.then(lambda: self.tm.epilog_stop(vm))
+            return
+        tx.lcm(L.SAVE_STOP)
+        vm.resched = 0
+        tx.then(lambda: self.vmm.save(vm))
+
+    def close_and_copy(self, tx: Tx) -> None:
+        """``cp_history``: close the open record and open a copy on the same host."""
+        record = tx.history
+        record.etime = tx.now
+        if not record.retime:
+            record.retime = tx.now
+        tx.add_history(record.successor(len(tx.vm.history), tx.now))
+
+    def restore(self, tx: Tx) -> None:
+        """Resume a SUSPENDED VM: BOOT_SUSPENDED, RESTORE."""
+        vm = tx.vm
+        self.close_and_copy(tx)
+        tx.state(S.ACTIVE)
+        tx.lcm(L.BOOT_SUSPENDED)
+        vm.resched = 0
+        tx.then(lambda: self.vmm.restore(vm))
+
+    def restart(self, tx: Tx) -> None:
+        """Resume a POWEROFF (BOOT_POWEROFF) or UNKNOWN (BOOT_UNKNOWN) VM: DEPLOY."""
+        vm = tx.vm
+        if vm.state == S.POWEROFF:
+            self.close_and_copy(tx)
+            tx.state(S.ACTIVE)
+            tx.lcm(L.BOOT_POWEROFF)
+        else:
+            tx.lcm(L.BOOT_UNKNOWN)
+        vm.resched = 0
+        tx.then(lambda: self.vmm.deploy(vm))
+
+    def reboot(self, tx: Tx, hard: bool) -> None:
+        vm = tx.vm
+        vm.resched = 0
+        tx.then(lambda: self.vmm.reboot(vm, hard))
+
+    # -- restart recovery ------------------------------------------------------------
+
+    async def resume(self) -> None:
+        """Re-issue the driver step of every VM left in a transient state."""
+        for vm in self.core.vms.objects():
+            if vm.state != S.ACTIVE or vm.current is None:
+                continue
+            try:
+                self._resume_one(vm)
+            except Exception as exc:  # one broken VM must not stop the others
+                self.log.error("Could not resume VM {vid}: {exc}", vid=vm.oid, exc=exc)
+
+    def _resume_one(self, vm: VirtualMachine) -> None:
+        lcm = L(vm.lcm_state)
+        current = vm.current
+        assert current is not None
+        hard = current.action in _HARD
+        replay: dict[L, Callable[[], None]] = {
+            L.PROLOG: lambda: self.tm.prolog(vm),
+            L.PROLOG_RESUME: lambda: self.tm.prolog_resume(vm),
+            L.PROLOG_UNDEPLOY: lambda: self.tm.prolog_resume(vm),
+            L.BOOT: lambda: self.vmm.deploy(vm),
+            L.BOOT_UNKNOWN: lambda: self.vmm.deploy(vm),
+            L.BOOT_POWEROFF: lambda: self.vmm.deploy(vm),
+            L.BOOT_UNDEPLOY: lambda: self.vmm.deploy(vm),
+            L.BOOT_SUSPENDED: lambda: self.vmm.restore(vm),
+            L.BOOT_STOPPED: lambda: self.vmm.restore(vm),
+            L.SHUTDOWN: lambda: self.vmm.shutdown(vm, hard),
+            L.SHUTDOWN_POWEROFF: lambda: self.vmm.shutdown(vm, hard),
+            L.SHUTDOWN_UNDEPLOY: lambda: self.vmm.shutdown(vm, hard),
+            L.SAVE_SUSPEND: lambda: self.vmm.save(vm),
+            L.SAVE_STOP: lambda: self.vmm.save(vm),
+            L.EPILOG: lambda: self.tm.epilog(vm, vm.prev_state in (S.STOPPED, S.UNDEPLOYED)),
+            L.EPILOG_STOP: lambda: self.tm.epilog_stop(vm),
+            L.EPILOG_UNDEPLOY: lambda: self.tm.epilog_stop(vm),
+        }
+        step = replay.get(lcm)
+        if step is not None:
+            self.log.info(
+                "Resuming VM {vid} in {state} after a restart", vid=vm.oid, state=lcm.name
+            )
+            step()
+            return
+        if lcm in (L.MIGRATE, L.SAVE_MIGRATE, L.BOOT_MIGRATE, L.PROLOG_MIGRATE):
+            self.schedule(self.deploy_failure, vm.oid, "Interrupted by an oned restart")
+        elif lcm.name.startswith(("HOTPLUG", "DISK_SNAPSHOT", "DISK_RESIZE", "BACKUP")) or lcm in (
+            L.RESTORE,
+        ):
+            self.schedule(self.hotplug_interrupted, vm.oid)
+
+    async def hotplug_interrupted(self, vid: int) -> None:
+        """An interrupted hotplug-type operation fails back to where it started."""
+
+        def step(tx: Tx) -> bool:
+            name = L(tx.vm.lcm_state).name
+            if name.endswith(("POWEROFF",)):
+                self._leave_active(tx, S.POWEROFF)
+            elif name.endswith("SUSPENDED"):
+                self._leave_active(tx, S.SUSPENDED)
+            elif name.endswith(("UNDEPLOYED",)):
+                self._leave_active(tx, S.UNDEPLOYED)
+            elif name.endswith("STOPPED"):
+                self._leave_active(tx, S.STOPPED)
+            else:
+                tx.lcm(L.RUNNING)
+            tx.error("LCM", "Operation interrupted by an oned restart")
+            return True
+
+        await transition(self.core, vid, step, f"resume VM {vid}")
+
+    def new_history(
+        self, tx: Tx, hid: int, hostname: str, cid: int, vm_mad: str, tm_mad: str, ds_id: int
+    ) -> History:
+        """``add_history``: a new placement record."""
+        record = History(
+            tx.vm.oid,
+            len(tx.vm.history),
+            hostname,
+            hid,
+            cid,
+            tx.now,
+            0,
+            vm_mad,
+            tm_mad,
+            ds_id,
+        )
+        tx.add_history(record)
+        return record
+
+    # -- service -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register the VMM/TM reply handlers, then resume interrupted VMs."""
+        self.vmm.start()
+        self.tm.start()
+        await self.resume()
+
+    async def stop(self) -> None:
+        """Nothing to stop: in-flight actions are resumed on the next start."""

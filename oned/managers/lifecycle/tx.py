@@ -1,0 +1,188 @@
+"""One VM state change as one transaction (the ``vmpool->update`` +
+``update_history`` + ``hpool->add/del_capacity`` sequences of ``src/lcm``/``src/dm``).
+
+A transition runs with the VM's lock and the locks of the hosts it touches, works on
+copies, commits everything in one ``Unit`` and only then writes the VM log lines and
+runs the follow-up work (driver messages). A ``kill -9`` between the commit and the
+driver message leaves a persisted transient state that ``LifeCycleManager.resume``
+re-issues on the next start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from oned.objects.history import History
+from oned.objects.vm import LcmState, VirtualMachine, VmState
+from oned.pools.base import Locks
+
+if TYPE_CHECKING:
+    from oned.core import Core
+    from oned.objects.host import Host
+    from oned.pools.base import Unit
+
+
+def state_str(vm: VirtualMachine) -> str:
+    """``VirtualMachine::state_str``: the LCM state name when ACTIVE."""
+    if vm.state == VmState.ACTIVE:
+        return LcmState(vm.lcm_state).name
+    return VmState(vm.state).name
+
+
+def vm_dir(core: Core, vid: int) -> Path:
+    return core.config.locations.var / "vms" / str(vid)
+
+
+def write_vm_log(core: Core, vid: int, lines: Iterable[tuple[str, str, str]], now: float) -> None:
+    """Append ``<ctime> [Z0][TAG][L]: text`` lines to ``vms/<vid>/vm.log``."""
+    lines = list(lines)
+    if not lines:
+        return
+    directory = vm_dir(core, vid)
+    stamp = time.ctime(now)
+    zone = core.config.zone_id
+    text = "".join(f"{stamp} [Z{zone}][{tag}][{letter}]: {msg}\n" for tag, letter, msg in lines)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "vm.log", "a", encoding="utf-8") as out:
+            out.write(text)
+    except OSError:
+        pass
+
+
+def add_capacity(host: Host, vm: VirtualMachine) -> None:
+    """``Host::add_capacity``: the VM's CPU/MEMORY, one more running VM, its id."""
+    cpu, mem = vm.host_capacity()
+    share = host.share
+    share.cpu_usage += cpu
+    share.mem_usage += mem
+    share.running_vms += 1
+    host.vms.add(vm.oid)
+
+
+def del_capacity(host: Host, vm: VirtualMachine) -> None:
+    """``Host::del_capacity``."""
+    if vm.oid not in host.vms:
+        return
+    cpu, mem = vm.host_capacity()
+    share = host.share
+    share.cpu_usage -= cpu
+    share.mem_usage -= mem
+    share.running_vms = max(0, share.running_vms - 1)
+    host.vms.discard(vm.oid)
+
+
+class Tx:
+    """The working copy of one VM inside a transition."""
+
+    def __init__(self, core: Core, vm: VirtualMachine, unit: Unit, now: int) -> None:
+        self.core = core
+        self.vm = vm
+        self.unit = unit
+        self.now = now
+        self.logs: list[tuple[str, str, str]] = []
+        self.after: list[Callable[[], None]] = []
+        self._hosts: dict[int, Host] = {}
+        self._history: set[int] = set()
+
+    def state(self, state: int) -> None:
+        self.vm.set_state(state)
+        self.log("VM", "I", f"New state is {VmState(state).name}")
+
+    def lcm(self, lcm: int) -> None:
+        self.vm.set_lcm(lcm)
+        self.log("VM", "I", f"New LCM state is {LcmState(lcm).name}")
+
+    def log(self, tag: str, letter: str, text: str) -> None:
+        self.logs.append((tag, letter, text))
+
+    def error(self, tag: str, message: str) -> None:
+        """``log_error``: an ERROR line and the ``USER_TEMPLATE/ERROR`` attribute."""
+        self.log(tag, "E", message)
+        self.vm.user_template.set("ERROR", f"{time.ctime(self.now)}: {message}")
+
+    def host(self, hid: int) -> Host | None:
+        """A working copy of host ``hid`` (saved at commit); its lock must be held."""
+        if hid in self._hosts:
+            return self._hosts[hid]
+        host = self.core.hosts.get(hid)
+        if host is None:
+            return None
+        copy = host.copy()
+        self._hosts[hid] = copy
+        return copy
+
+    @property
+    def history(self) -> History:
+        current = self.vm.current
+        assert current is not None
+        self._history.add(current.seq)
+        return current
+
+    def touch_history(self, record: History | None = None) -> None:
+        record = record or self.vm.current
+        if record is not None:
+            self._history.add(record.seq)
+
+    def add_history(self, record: History) -> None:
+        self.vm.history.append(record)
+        self._history.add(record.seq)
+
+    def then(self, fn: Callable[[], None]) -> None:
+        self.after.append(fn)
+
+    def stage(self) -> None:
+        core = self.core
+        vm = self.vm.saved()
+        for host in self._hosts.values():
+            self.unit.save(core.hosts, host)
+        for record in vm.history:
+            if record.seq in self._history:
+                self.unit.sql(core.vms.history_row(vm, record))
+        self.unit.save(core.vms, vm)
+
+
+async def transition(
+    core: Core,
+    vid: int,
+    fn: Callable[[Tx], Any],
+    desc: str,
+    extra_hosts: Iterable[int] = (),
+) -> VirtualMachine | None:
+    """Run ``fn`` on a copy of VM ``vid`` and commit it with the hosts it touched.
+
+    ``fn`` returns False to give up without changes; exceptions propagate. The VM's
+    current and previous hosts (and ``extra_hosts``) are locked with it.
+
+    Returns:
+        The committed VM, or None when there is no such VM or ``fn`` gave up.
+    """
+    extra = tuple(extra_hosts)
+    while True:
+        vm = core.vms.get(vid)
+        if vm is None:
+            return None
+        hids = _hosts_of(vm) | set(extra)
+        async with Locks((core.vms, vid), *((core.hosts, h) for h in hids)):
+            vm = core.vms.get(vid)
+            if vm is None:
+                return None
+            if not _hosts_of(vm) <= hids:
+                continue
+            now = core.now()
+            tx = Tx(core, vm.copy(), core.unit(), now)
+            if fn(tx) is False:
+                return None
+            tx.stage()
+            await tx.unit.commit(desc)
+        write_vm_log(core, vid, tx.logs, now)
+        for step in tx.after:
+            step()
+        return tx.vm
+
+
+def _hosts_of(vm: VirtualMachine) -> set[int]:
+    return {h.hid for h in vm.history[-2:] if h.hid >= 0}

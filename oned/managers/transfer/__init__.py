@@ -1,0 +1,1 @@
+"""TransferManager: transfer scripts and TM driver replies (``src/tm``)."""

@@ -1,0 +1,1 @@
+"""VirtualMachineManager: VMM driver actions and replies (``src/vmm``)."""

@@ -1,0 +1,193 @@
+"""``VirtualMachineManager``: VMM driver actions and replies (mirrors
+``VirtualMachineManager.cc`` and ``VirtualMachineManagerProtocol.cc``).
+
+Every action sends ``ACTION <vid> <b64 VMM_DRIVER_ACTION_DATA>`` to the VM_MAD named
+by the VM's current history record; replies are events handed to the LifeCycleManager
+(``deploy_success``, ``shutdown_failure``...). Before DEPLOY the deployment file
+``vms/<vid>/deployment.<seq>`` is written (the VM document, as the ``xml`` driver type
+takes it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from oned.drivers.families import Family
+from oned.drivers.message import b64encode
+from oned.log import logger
+from oned.managers.lifecycle.tx import vm_dir, write_vm_log
+from oned.managers.transfer.manager import ds_location
+from oned.objects.base import esc
+from oned.objects.vm import LcmState, VirtualMachine
+
+if TYPE_CHECKING:
+    from oned.core import Core
+    from oned.drivers.message import DriverMessage
+    from oned.managers.lifecycle.manager import LifeCycleManager
+
+#: Reply type -> (success callback, failure callback) names on the LifeCycleManager.
+ROUTES: dict[str, tuple[str, str]] = {
+    "DEPLOY": ("deploy_success", "deploy_failure"),
+    "RESTORE": ("deploy_success", "deploy_failure"),
+    "SHUTDOWN": ("shutdown_success", "shutdown_failure"),
+    "CANCEL": ("shutdown_success", "shutdown_failure"),
+    "SAVE": ("save_success", "save_failure"),
+}
+_LOG_ONLY = ("REBOOT", "RESET", "CLEANUP")
+_ACTION_TEXT = {"REBOOT": "reboot", "RESET": "reset", "CLEANUP": "cleanup"}
+
+
+def _tag(name: str, value: str) -> str:
+    return f"<{name}>{value}</{name}>" if value else f"<{name}/>"
+
+
+class VirtualMachineManager:
+    """Sends VMM actions and turns their replies into LifeCycleManager events."""
+
+    log = logger("VMM")
+
+    def __init__(self, core: Core, drivers: Any) -> None:
+        self.core = core
+        self.drivers = drivers
+        self.lcm: LifeCycleManager | None = None
+
+    def start(self) -> None:
+        if self.drivers is None:
+            return
+        for action in (*ROUTES, *_LOG_ONLY):
+            self.drivers.register_action(Family.VMM, action, self._on_reply)
+
+    # -- message building --------------------------------------------------------------
+
+    def deployment_file(self, vm: VirtualMachine) -> str:
+        current = vm.current
+        seq = current.seq if current is not None else 0
+        return str(vm_dir(self.core, vm.oid) / f"deployment.{seq}")
+
+    def remote_dir(self, vm: VirtualMachine) -> str:
+        current = vm.current
+        ds_id = current.ds_id if current is not None else 0
+        return f"{ds_location(self.core)}/{ds_id}/{vm.oid}"
+
+    def format_message(
+        self,
+        vm: VirtualMachine,
+        *,
+        deployment: bool = False,
+        checkpoint: bool = False,
+        deploy_id: str | None = None,
+    ) -> str:
+        """``format_message``: the base64 ``VMM_DRIVER_ACTION_DATA``."""
+        current = vm.current
+        assert current is not None
+        ldfile = rdfile = ""
+        if deployment:
+            ldfile = self.deployment_file(vm)
+            rdfile = f"{self.remote_dir(vm)}/deployment.{current.seq}"
+        cfile = f"{self.remote_dir(vm)}/checkpoint" if checkpoint else ""
+        ds = self.core.datastores.get(current.ds_id)
+        ds_xml = self.core.datastores.body(ds.oid) if ds is not None else ""
+        did = vm.deploy_id if deploy_id is None else deploy_id
+        doc = (
+            f"<VMM_DRIVER_ACTION_DATA><HOST>{esc(current.hostname)}</HOST><MIGR_HOST/>"
+            f"{_tag('DEPLOY_ID', esc(did))}"
+            f"{_tag('LOCAL_DEPLOYMENT_FILE', ldfile)}{_tag('REMOTE_DEPLOYMENT_FILE', rdfile)}"
+            f"{_tag('CHECKPOINT_FILE', cfile)}<TM_COMMAND/><TM_COMMAND_ROLLBACK/>"
+            f"<DISK_TARGET_PATH/>{vm.to_xml()}{ds_xml}</VMM_DRIVER_ACTION_DATA>"
+        )
+        return b64encode(doc)
+
+    # -- actions ---------------------------------------------------------------------
+
+    def deploy(self, vm: VirtualMachine) -> None:
+        """``trigger_deploy``: write the deployment file, then DEPLOY."""
+        path = self.deployment_file(vm)
+        write_vm_log(
+            self.core,
+            vm.oid,
+            [("VMM", "I", f"Generating deployment file: {path}")],
+            self.core.now(),
+        )
+        try:
+            vm_dir(self.core, vm.oid).mkdir(parents=True, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(vm.to_xml())
+        except OSError:
+            self._local_failure(
+                vm.oid, "DEPLOY", f"deploy_action, error generating deployment file: {path}"
+            )
+            return
+        self._send("DEPLOY", vm, self.format_message(vm, deployment=True, deploy_id=""))
+
+    def restore(self, vm: VirtualMachine) -> None:
+        self._send("RESTORE", vm, self.format_message(vm, checkpoint=True))
+
+    def shutdown(self, vm: VirtualMachine, hard: bool) -> None:
+        self._send("CANCEL" if hard else "SHUTDOWN", vm, self.format_message(vm))
+
+    def save(self, vm: VirtualMachine) -> None:
+        self._send("SAVE", vm, self.format_message(vm, checkpoint=True))
+
+    def reboot(self, vm: VirtualMachine, hard: bool) -> None:
+        self._send("RESET" if hard else "REBOOT", vm, self.format_message(vm))
+
+    def driver_cancel(self, vm: VirtualMachine) -> None:
+        current = vm.current
+        if self.drivers is not None and current is not None:
+            self.drivers.send(Family.VMM, "DRIVER_CANCEL", vm.oid, "", name=current.vm_mad)
+
+    def _send(self, action: str, vm: VirtualMachine, payload: str) -> None:
+        current = vm.current
+        name = current.vm_mad if current is not None else ""
+        if self.drivers is None or not self.drivers.send(
+            Family.VMM, action, vm.oid, payload, name=name
+        ):
+            self._local_failure(
+                vm.oid, action, f"{action.lower()}_action, error getting driver {name}"
+            )
+
+    def _local_failure(self, vid: int, action: str, text: str) -> None:
+        from oned.drivers.message import DriverMessage
+
+        self._on_reply(DriverMessage(action, "FAILURE", vid, f"- {text}"))
+
+    # -- replies ---------------------------------------------------------------------
+
+    def _on_reply(self, msg: DriverMessage) -> None:
+        lcm = self.lcm
+        vm = self.core.vms.get(msg.oid)
+        if lcm is None or vm is None:
+            return
+        now = self.core.now()
+        if vm.lcm_state == LcmState.LCM_INIT:
+            write_vm_log(
+                self.core, vm.oid, [("VMM", "W", f"Ignored: {msg.action} {msg.status}")], now
+            )
+            return
+        if msg.action in _LOG_ONLY:
+            word = _ACTION_TEXT[msg.action]
+            if msg.success:
+                text = f"VM successfully {'rebooted' if word != 'cleanup' else 'cleaned'}."
+                if msg.action == "RESET":
+                    text = "VM successfully rebooted-hard."
+                write_vm_log(self.core, vm.oid, [("VMM", "I", text)], now)
+            else:
+                info = f": {msg.payload}" if msg.payload and not msg.payload.startswith("-") else ""
+                write_vm_log(self.core, vm.oid, [("VMM", "E", f"{msg.action}{info}")], now)
+            return
+        ok_name, fail_name = ROUTES[msg.action]
+        if msg.success:
+            deploy_id = ""
+            if msg.action == "DEPLOY":
+                deploy_id = msg.payload.split()[0] if msg.payload.split() else ""
+                if not deploy_id:
+                    lcm.schedule(
+                        getattr(lcm, fail_name), vm.oid, "Empty deploy ID for virtual machine"
+                    )
+                    return
+            lcm.schedule(getattr(lcm, ok_name), vm.oid, deploy_id)
+            return
+        text = msg.action
+        if msg.payload and not msg.payload.startswith("-"):
+            text += f": {msg.payload}"
+        lcm.schedule(getattr(lcm, fail_name), vm.oid, text)

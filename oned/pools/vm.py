@@ -1,0 +1,114 @@
+"""The VM pool (mirrors ``VirtualMachinePool``): bodies, short bodies and history.
+
+Besides the generic write-through copy of ``vm_pool`` the pool keeps every VM's short
+body (``short_body`` column, the ``one.vmpool.info`` element) in memory, and loads the
+``history`` table so that each VM carries its whole placement history. History rows
+store the VM document of the moment, which ``one.vmpool.accounting`` returns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from oned.db.database import Database, Statement
+from oned.objects.history import History
+from oned.objects.vm import VirtualMachine
+from oned.pools.base import Pool
+
+
+def _thd_history(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    rows = conn.execute("SELECT vid, body FROM history ORDER BY vid, seq")
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def _thd_accounting(
+    conn: sqlite3.Connection, start: int, end: int, vids: list[int] | None
+) -> list[str]:
+    sql = "SELECT vid, body FROM history WHERE 1=1"
+    args: list[int] = []
+    if start >= 0:
+        sql += " AND (etime > ? OR etime = 0)"
+        args.append(start)
+    if end >= 0:
+        sql += " AND stime < ?"
+        args.append(end)
+    sql += " ORDER BY vid, seq"
+    allowed = set(vids) if vids is not None else None
+    return [
+        str(body) for vid, body in conn.execute(sql, args) if allowed is None or int(vid) in allowed
+    ]
+
+
+def _thd_monitoring(
+    conn: sqlite3.Connection, vids: list[int] | None, since: int, last_only: bool
+) -> list[str]:
+    if last_only:
+        sql = (
+            "SELECT m.vmid, m.body FROM vm_monitoring m JOIN (SELECT vmid, MAX(last_poll) AS lp "
+            "FROM vm_monitoring GROUP BY vmid) x ON m.vmid = x.vmid AND m.last_poll = x.lp "
+            "ORDER BY m.vmid"
+        )
+        rows = conn.execute(sql)
+    else:
+        rows = conn.execute(
+            "SELECT vmid, body FROM vm_monitoring WHERE last_poll >= ? ORDER BY vmid, last_poll",
+            (since,),
+        )
+    allowed = set(vids) if vids is not None else None
+    return [str(b) for v, b in rows if allowed is None or int(v) in allowed]
+
+
+class VirtualMachinePool(Pool[VirtualMachine]):
+    """``vm_pool`` plus the short bodies and the ``history`` rows."""
+
+    def __init__(
+        self,
+        db: Database,
+        loader: Callable[[str], VirtualMachine] = VirtualMachine.from_xml,
+    ) -> None:
+        super().__init__(db, "vm_pool", loader)
+        self._short: dict[int, str] = {}
+
+    async def load(self) -> None:
+        await super().load()
+        rows = await self.db.run("load history", _thd_history)
+        by_vm: dict[int, list[History]] = {}
+        for vid, body in rows:
+            by_vm.setdefault(vid, []).append(History.from_xml(body))
+        for vid, records in by_vm.items():
+            vm = self._objects.get(vid)
+            if vm is not None and len(records) >= len(vm.history):
+                vm.history = records
+
+    def _remember(self, obj: VirtualMachine, body: str | None = None) -> None:
+        super()._remember(obj, body)
+        self._short[obj.oid] = obj.short_xml()
+
+    def _forget(self, oid: int) -> None:
+        super()._forget(oid)
+        self._short.pop(oid, None)
+
+    def short_body(self, oid: int) -> str:
+        return self._short[oid]
+
+    def info_body(self, oid: int) -> str:
+        """``one.vm.info``: the stored body, or one with every history record."""
+        vm = self._objects[oid]
+        if len(vm.history) < 2:
+            return self._bodies[oid]
+        return vm.info_xml()
+
+    @staticmethod
+    def history_row(vm: VirtualMachine, record: History) -> Statement:
+        """Insert or replace one history record (with the VM document of now)."""
+        return (
+            "REPLACE INTO history (vid, seq, body, stime, etime) VALUES (?, ?, ?, ?, ?)",
+            (vm.oid, record.seq, record.to_xml(vm.to_xml()), record.stime, record.etime),
+        )
+
+    async def accounting(self, start: int, end: int, vids: list[int] | None) -> list[str]:
+        return list(await self.db.run("accounting", _thd_accounting, start, end, vids))
+
+    async def monitoring(self, vids: list[int] | None, since: int, last_only: bool) -> list[str]:
+        return list(await self.db.run("vm monitoring", _thd_monitoring, vids, since, last_only))
