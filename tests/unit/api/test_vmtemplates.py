@@ -10,6 +10,9 @@ from lxml import etree
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from oned.api.context import Call
+from oned.api.instantiate import Instantiation, prepare_instantiate
+from oned.errors import AuthorizationError, NoExistsError, OneError
 from oned.objects.datastore import Datastore
 from oned.objects.image import Image
 from oned.template import Template, parse_text
@@ -378,3 +381,62 @@ class MergeTests(SynchronousTestCase):
         ]
         for sa, expected in cases:
             self.assertEqual(sched_action_error(sa), expected, sa)
+
+
+class InstantiateTests(SynchronousTestCase):
+    """``prepare_instantiate``: the template half of one.template.instantiate."""
+
+    def setUp(self) -> None:
+        self.one = OnedHarness()
+        self.addCleanup(self.one.close)
+        self.uid = self.one.ok("one.user.allocate", "ann", "pw", "")
+        self.one.ok("one.template.allocate", 'NAME="web"\nCPU=1\nMEMORY=64\nTEMPLATE_ID=77')
+        self.one.ok("one.template.chmod", 0, -1, -1, -1, -1, -1, -1, 1, -1, -1)
+
+    def prepare(self, uid: int, *args: object, **kw: object) -> Instantiation:
+        call = Call("one.template.instantiate", self.one.core.caller_of(uid), 1)
+        return result_of(
+            Deferred.fromCoroutine(prepare_instantiate(self.one.core, call, *args, **kw))  # type: ignore[arg-type]
+        )
+
+    def failure(self, uid: int, *args: object, **kw: object) -> OneError:
+        with self.assertRaises(OneError) as ctx:
+            self.prepare(uid, *args, **kw)
+        return ctx.exception
+
+    def test_template_and_owner(self) -> None:
+        got = self.prepare(self.uid, 0, "", False, "MEMORY=128\nDESCRIPTION=x")
+        self.assertEqual(got.template.get("TEMPLATE_NAME"), "web")
+        self.assertEqual(got.template.get("TEMPLATE_ID"), "0")
+        self.assertEqual(got.template.get("MEMORY"), "128")
+        self.assertIsNone(got.template.get("NAME"))
+        self.assertEqual((got.uid, got.uname, got.gname), (self.uid, "ann", "users"))
+        named = self.prepare(self.uid, 0, "vm-1", True)
+        self.assertEqual((named.template.get("NAME"), named.hold), ("vm-1", True))
+
+    def test_refusals(self) -> None:
+        err = self.failure(self.uid, 0, "", False, "CPU_COST=1")
+        self.assertEqual(
+            (type(err), err.message),
+            (AuthorizationError, "User Template includes a restricted attribute CPU_COST"),
+        )
+        self.assertIsInstance(self.failure(self.uid, 9, ""), NoExistsError)
+        self.one.ok("one.template.allocate", "NAME=vr\nVROUTER=YES")
+        err = self.failure(0, 1, "")
+        self.assertEqual(err.message, "Virtual router templates cannot be instantiated")
+        err = self.failure(self.uid, 0, "", False, "AS_UID=1")
+        self.assertIsInstance(err, AuthorizationError)
+        self.assertEqual(self.prepare(0, 0, "", False, f"AS_UID={self.uid}").uid, self.uid)
+        self.assertEqual(self.failure(0, 0, "", False, "AS_GID=55").resp_id, 55)
+
+    def test_persistent_copy(self) -> None:
+        """persistent: a private copy named after the VM (or <template>-copy) is made
+        and instantiated, with CLONING_TEMPLATE_ID pointing at the original."""
+        got = self.prepare(self.uid, 0, "", False, "MEMORY=256", persistent=True)
+        self.assertEqual(got.template_id, 1)
+        copy = self.one.core.templates.get(1)
+        assert copy is not None
+        self.assertEqual((copy.name, copy.uid), ("web-copy", self.uid))
+        self.assertEqual(copy.template.get("MEMORY"), "256")
+        self.assertEqual(got.template.get("CLONING_TEMPLATE_ID"), "0")
+        self.assertEqual(got.template.get("TEMPLATE_NAME"), "web-copy")
