@@ -35,6 +35,8 @@ from oned.objects.secgroup import SecurityGroup
 from oned.objects.user import User, sha256_hex
 from oned.objects.vlans import vlans_xml
 from oned.objects.vmtemplate import VMTemplate
+from oned.objects.vnet import VirtualNetwork
+from oned.objects.vntemplate import VNTemplate
 from oned.objects.zone import Zone
 from oned.pools.acl import AclPool
 from oned.pools.base import Locks, Pool, Unit
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from oned.managers.dispatch.manager import DispatchManager
     from oned.managers.image.manager import ImageManager
     from oned.managers.information.manager import InformationManager
+    from oned.managers.ipam.manager import IPAMManager
 
 
 def random_password() -> str:
@@ -80,6 +83,8 @@ class Core:
     images: Pool[Image]
     templates: Pool[VMTemplate]
     secgroups: Pool[SecurityGroup]
+    vnets: Pool[VirtualNetwork]
+    vntemplates: Pool[VNTemplate]
     user_quotas: QuotaTable
     group_quotas: QuotaTable
     group_vlans: KeyedTable[list[dict[str, str]]]
@@ -96,6 +101,7 @@ class Core:
     lifecycle_manager: Any = None
     vm_manager: Any = None
     transfer_manager: Any = None
+    ipam_manager: IPAMManager | None = None
 
     @classmethod
     def create(cls, config: OnedConfig, clock: IReactorTime, db: Database) -> Core:
@@ -115,6 +121,8 @@ class Core:
             secgroups=Pool(
                 db, "secgroup_pool", SecurityGroup.from_xml, first_oid=FIRST_SECGROUP_OID
             ),
+            vnets=Pool(db, "network_pool", VirtualNetwork.from_xml),
+            vntemplates=Pool(db, "vn_template_pool", VNTemplate.from_xml),
             user_quotas=QuotaTable(db, "user_quotas", "user_oid", "QUOTAS", "DEFAULT_USER_QUOTAS"),
             group_quotas=QuotaTable(
                 db, "group_quotas", "group_oid", "QUOTAS", "DEFAULT_GROUP_QUOTAS"
@@ -152,6 +160,8 @@ class Core:
             self.images,
             self.templates,
             self.secgroups,
+            self.vnets,
+            self.vntemplates,
         ):
             await pool.load()
         await self.vms.load()

@@ -19,6 +19,8 @@ def build_registry() -> Registry:
         vm,
         vmpool,
         vmtemplate,
+        vnet,
+        vntemplate,
         zone,
     )
 

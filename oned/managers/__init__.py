@@ -24,7 +24,10 @@ def build_managers(core: Core, drivers: Any, clock: IReactorTime) -> list[Manage
 
     core.image_manager = ImageManager(core, drivers, clock)
     core.information_manager = InformationManager(core, drivers, clock)
+    from oned.managers.ipam.manager import IPAMManager
+
+    core.ipam_manager = IPAMManager(core, drivers, clock)
     from oned.managers.lifecycle.wiring import use_drivers
 
     lcm = use_drivers(core, drivers)
-    return [core.image_manager, core.information_manager, lcm]
+    return [core.image_manager, core.information_manager, core.ipam_manager, lcm]
