@@ -23,6 +23,7 @@ from oned.core import Core
 from oned.errors import AllocateError, InternalError, no_exists
 from oned.objects.base import Op
 from oned.objects.cluster import DEFAULT_CLUSTER_ID, Cluster
+from oned.objects.host import Host
 from oned.pools.base import Locks, Pool, Unit
 
 
@@ -75,13 +76,10 @@ CLUSTER = Family[Cluster](
 )
 
 
-def reserve_capacity(core: Core, host: Any, cluster: Cluster) -> bool:
+def reserve_capacity(core: Core, host: Host, cluster: Cluster) -> bool:
     """``Host::update_reserved_capacity`` with the cluster's RESERVED_CPU/MEM; True when
-    the host changed. Hosts compute their share themselves (``oned.objects.host``)."""
-    update: Callable[[str, str], bool] | None = getattr(host, "update_reserved_capacity", None)
-    if update is None:
-        return False
-    return update(
+    the host changed."""
+    return host.update_reserved_capacity(
         cluster.template.get("RESERVED_CPU") or "", cluster.template.get("RESERVED_MEM") or ""
     )
 

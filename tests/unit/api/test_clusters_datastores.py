@@ -194,3 +194,46 @@ def test_plain_user_cannot_allocate(h: OnedHarness) -> None:
     assert reply[0] is False and reply[2] == 512
     reply = h.call("one.cluster.allocate", "cc", session="u1:pw")
     assert reply[0] is False and reply[2] == 512
+
+
+def test_hosts_move_between_clusters(h: OnedHarness) -> None:
+    hid = h.ok("one.host.allocate", "node1", "dummy", "dummy", -1)
+    assert "<HOSTS><ID>0</ID></HOSTS>" in h.ok("one.cluster.info", 0)
+    cid = h.ok("one.cluster.allocate", "c1")
+    h.ok("one.cluster.update", cid, 'RESERVED_CPU="100"\nRESERVED_MEM="50%"', 1)
+    assert h.ok("one.cluster.addhost", cid, hid) == cid
+    doc = h.ok("one.host.info", hid)
+    assert f"<CLUSTER_ID>{cid}</CLUSTER_ID><CLUSTER>c1</CLUSTER>" in doc
+    assert "<HOSTS></HOSTS>" in h.ok("one.cluster.info", 0)
+    assert f"<HOSTS><ID>{hid}</ID></HOSTS>" in h.ok("one.cluster.info", cid)
+    # Moving it again is a silent success; the cluster cannot go while it holds it.
+    assert h.ok("one.cluster.addhost", cid, hid) == cid
+    assert h.call("one.cluster.delete", cid)[1] == (
+        "[one.cluster.delete] Cannot delete cluster. Cluster 100 is not empty, it contains "
+        "1 hosts."
+    )
+    h.ok("one.cluster.rename", cid, "c2")
+    assert "<CLUSTER>c2</CLUSTER>" in h.ok("one.host.info", hid)
+    assert h.call("one.cluster.addhost", cid, 77)[1:4] == [
+        "[one.cluster.addhost] Error getting host [77].",
+        1024,
+        77,
+    ]
+    # delhost answers the cluster id it was given and puts the host back in cluster 0.
+    assert h.ok("one.cluster.delhost", cid, hid) == cid
+    assert "<CLUSTER_ID>0</CLUSTER_ID><CLUSTER>default</CLUSTER>" in h.ok("one.host.info", hid)
+    assert h.ok("one.cluster.delete", cid) == cid
+
+
+def test_cluster_reservations_reach_hosts(h: OnedHarness) -> None:
+    hid = h.ok("one.host.allocate", "node1", "dummy", "dummy", -1)
+    host = h.core.hosts.get(hid)
+    assert host is not None
+    host = host.copy()
+    host.share.total_cpu, host.share.total_mem = 800, 16_000_000
+    host.share.max_cpu, host.share.max_mem = 800, 16_000_000
+    h.core.hosts._remember(host)
+    h.ok("one.cluster.update", 0, 'RESERVED_CPU="100"\nRESERVED_MEM="50%"', 1)
+    doc = h.ok("one.host.info", hid)
+    assert "<MAX_CPU>700</MAX_CPU>" in doc
+    assert "<MAX_MEM>8000000</MAX_MEM>" in doc
