@@ -258,6 +258,7 @@ class LifeCycleManager(LcmStates):
             ds_id,
         )
         tx.add_history(record)
+        tx.vm.template.set("TM_MAD_SYSTEM", tm_mad)
         return record
 
     # -- service -----------------------------------------------------------------------

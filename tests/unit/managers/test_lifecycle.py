@@ -1,0 +1,353 @@
+"""The VM lifecycle through the real request manager and the DM/LCM/VMM/TM managers,
+with scripted VMM/TM drivers (in-memory database, fake clock)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from oned.core import Core
+from oned.managers.lifecycle.testing import FakeVmDrivers
+from oned.managers.lifecycle.wiring import use_drivers
+from oned.objects.vm import LcmState as L
+from oned.objects.vm import VmState as S
+from oned.testing.rpc import OnedHarness, result_of
+
+VM_TEMPLATE = 'NAME="v"\nCPU="0.5"\nVCPU="1"\nMEMORY="256"'
+
+
+class LifecycleCase(SynchronousTestCase):
+    """A harness with host 0 (dummy drivers), system datastore 0 on TM dummy."""
+
+    def setUp(self) -> None:
+        self.h = OnedHarness()
+        self.addCleanup(self.h.close)
+        self.h.ok("one.datastore.update", 0, 'TM_MAD="dummy"', 1)
+        self.hid = self.h.ok("one.host.allocate", "host01", "dummy", "dummy", -1)
+        self.drivers = FakeVmDrivers()
+        self.start_managers(self.h.core, self.drivers)
+
+    def start_managers(self, core: Core, drivers: FakeVmDrivers) -> None:
+        lcm = use_drivers(core, drivers)
+        result_of(Deferred.fromCoroutine(lcm.start()))
+        core.eventually.flush()
+
+    def flush(self) -> None:
+        for _ in range(10):
+            self.h.core.eventually.flush()
+
+    def settle(self) -> None:
+        """Answer every driver action (as the dummies do) until the VM rests."""
+        for _ in range(20):
+            self.flush()
+            if not self.drivers.answer_all():
+                break
+        self.flush()
+
+    def vm(self, vid: int = 0) -> etree._Element:
+        return etree.fromstring(self.h.ok("one.vm.info", vid).encode())
+
+    def states(self, vid: int = 0) -> tuple[int, int]:
+        vm = self.vm(vid)
+        return int(vm.findtext("STATE") or -1), int(vm.findtext("LCM_STATE") or -1)
+
+    def running_vm(self) -> int:
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        return vid
+
+    def share(self) -> tuple[int, int, int, str]:
+        host = etree.fromstring(self.h.ok("one.host.info", self.hid).encode())
+        return (
+            int(host.findtext("HOST_SHARE/CPU_USAGE") or 0),
+            int(host.findtext("HOST_SHARE/MEM_USAGE") or 0),
+            int(host.findtext("HOST_SHARE/RUNNING_VMS") or 0),
+            ",".join(i.text or "" for i in host.findall("VMS/ID")),
+        )
+
+    def action(self, name: str, vid: int = 0) -> list[object]:
+        return list(self.h.call("one.vm.action", name, vid))
+
+
+class DeployTests(LifecycleCase):
+    def test_deploy_goes_through_prolog_boot_to_running(self) -> None:
+        """deploy: PROLOG (TM TRANSFER of transfer.0.prolog), BOOT (VMM DEPLOY), RUNNING."""
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.PROLOG))
+        [transfer] = self.drivers.pending("TRANSFER")
+        self.assertTrue(transfer.payload.endswith(f"vms/{vid}/transfer.0.prolog"))
+        self.assertTrue(Path(transfer.payload).exists())
+        self.assertEqual(self.share(), (50, 256 * 1024, 1, str(vid)))
+        self.drivers.reply("TRANSFER", vid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.BOOT))
+        [deploy] = self.drivers.pending("DEPLOY")
+        self.assertEqual(deploy.name, "dummy")
+        doc = etree.fromstring(deploy.document.encode())
+        self.assertEqual(doc.findtext("HOST"), "host01")
+        deployment = doc.findtext("LOCAL_DEPLOYMENT_FILE") or ""
+        self.assertTrue(deployment.endswith(f"vms/{vid}/deployment.0"))
+        written = etree.fromstring(Path(deployment).read_bytes())
+        self.assertEqual(written.findtext("LCM_STATE"), str(int(L.BOOT)))
+        self.drivers.reply("DEPLOY", vid, info="host01:v:dummy")
+        self.flush()
+        vm = self.vm(vid)
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(vm.findtext("DEPLOY_ID"), "host01:v:dummy")
+        self.assertEqual(vm.findtext("TEMPLATE/TM_MAD_SYSTEM"), "dummy")
+        record = vm.find("HISTORY_RECORDS/HISTORY")
+        assert record is not None
+        now = str(int(self.h.clock.seconds()))
+        for tag in ("STIME", "PSTIME", "PETIME", "RSTIME"):
+            self.assertEqual(record.findtext(tag), now, tag)
+        self.assertEqual(
+            [record.findtext(t) for t in ("HOSTNAME", "HID", "DS_ID", "VM_MAD", "TM_MAD")],
+            ["host01", str(self.hid), "0", "dummy", "dummy"],
+        )
+        log = (self.h.config.locations.var / "vms" / str(vid) / "vm.log").read_text()
+        self.assertIn("[VM][I]: New state is PENDING", log)
+        self.assertIn("[VM][I]: New LCM state is PROLOG", log)
+        self.assertIn("[VMM][I]: Generating deployment file:", log)
+        self.assertTrue(log.rstrip().endswith("[VM][I]: New LCM state is RUNNING"))
+
+    def test_deploy_refusals(self) -> None:
+        """Deploying a running VM, to a missing or offline host, or beyond capacity fails."""
+        vid = self.running_vm()
+        reply = self.h.call("one.vm.deploy", vid, self.hid)
+        self.assertEqual(
+            reply[1], "[one.vm.deploy] Deploy action is not available for state RUNNING"
+        )
+        self.assertEqual(reply[2], 0x0800)
+        other = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.assertEqual(
+            self.h.call("one.vm.deploy", other, 99)[1], "[one.vm.deploy] Error getting host [99]."
+        )
+        self.assertEqual(
+            self.h.call("one.vm.deploy", other, self.hid, True)[1],
+            f"[one.vm.deploy] virtual machine [{other}] does not fit in host [{self.hid}]. "
+            "Not enough CPU: 50/-50",
+        )
+        self.assertEqual(
+            self.h.call("one.vm.deploy", other, self.hid, False, 1)[1],
+            "[one.vm.deploy] Trying to use datastore [1] to deploy the VM, but it is not of "
+            "type system datastore.",
+        )
+        self.h.ok("one.host.status", self.hid, 2)
+        self.assertEqual(
+            self.h.call("one.vm.deploy", other, self.hid)[1],
+            "[one.vm.deploy] Host is offline, cannot use it to deploy VM",
+        )
+        self.assertEqual(self.states(other), (S.PENDING, 0))
+
+
+class ActionTests(LifecycleCase):
+    def test_poweroff_resume_suspend_stop_undeploy_terminate(self) -> None:
+        """Every lifecycle action reaches its state; the host is released at the end."""
+        vid = self.running_vm()
+        steps = [
+            ("poweroff", (S.POWEROFF, 0)),
+            ("resume", (S.ACTIVE, L.RUNNING)),
+            ("suspend", (S.SUSPENDED, 0)),
+            ("resume", (S.ACTIVE, L.RUNNING)),
+            ("reboot", (S.ACTIVE, L.RUNNING)),
+            ("reboot-hard", (S.ACTIVE, L.RUNNING)),
+            ("stop", (S.STOPPED, 0)),
+            ("resume", (S.PENDING, 0)),
+        ]
+        for name, expected in steps:
+            self.assertEqual(self.action(name, vid)[:2], [True, vid], name)
+            self.settle()
+            self.assertEqual(self.states(vid), expected, name)
+        self.assertEqual(self.share(), (0, 0, 0, ""))
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.PROLOG_RESUME))
+        self.assertTrue(self.drivers.pending("TRANSFER")[0].payload.endswith(".resume"))
+        self.settle()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        for name, expected in (("undeploy-hard", (S.UNDEPLOYED, 0)), ("terminate", (S.DONE, 0))):
+            self.action(name, vid)
+            self.settle()
+            self.assertEqual(self.states(vid), expected, name)
+        self.assertEqual(self.share(), (0, 0, 0, ""))
+        records = self.vm(vid).findall("HISTORY_RECORDS/HISTORY")
+        self.assertEqual([r.findtext("SEQ") for r in records], ["0", "1", "2", "3"])
+        self.assertEqual(records[-1].findtext("ACTION"), "27")
+        self.assertNotEqual(self.vm(vid).findtext("ETIME"), "0")
+
+    def test_refusal_texts_by_state(self) -> None:
+        """Actions outside their states answer oned's ACTION texts."""
+        pending = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        expected = {
+            "resume": "This action is not available for state PENDING",
+            "poweroff": "This action is not available for state PENDING",
+            "suspend": "This action is not available for state PENDING",
+            "stop": "This action is not available for state PENDING",
+            "release": "This action is not available for state PENDING",
+            "reboot": "This action is not available for state PENDING",
+            "undeploy": "This action is not available for state PENDING",
+            "resched": "This action is not available for state PENDING",
+        }
+        for name, text in expected.items():
+            reply = self.action(name, pending)
+            self.assertEqual(
+                reply,
+                [False, f'[one.vm.action] Error performing action "{name}": {text}', 2048, -1, -1],
+            )
+        vid = self.running_vm()
+        for name in ("resume", "release", "hold"):
+            self.assertEqual(
+                self.action(name, vid)[1],
+                f'[one.vm.action] Error performing action "{name}": '
+                "This action is not available for state RUNNING",
+            )
+        self.action("poweroff", vid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.SHUTDOWN_POWEROFF))
+        self.assertEqual(
+            self.action("terminate", vid)[1],
+            f'[one.vm.action] Error performing action "terminate": Could not terminate VM {vid}, '
+            "wrong state SHUTDOWN_POWEROFF.",
+        )
+        self.assertEqual(
+            self.action("nope", vid)[1], '[one.vm.action] Action "nope" is not supported'
+        )
+        self.assertEqual(
+            self.h.call("one.vm.action", "hold", 77)[1],
+            "[one.vm.action] Error getting virtual machine [77].",
+        )
+
+    def test_hold_release_and_terminate_pending(self) -> None:
+        """hold/release toggle PENDING/HOLD; terminate of a PENDING VM is DONE at once."""
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.action("hold", vid)
+        self.assertEqual(self.states(vid), (S.HOLD, 0))
+        self.action("release", vid)
+        self.assertEqual(self.states(vid), (S.PENDING, 0))
+        self.action("terminate-hard", vid)
+        self.assertEqual(self.states(vid), (S.DONE, 0))
+        self.assertEqual(self.action("terminate", vid)[:2], [True, vid])
+        self.assertEqual(self.drivers.sent, [])
+
+
+class FailureTests(LifecycleCase):
+    def test_prolog_failure_then_terminate(self) -> None:
+        """A failing transfer leaves PROLOG_FAILURE with ERROR; terminate cleans up."""
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.flush()
+        self.drivers.reply("TRANSFER", vid, success=False, info="disk copy failed")
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.PROLOG_FAILURE))
+        error = self.vm(vid).findtext("USER_TEMPLATE/ERROR") or ""
+        self.assertTrue(error.endswith(": Error executing image transfer script: disk copy failed"))
+        self.action("terminate", vid)
+        self.settle()
+        self.assertEqual(self.states(vid), (S.DONE, 0))
+        self.assertEqual(self.share(), (0, 0, 0, ""))
+
+    def test_boot_shutdown_and_epilog_failures(self) -> None:
+        """DEPLOY failure: BOOT_FAILURE; SHUTDOWN failure: RUNNING; epilog: EPILOG_FAILURE."""
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.flush()
+        self.drivers.reply("TRANSFER", vid)
+        self.flush()
+        self.drivers.reply("DEPLOY", vid, success=False, info="no hypervisor")
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.BOOT_FAILURE))
+        self.assertIn("DEPLOY: no hypervisor", self.vm(vid).findtext("USER_TEMPLATE/ERROR") or "")
+        vid = self.running_vm()
+        self.drivers.fail = {"shutdown"}
+        self.action("poweroff", vid)
+        self.settle()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.drivers.fail = set()
+        self.action("terminate", vid)
+        self.flush()
+        self.drivers.reply("SHUTDOWN", vid)
+        self.flush()
+        self.drivers.reply("TRANSFER", vid, success=False)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.EPILOG_FAILURE))
+
+    def test_empty_deploy_id_is_a_failure(self) -> None:
+        """A DEPLOY SUCCESS without an id is a boot failure, as in oned."""
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.flush()
+        self.drivers.reply("TRANSFER", vid)
+        self.flush()
+        self.drivers.reply("DEPLOY", vid, info="")
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.BOOT_FAILURE))
+
+    def test_late_reply_in_lcm_init_is_ignored(self) -> None:
+        """A reply for a VM no longer ACTIVE changes nothing."""
+        vid = self.running_vm()
+        self.action("poweroff", vid)
+        self.settle()
+        self.drivers.sent = []
+        handler = self.drivers.handlers
+        from oned.drivers.families import Family
+        from oned.drivers.message import DriverMessage
+
+        handler[(Family.VMM, "DEPLOY")](DriverMessage("DEPLOY", "SUCCESS", vid, "x:y:z"))
+        self.flush()
+        self.assertEqual(self.states(vid), (S.POWEROFF, 0))
+
+
+class RestartTests(LifecycleCase):
+    def restart(self) -> FakeVmDrivers:
+        """A new Core on the same database, as after a kill -9."""
+        core = Core.create(self.h.config, self.h.clock, self.h.db)
+        result_of(Deferred.fromCoroutine(core.load()))
+        self.h.core = core
+        self.h.manager.core = core
+        drivers = FakeVmDrivers()
+        self.drivers = drivers
+        self.start_managers(core, drivers)
+        return drivers
+
+    def test_every_transient_state_is_resumed(self) -> None:
+        """After a restart each in-flight driver step is sent again and completes."""
+        shutdown = self.running_vm()
+        saving = self.running_vm()
+        self.action("terminate-hard", shutdown)
+        self.action("suspend", saving)
+        prolog = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.h.ok("one.vm.deploy", prolog, self.hid)
+        boot = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.h.ok("one.vm.deploy", boot, self.hid)
+        self.flush()
+        self.drivers.reply("TRANSFER", boot)
+        self.flush()
+        expected = {
+            prolog: L.PROLOG,
+            boot: L.BOOT,
+            shutdown: L.SHUTDOWN,
+            saving: L.SAVE_SUSPEND,
+        }
+        for vid, lcm in expected.items():
+            self.assertEqual(self.states(vid), (S.ACTIVE, lcm))
+        drivers = self.restart()
+        self.flush()
+        self.assertEqual(
+            sorted((s.action, s.oid) for s in drivers.sent),
+            sorted(
+                [("TRANSFER", prolog), ("DEPLOY", boot), ("CANCEL", shutdown), ("SAVE", saving)]
+            ),
+        )
+        self.settle()
+        self.assertEqual(self.states(prolog), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.states(boot), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.states(shutdown), (S.DONE, 0))
+        self.assertEqual(self.states(saving), (S.SUSPENDED, 0))
+        self.assertEqual(self.share()[2], 3)
