@@ -288,6 +288,10 @@ class VirtualMachine:
         )
         return self._head(records)
 
+    def bare_xml(self) -> str:
+        """The VM inside a ``history`` row (``<HISTORY_RECORDS/>``)."""
+        return self._head("<HISTORY_RECORDS/>")
+
     def info_xml(self) -> str:
         """``one.vm.info``: every history record."""
         if len(self.history) < 2:

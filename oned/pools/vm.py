@@ -104,7 +104,7 @@ class VirtualMachinePool(Pool[VirtualMachine]):
         """Insert or replace one history record (with the VM document of now)."""
         return (
             "REPLACE INTO history (vid, seq, body, stime, etime) VALUES (?, ?, ?, ?, ?)",
-            (vm.oid, record.seq, record.to_xml(vm.to_xml()), record.stime, record.etime),
+            (vm.oid, record.seq, record.to_xml(vm.bare_xml()), record.stime, record.etime),
         )
 
     async def accounting(self, start: int, end: int, vids: list[int] | None) -> list[str]:

@@ -1,0 +1,149 @@
+"""VMs end to end: pyone against a real ``oned -f`` with our dummy VMM and TM drivers,
+and a ``kill -9`` in the middle of driver actions followed by a restart."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pyone
+import pytest
+from lxml import etree
+
+from . import xsd
+from .conftest import Daemon
+
+pytestmark = pytest.mark.slow
+
+ACTIVE, RUNNING = 3, 3
+
+
+def client(d: Daemon) -> pyone.OneServer:
+    return pyone.OneServer(d.url, session=d.session, timeout=30)
+
+
+def wait_for(one: pyone.OneServer, vid: int, state: int, lcm: int = 0, secs: float = 20) -> None:
+    deadline = time.monotonic() + secs
+    while True:
+        vm = one.vm.info(vid)
+        if (vm.STATE, vm.LCM_STATE) == (state, lcm):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"VM {vid} is {vm.STATE}/{vm.LCM_STATE}, not {state}/{lcm}")
+        time.sleep(0.05)
+
+
+def xml_of(d: Daemon, method: str, *args: object) -> str:
+    import xmlrpc.client
+
+    server = xmlrpc.client.ServerProxy(d.url)
+    reply = getattr(server, method)(d.session, *args)
+    assert reply[0], reply
+    return str(reply[1])
+
+
+def extended_errors(doc: str) -> list[str]:
+    """Validate a VM_POOL of full VMs against vm_pool_extended.xsd."""
+    path = xsd.XSD_DIR / "vm_pool_extended.xsd"
+    schema = etree.XMLSchema(etree.parse(str(path)))
+    root = xsd._into_ns(etree.fromstring(doc.encode()))  # noqa: SLF001
+    return [] if schema.validate(root) else [str(e.message) for e in schema.error_log][:5]
+
+
+def setup_infra(one: pyone.OneServer, hosts: int = 1) -> list[int]:
+    one.datastore.update(0, 'TM_MAD="dummy"', 1)
+    return [one.host.allocate(f"host{i:02d}", "dummy", "dummy", -1) for i in range(hosts)]
+
+
+def test_vm_lifecycle_through_pyone(daemon: Daemon) -> None:
+    """A VM goes PENDING, RUNNING, through every action, to DONE; documents validate."""
+    one = client(daemon)
+    [hid] = setup_infra(one)
+    vid = one.vm.allocate('NAME="web"\nCPU="0.5"\nVCPU="1"\nMEMORY="256"\nDESCRIPTION="d"', False)
+    assert one.vm.info(vid).STATE == 1
+    one.vm.deploy(vid, hid)
+    wait_for(one, vid, ACTIVE, RUNNING)
+    assert one.vm.info(vid).DEPLOY_ID == "host00:web:dummy"
+    share = one.host.info(hid).HOST_SHARE
+    assert (share.CPU_USAGE, share.MEM_USAGE, share.RUNNING_VMS) == (50, 262144, 1)
+    if xsd.available():
+        assert xsd.errors(xml_of(daemon, "one.vm.info", vid)) == []
+        assert xsd.errors(xml_of(daemon, "one.vmpool.info", -2, -1, -1, -1)) == []
+        assert extended_errors(xml_of(daemon, "one.vmpool.infoextended", -2, -1, -1, -1)) == []
+    for name, state, lcm in (
+        ("poweroff", 8, 0),
+        ("resume", ACTIVE, RUNNING),
+        ("suspend", 5, 0),
+        ("resume", ACTIVE, RUNNING),
+        ("stop", 4, 0),
+        ("resume", 1, 0),
+    ):
+        one.vm.action(name, vid)
+        wait_for(one, vid, state, lcm)
+    one.vm.deploy(vid, hid)
+    wait_for(one, vid, ACTIVE, RUNNING)
+    one.vm.action("undeploy", vid)
+    wait_for(one, vid, 9, 0)
+    with pytest.raises(pyone.OneActionException):
+        one.vm.action("suspend", vid)
+    one.vm.action("terminate-hard", vid)
+    wait_for(one, vid, 6, 0)
+    share = one.host.info(hid).HOST_SHARE
+    assert (share.CPU_USAGE, share.MEM_USAGE, share.RUNNING_VMS) == (0, 0, 0)
+    assert [h.SEQ for h in one.vm.info(vid).HISTORY_RECORDS.HISTORY] == [0, 1, 2, 3]
+    vm_dir = daemon.root / "var" / "vms" / str(vid)
+    assert (vm_dir / "deployment.0").exists()
+    assert (vm_dir / "transfer.0.prolog").exists()
+    log = (vm_dir / "vm.log").read_text()
+    assert "[Z0][VM][I]: New state is DONE" in log
+    accounting = xml_of(daemon, "one.vmpool.accounting", -2, -1, -1)
+    assert accounting.count("<HISTORY>") == 4
+    if xsd.available():
+        assert xsd.errors(accounting) == []
+    assert one.vmpool.info(-2, -1, -1, -1).VM == []
+    assert [v.ID for v in one.vmpool.info(-2, -1, -1, -2).VM] == [vid]
+
+
+def test_kill9_during_driver_actions_resumes_every_vm(
+    make_daemon: type[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VMs caught in BOOT and SHUTDOWN_POWEROFF by a kill -9 settle after the restart."""
+    actions = tmp_path / "dummy_actions"
+    actions.mkdir()
+    monkeypatch.setenv("ONE_DUMMY_ACTIONS_DIR", str(actions))
+    d = make_daemon(tmp_path / "one")
+    d.start()
+    one = client(d)
+    hids = setup_infra(one, hosts=2)
+    running = []
+    for i in range(2):
+        vid = one.vm.allocate(f'NAME="r{i}"\nCPU="1"\nMEMORY="64"', False)
+        one.vm.deploy(vid, hids[i])
+        wait_for(one, vid, ACTIVE, RUNNING)
+        running.append(vid)
+    (actions / "deploy").write_text("success 60\n")
+    (actions / "shutdown").write_text("success 60\n")
+    booting = []
+    for i in range(4):
+        vid = one.vm.allocate(f'NAME="b{i}"\nCPU="1"\nMEMORY="64"', False)
+        one.vm.deploy(vid, hids[i % 2])
+        booting.append(vid)
+    for vid in running:
+        one.vm.action("poweroff", vid)
+    for vid in booting:
+        wait_for(one, vid, ACTIVE, 2)
+    for vid in running:
+        wait_for(one, vid, ACTIVE, 18)
+    d.stop(signal.SIGKILL)
+    (actions / "deploy").unlink()
+    (actions / "shutdown").unlink()
+    d.start()
+    one = client(d)
+    for vid in booting:
+        wait_for(one, vid, ACTIVE, RUNNING)
+    for vid in running:
+        wait_for(one, vid, 8, 0)
+    shares = [one.host.info(h).HOST_SHARE for h in hids]
+    assert [s.RUNNING_VMS for s in shares] == [3, 3]
+    assert [s.CPU_USAGE for s in shares] == [300, 300]
