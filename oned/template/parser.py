@@ -19,6 +19,7 @@ a freshly started oned reports; a long-running one adds a stale number of its ow
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -60,28 +61,30 @@ class _Token:
     text: str = ""
 
 
-# INITIAL start condition, in rule order (ties of equal length go to the first).
-_INITIAL = (
-    (re.compile(r"[ \t]*#[^\n]*\n"), None),
-    (re.compile(r"[ \t\n]+"), None),
-    (re.compile(r"[A-Za-z0-9_]+"), VARIABLE),
-    (re.compile(r"[ \t]*=[ \t]*"), EQUAL),
-    (re.compile(r"[ \t]*=[ \t]*\n"), EQUAL_EMPTY),
-    (re.compile(r"[ \t\n]*,[ \t\n]*"), COMMA),
-    (re.compile(r"[ \t\n]*\][ \t\n]*"), CBRACKET),
-)
-# VALUE start condition (after EQUAL); the quoted string rule sits between CCDATA and
-# the plain string and is matched by hand (flex takes its longest match).
-_VALUE = (
-    (re.compile(r"[ \t]*\[[ \t\n]*"), OBRACKET),
-    (re.compile(r"[^\n]*\]\]>[^\n]*"), CCDATA),
-    (re.compile(r"[^=# \t\n,\[\]]+"), STRING),
-)
+# INITIAL start condition, in flex's rule order (ties of equal length go to the first):
+#   [ \t]*#.*\n  skip | [ \t\n]+  skip | [A-Za-z0-9_]+  VARIABLE
+#   [ \t]*=[ \t]*  EQUAL (then VALUE) | [ \t]*=[ \t]*\n  EQUAL_EMPTY
+#   [ \t\n]*,[ \t\n]*  COMMA | [ \t\n]*\][ \t\n]*  CBRACKET
+# matched below by looking at the first byte after the leading blanks.
+_WORD = re.compile(r"[A-Za-z0-9_]+")
+_COMMENT = re.compile(r"[ \t]*#")
+_BLANKS = re.compile(r"[ \t\n]*")
+_EQUAL = re.compile(r"=[ \t]*(\n)?")
+# Bytes no INITIAL rule can start with: flex skips them one by one.
+_NO_RULE = re.compile(r"[^ \t\n#=,\]A-Za-z0-9_]+")
+_NO_RULE_LAST_LINE = re.compile(r"[^ \t\n=,\]A-Za-z0-9_]+")
+# VALUE start condition (after EQUAL): OBRACKET, CCDATA ``.*]]>.*`` (by hand), the
+# quoted string (by hand, flex takes its longest match) and the plain string.
+_OBRACKET = re.compile(r"[ \t]*\[[ \t\n]*")
+_PLAIN = re.compile(r"[^=# \t\n,\[\]]+")
 
 
 class _Scanner:
     """oned's flex scanner: longest match, ``VALUE`` after ``EQUAL``, and the
-    location (``first_line``, ``first_column``, ``last_column``) of the last match."""
+    location (``first_line``, ``first_column``, ``last_column``) of the last match.
+
+    Line ends and the last ``]]>`` of each line are looked up, not rescanned, so
+    hostile input stays linear."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -90,21 +93,49 @@ class _Scanner:
         self.line = 0
         self.first_column = 1
         self.last_column = 1
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
+        self._last_cdata: dict[int, int] = {}
 
-    def _advance(self, lexeme: str) -> None:
+    def _line_end(self) -> int:
+        """Index of the new line ending the current line (len(text) on the last)."""
+        i = bisect.bisect_left(self._newlines, self.pos)
+        return self._newlines[i] if i < len(self._newlines) else len(self.text)
+
+    def _last_line(self) -> bool:
+        """On the last line, which has no new line: ``#`` cannot start a comment."""
+        return not self._newlines or self.pos > self._newlines[-1]
+
+    def _advance(self, lexeme: str, skipped: bool = False) -> None:
+        """Move over ``lexeme``; ``skipped`` bytes are matched one by one."""
         self.pos += len(lexeme)
         self.line += lexeme.count("\n")
-        size = len(lexeme.encode("utf-8", "surrogatepass"))
-        if len(lexeme) == 1 and size > 1:
-            # An unmatched multi-byte character is skipped one byte at a time.
+        size = len(lexeme) if lexeme.isascii() else len(lexeme.encode("utf-8", "surrogatepass"))
+        if skipped:
             self.last_column += size - 1
             size = 1
         self.first_column = self.last_column
         self.last_column += size
 
+    def _comment_length(self) -> int:
+        match = _COMMENT.match(self.text, self.pos)
+        end = self._line_end()
+        if match is None or end == len(self.text):
+            return 0
+        return end + 1 - self.pos
+
+    def _ccdata_length(self) -> int:
+        end = self._line_end()
+        last = self._last_cdata.get(end)
+        if last is None:
+            start = self.text.rfind("\n", 0, end) + 1
+            last = self._last_cdata[end] = self.text.rfind("]]>", start, end)
+        return end - self.pos if last >= self.pos else 0
+
     def _quoted_length(self) -> int:
         """Longest ``"([^"]|\\")*"`` from here (0 when there is none)."""
         text, start = self.text, self.pos
+        if text[start] != '"':
+            return 0
         best = 0
         q = text.find('"', start + 1)
         while q != -1:
@@ -114,20 +145,73 @@ class _Scanner:
             q = text.find('"', q + 1)
         return best
 
+    def _length(self, regex: re.Pattern[str]) -> int:
+        match = regex.match(self.text, self.pos)
+        return match.end() - self.pos if match else 0
+
+    def _initial(self) -> tuple[int, str | None]:
+        """The longest INITIAL match here: (length, token kind or None to skip)."""
+        text, pos = self.text, self.pos
+        ch = text[pos]
+        if ch == "#":
+            return self._comment_length(), None
+        blanks = _BLANKS.match(text, pos)
+        assert blanks is not None
+        after = blanks.end()
+        nxt = text[after : after + 1]
+        if nxt in (",", "]"):
+            tail = _BLANKS.match(text, after + 1)
+            assert tail is not None
+            return tail.end() - pos, COMMA if nxt == "," else CBRACKET
+        newline = "\n" in text[pos:after]
+        if nxt == "=" and not newline:
+            equal = _EQUAL.match(text, after)
+            assert equal is not None
+            return equal.end() - pos, EQUAL_EMPTY if equal.group(1) else EQUAL
+        if nxt == "#" and not newline:
+            comment = self._comment_length()
+            if comment:
+                return comment, None
+        return after - pos, None
+
+    def _value(self) -> tuple[int, str | None, bool]:
+        """The longest VALUE match here: (length, kind, quoted string?)."""
+        ch = self.text[self.pos]
+        length, kind, quoted = 0, None, False
+        if ch in " \t[":
+            length, kind = self._length(_OBRACKET), OBRACKET
+        ccdata = self._ccdata_length()
+        if ccdata > length:
+            length, kind = ccdata, CCDATA
+        if ch == '"':
+            string = self._quoted_length()
+            if string > length:
+                length, kind, quoted = string, STRING, True
+        plain = self._length(_PLAIN)
+        if plain > length:
+            length, kind, quoted = plain, STRING, False
+        return length, kind, quoted
+
     def next(self) -> _Token:
         text = self.text
         while self.pos < len(text):
-            # (length, token kind or None to skip, quoted string?) for every rule
-            candidates: list[tuple[int, str | None, bool]] = []
-            rules = _VALUE if self.value_state else _INITIAL
-            for regex, rule_kind in rules:
-                match = regex.match(text, self.pos)
-                candidates.append((match.end() - self.pos if match else 0, rule_kind, False))
-            if self.value_state and text[self.pos] == '"':
-                candidates.insert(2, (self._quoted_length(), STRING, True))
-            length, kind, quoted = max(candidates, key=lambda c: c[0])  # first longest
+            quoted = False
+            if self.value_state:
+                length, kind, quoted = self._value()
+            else:
+                word = _WORD.match(text, self.pos)
+                if word is not None:
+                    self._advance(word.group(0))
+                    return _Token(VARIABLE, word.group(0))
+                skip = _NO_RULE.match(text, self.pos)
+                if skip is None and self._last_line():
+                    skip = _NO_RULE_LAST_LINE.match(text, self.pos)  # no comment there
+                if skip is not None:
+                    self._advance(skip.group(0), skipped=True)
+                    continue
+                length, kind = self._initial()
             if length == 0:
-                self._advance(text[self.pos])  # flex's default rule: skip (ECHO) it
+                self._advance(text[self.pos], skipped=True)  # flex's default rule
                 continue
             lexeme = text[self.pos : self.pos + length]
             self._advance(lexeme)
