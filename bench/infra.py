@@ -161,10 +161,12 @@ def bench_hosts(args: argparse.Namespace, one: OneClient, cpu: CpuMeter) -> list
             break
         time.sleep(1.0)
     took = time.monotonic() - last_alloc
+    ramp = took + elapsed
     print(
         f"hosts MONITORED: {monitored}/{len(wanted)} "
         f"{'after' if monitored >= len(wanted) else 'not all within'} {took:.1f} s "
-        "from the last allocation",
+        f"from the last allocation (first reports absorbed: {monitored / ramp:.0f} hosts/s "
+        "since the first allocation)",
         flush=True,
     )
     p50, p99 = p50_ms(lambda: one.call("one.hostpool.info"), 10)
@@ -281,7 +283,12 @@ def main() -> int:
     parser.add_argument("--ds-id", type=int, default=None)
     parser.add_argument("--monitor-wait", type=float, default=300.0)
     parser.add_argument("--ready-wait", type=float, default=300.0)
-    parser.add_argument("--window", type=float, default=30.0, help="intake window (s)")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=130.0,
+        help="steady-state intake window in seconds (at least one MONITOR_HOST period)",
+    )
     parser.add_argument("--pid", type=int, default=None)
     parser.add_argument("--no-cleanup", action="store_true")
     args = parser.parse_args()
