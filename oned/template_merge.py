@@ -290,3 +290,21 @@ def check_sched_actions(tmpl: Template) -> str | None:
         if problem is not None:
             return problem
     return None
+
+
+def template_error(tmpl: Template, vmm_drivers: set[str]) -> str | None:
+    """Why oned refuses to store a VM template: a SCHED_ACTION, or a RAW section whose
+    TYPE is no VM_MAD (``VirtualMachineManager::validate_raw``; DATA is not checked
+    against libvirt's schema)."""
+    problem = check_sched_actions(tmpl)
+    if problem is not None:
+        return problem
+    raw = tmpl.get_vector("RAW")
+    if raw is None:
+        return None
+    flag = raw.get("VALIDATE")
+    if flag is not None and flag.upper() != "YES":
+        return None
+    if raw.get("TYPE", "").lower() not in vmm_drivers:
+        return "Invalid RAW section: unsupported TYPE"
+    return None

@@ -49,7 +49,18 @@ def trigger_updatesg(core: Core, sg_id: int) -> None:
         lcm.trigger_updatesg(sg_id)
 
 
+#: Pool lock key that serialises allocations (name check, then insert), as the pool
+#: mutex does in oned: two concurrent calls cannot both take a free name.
+ALLOCATION = -1
+
+
 async def insert(core: Core, call: Call, tmpl: Template) -> int:
+    """``SecurityGroupPool::allocate`` under the allocation lock."""
+    async with core.secgroups.lock(ALLOCATION):
+        return await _insert(core, call, tmpl)
+
+
+async def _insert(core: Core, call: Call, tmpl: Template) -> int:
     """``SecurityGroupPool::allocate``: name checks, rule checks, insert (INTERNAL errors)."""
     caller = call.caller
     name = tmpl.get("NAME") or ""

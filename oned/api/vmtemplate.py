@@ -37,12 +37,12 @@ from oned.template import Template, TemplateSyntaxError, parse_str_or_xml
 from oned.template_merge import (
     CLONE_REMOVED_DISK_ATTRS,
     RestrictedError,
-    check_sched_actions,
     disk_image_name,
     merge_user_attrs,
     parse_restricted,
     restricted_change,
     restricted_in,
+    template_error,
 )
 from oned.vm_disks import disk_image_id, disk_images, extended_disks
 
@@ -79,22 +79,25 @@ def restricted(core: Core, call: Call) -> dict[str, set[str]] | None:
 
 
 def validate(core: Core, tmpl: Template) -> None:
-    """``VMTemplate::insert``/``post_update_template`` checks: SCHED_ACTIONs, RAW TYPE."""
-    problem = check_sched_actions(tmpl)
+    """``VMTemplate::insert``/``post_update_template`` checks (INTERNAL errors)."""
+    drivers = {(v.get("NAME") or "").lower() for v in core.config.template.vectors("VM_MAD")}
+    problem = template_error(tmpl, drivers)
     if problem is not None:
         raise InternalError(problem)
-    raw = tmpl.get_vector("RAW")
-    if raw is None:
-        return
-    flag = raw.get("VALIDATE")
-    if flag is not None and flag.upper() != "YES":
-        return
-    drivers = {(v.get("NAME") or "").lower() for v in core.config.template.vectors("VM_MAD")}
-    if raw.get("TYPE", "").lower() not in drivers:
-        raise InternalError("Invalid RAW section: unsupported TYPE")
+
+
+#: Pool lock key that serialises allocations (name check, then insert), as the pool
+#: mutex does in oned: two concurrent calls cannot both take a free name.
+ALLOCATION = -1
 
 
 async def insert(core: Core, call: Call, tmpl: Template) -> int:
+    """``VMTemplatePool::allocate`` under the allocation lock."""
+    async with core.templates.lock(ALLOCATION):
+        return await _insert(core, call, tmpl)
+
+
+async def _insert(core: Core, call: Call, tmpl: Template) -> int:
     """``VMTemplatePool::allocate``: name checks, validation, insert (INTERNAL errors)."""
     caller = call.caller
     name = tmpl.get("NAME") or ""

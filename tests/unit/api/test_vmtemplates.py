@@ -4,10 +4,13 @@ info, and the instantiate preparation (merge, names, persistent copies)."""
 from __future__ import annotations
 
 import re
+import xmlrpc.client
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from oned.api.context import Call
@@ -440,3 +443,49 @@ class InstantiateTests(SynchronousTestCase):
         self.assertEqual(copy.template.get("MEMORY"), "256")
         self.assertEqual(got.template.get("CLONING_TEMPLATE_ID"), "0")
         self.assertEqual(got.template.get("TEMPLATE_NAME"), "web-copy")
+
+
+class _HeldExecutor:
+    """A DB executor whose work waits until ``flush``: calls interleave as on a thread."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Any, Deferred[Any]]] = []
+
+    def submit(self, fn: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.queue.append((fn, d))
+        return d
+
+    def flush(self) -> None:
+        while self.queue:
+            fn, d = self.queue.pop(0)
+            try:
+                d.callback(fn())
+            except Exception:
+                d.errback(Failure())
+
+    def close(self) -> None:
+        pass
+
+
+class ConcurrencyTests(SynchronousTestCase):
+    def test_racing_allocations_take_a_name_once(self) -> None:
+        """Allocations whose commits overlap still see each other's names."""
+        one = OnedHarness()
+        self.addCleanup(one.close)
+        one.ok("one.user.info", -1)
+        held = _HeldExecutor()
+        one.db._executor = held  # type: ignore[assignment]
+        for method, taken in (
+            ("one.template.allocate", "NAME is already taken by TEMPLATE"),
+            ("one.secgroup.allocate", "NAME is already taken by SecurityGroup"),
+        ):
+            body = xmlrpc.client.dumps((one.admin, 'NAME="same"'), method).encode()
+            pending = [
+                Deferred.fromCoroutine(one.manager.handle_body(body, "127.0.0.1:1"))
+                for _ in range(3)
+            ]
+            held.flush()
+            replies = [xmlrpc.client.loads(result_of(d))[0][0] for d in pending]
+            self.assertEqual([r[0] for r in replies], [True, False, False])
+            self.assertIn(taken, replies[1][1])
