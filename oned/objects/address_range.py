@@ -28,7 +28,7 @@ ID_MASK = 0xFFFFFFFF
 HOLD_OWNER = OWNER_VM | ID_MASK
 
 TYPES = ("ETHER", "IP4", "IP6", "IP6_STATIC", "IP4_6", "IP4_6_STATIC")
-BLOCK = 512
+BLOCK = 64
 BITMAP_LIMIT = 1 << 24
 
 _MAC_RE = re.compile(r"^([0-9a-fA-F]{1,2}:){5}[0-9a-fA-F]{1,2}$")
@@ -464,15 +464,15 @@ class AddressRange:
 
     def _block_indexes(self, block: int) -> list[int]:
         lo, hi = block * BLOCK, (block + 1) * BLOCK
-        if len(self.allocated) > BLOCK * 4:
+        if len(self.allocated) > BLOCK * 64:
             return [i for i in range(lo, hi) if i in self.allocated]
         return sorted(i for i in self.allocated if lo <= i < hi)
 
     def _blocks(self) -> list[int]:
         return sorted(self._block_count)
 
-    def allocated_text(self) -> str:
-        """``allocated_to_attr``: ``" index owner"`` pairs in index order."""
+    def allocated_parts(self) -> list[str]:
+        """``allocated_to_attr``: ``" index owner"`` pairs in index order, per block."""
         parts = []
         for block in self._blocks():
             text = self._alloc_blocks.get(block)
@@ -482,7 +482,10 @@ class AddressRange:
                 )
                 self._alloc_blocks[block] = text
             parts.append(text)
-        return "".join(parts)
+        return parts
+
+    def allocated_text(self) -> str:
+        return "".join(self.allocated_parts())
 
     def leases_xml(self, visible: Iterable[int] | None = None) -> str:
         """``<LEASES>`` of the extended form; ``visible`` filters owners (None: all)."""
@@ -514,16 +517,24 @@ class AddressRange:
         out["NEXT_INDEX"] = str(self.next)
         return out
 
-    def to_xml(self) -> str:
-        """The stored form (``VNET_POOL`` and the database): sorted, CDATA values."""
+    def xml_parts(self) -> list[str]:
+        """The stored form (``VNET_POOL`` and the database) as pieces: sorted, CDATA
+        values, the cached ALLOCATED blocks inserted as they are (digits only)."""
         out = ["<AR>"]
         attrs = self.stored_attrs()
         keys = sorted([*attrs, "ALLOCATED"] if self.has_allocated else attrs)
         for key in keys:
-            value = self.allocated_text() if key == "ALLOCATED" else attrs[key]
-            out.append(f"<{key}>{cdata(value)}</{key}>")
+            if key == "ALLOCATED":
+                out.append("<ALLOCATED><![CDATA[")
+                out.extend(self.allocated_parts())
+                out.append("]]></ALLOCATED>")
+            else:
+                out.append(f"<{key}>{cdata(attrs[key])}</{key}>")
         out.append("</AR>")
-        return "".join(out)
+        return out
+
+    def to_xml(self) -> str:
+        return "".join(self.xml_parts())
 
     def to_xml_extended(self, visible: Iterable[int] | None = None) -> str:
         """The ``one.vn.info`` form: computed ends, USED_LEASES and LEASES."""

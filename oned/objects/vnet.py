@@ -125,14 +125,19 @@ class VirtualNetwork:
 
     def to_xml(self) -> str:
         """The stored form (database and ``VNET_POOL``)."""
-        ars = "".join(ar.to_xml() for ar in self.ars)
-        return f"{self._head()}<AR_POOL>{ars}</AR_POOL></VNET>"
+        parts = [self._head(), "<AR_POOL>"]
+        for ar in self.ars:
+            parts.extend(ar.xml_parts())
+        parts.append("</AR_POOL></VNET>")
+        return "".join(parts)
 
     def to_xml_extended(self, visible: Iterable[int] | None = None) -> str:
         """``one.vn.info``: ARs with their ends, USED_LEASES and LEASES."""
         owners = None if visible is None else list(visible)
-        ars = "".join(ar.to_xml_extended(owners) for ar in self.ars)
-        return f"{self._head()}<AR_POOL>{ars}</AR_POOL></VNET>"
+        parts = [self._head(), "<AR_POOL>"]
+        parts.extend(ar.to_xml_extended(owners) for ar in self.ars)
+        parts.append("</AR_POOL></VNET>")
+        return "".join(parts)
 
     def columns(self) -> dict[str, Any]:
         return {**owner_columns(self), "pid": self.parent}
