@@ -7,7 +7,7 @@ from a missing driver.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from oned.api import shared
 from oned.api.context import Call
@@ -18,6 +18,7 @@ from oned.api.vm_template import build_templates
 from oned.core import Core
 from oned.errors import (
     ActionError,
+    AllocateError,
     ApiError,
     AuthorizationError,
     InternalError,
@@ -25,13 +26,15 @@ from oned.errors import (
     no_exists,
 )
 from oned.managers.dispatch.manager import Requester
-from oned.managers.lifecycle.tx import write_vm_log
+from oned.managers.lifecycle import quota
+from oned.managers.lifecycle.tx import Tx, write_vm_log
 from oned.objects.base import Op, Permissions
 from oned.objects.datastore import SYSTEM_DS
 from oned.objects.history import ACTION_NAMES, VMAction
 from oned.objects.host import OFFLINE
 from oned.objects.vm import VirtualMachine, VmState
-from oned.template import TemplateSyntaxError, parse_str_or_xml
+from oned.pools.base import Locks, Pool
+from oned.template import Template, TemplateSyntaxError, parse_str_or_xml
 from oned.template_merge import parse_restricted, restricted_in
 
 if TYPE_CHECKING:
@@ -84,41 +87,62 @@ async def allocate(core: Core, call: Call, text: str, hold: bool = False) -> int
     """Allocates a new virtual machine in OpenNebula."""
     tmpl = shared.parse_template(text)
     core.acl.check(call.caller, Op.CREATE, ObjectAuth("VM", -1))
+    check_restricted(core, call, tmpl)
+    return await create_vm(core, call, tmpl, hold)
+
+
+def check_restricted(core: Core, call: Call, tmpl: Template) -> None:
     if not call.is_admin:
         found = restricted_in(tmpl, parse_restricted(core.attr_list("VM_RESTRICTED_ATTR")))
         if found is not None:
             raise AuthorizationError(f"VM Template includes a restricted attribute {found}")
-    user = core.users.get(call.uid)
-    group = core.groups.get(call.caller.gid)
-    unit = core.unit()
-    oid = unit.allocate(core.vms)
-    try:
-        name, vm_tmpl, user_tmpl, on_hold = build_templates(oid, tmpl, hold)
-    except Exception:
-        unit.rollback()
-        raise
-    umask = core.umask_of(user) if user is not None else core.config.default_umask
-    now = core.now()
-    vm = VirtualMachine(
-        oid=oid,
-        name=name,
-        uid=call.uid,
-        gid=call.caller.gid,
-        uname=user.name if user is not None else "",
-        gname=group.name if group is not None else "",
-        perms=Permissions.for_new_object(
-            call.uid, call.caller.gid, umask, core.config.enable_other_permissions
-        ),
-        state=VmState.HOLD if on_hold else VmState.PENDING,
-        stime=now,
-        template=vm_tmpl,
-        user_template=user_tmpl,
-    )
-    vm.prev_state = vm.state
-    unit.add(core.vms, vm)
-    await unit.commit(f"allocate VM {oid}")
-    state = "HOLD" if on_hold else "PENDING"
-    write_vm_log(core, oid, [("VM", "I", f"New state is {state}")], now)
+
+
+async def create_vm(
+    core: Core, call: Call, tmpl: Template, hold: bool, owner: tuple[int, int] | None = None
+) -> int:
+    """``VirtualMachinePool::allocate``: checks, quotas (VMS, CPU, MEMORY and the
+    RUNNING_* ones), insert; ``InternalError`` with oned's text on a bad template.
+    ``owner`` (uid, gid) replaces the caller as owner (AS_UID/AS_GID)."""
+    uid, gid = owner if owner is not None else (call.uid, call.caller.gid)
+    user = core.users.get(uid)
+    group = core.groups.get(gid)
+    owners: list[tuple[Pool[Any], int]] = [(core.users, uid)] if uid > 0 else []
+    owners += [(core.groups, gid)] if gid > 0 else []
+    async with Locks(*owners):
+        unit = core.unit()
+        oid = unit.allocate(core.vms)
+        try:
+            name, vm_tmpl, user_tmpl, on_hold = build_templates(oid, tmpl, hold)
+        except Exception:
+            unit.rollback()
+            raise
+        umask = core.umask_of(user) if user is not None else core.config.default_umask
+        now = core.now()
+        state = VmState.HOLD if on_hold else VmState.PENDING
+        vm = VirtualMachine(
+            oid=oid,
+            name=name,
+            uid=uid,
+            gid=gid,
+            uname=user.name if user is not None else "",
+            gname=group.name if group is not None else "",
+            perms=Permissions.for_new_object(uid, gid, umask, core.config.enable_other_permissions),
+            state=state,
+            prev_state=state,
+            stime=now,
+            template=vm_tmpl,
+            user_template=user_tmpl,
+        )
+        tx = Tx(core, vm, unit, now)
+        error = tx.quota_add(quota.usage(vm))
+        if error:
+            unit.rollback()
+            raise AuthorizationError(error)
+        unit.add(core.vms, vm)
+        tx.stage_quotas()
+        await unit.commit(f"allocate VM {oid}")
+    write_vm_log(core, oid, [("VM", "I", f"New state is {VmState(state).name}")], now)
     return oid
 
 
@@ -261,3 +285,23 @@ async def monitoring(core: Core, call: Call, oid: int) -> str:
     shared.get_authorized(core, call, VM, oid, Op.USE)
     samples = await core.vms.monitoring([oid], 0, last_only=False)
     return "<MONITORING_DATA>" + "".join(samples) + "</MONITORING_DATA>"
+
+
+@rpc("one.template.instantiate", "isbsb", required=2)
+async def instantiate(
+    core: Core,
+    call: Call,
+    oid: int,
+    name: str,
+    hold: bool = False,
+    extra: str = "",
+    persistent: bool = False,
+) -> int:
+    """Instantiates a new virtual machine using a template."""
+    from oned.api.instantiate import prepare_instantiate
+
+    plan = await prepare_instantiate(core, call, oid, name, hold, extra, persistent)
+    try:
+        return await create_vm(core, call, plan.template, plan.hold, (plan.uid, plan.gid))
+    except InternalError as exc:
+        raise AllocateError(exc.message, word="virtual machine") from exc

@@ -15,14 +15,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from oned.managers.lifecycle import quota
 from oned.objects.history import History
 from oned.objects.vm import LcmState, VirtualMachine, VmState
-from oned.pools.base import Locks
+from oned.pools.base import Locks, Pool
 
 if TYPE_CHECKING:
     from oned.core import Core
     from oned.objects.host import Host
+    from oned.objects.quotas import Quotas
     from oned.pools.base import Unit
+    from oned.pools.quotas import QuotaTable
 
 
 def state_str(vm: VirtualMachine) -> str:
@@ -87,8 +90,11 @@ class Tx:
         self.after: list[Callable[[], None]] = []
         self._hosts: dict[int, Host] = {}
         self._history: set[int] = set()
+        self._quotas: dict[tuple[str, int], Quotas] = {}
 
     def state(self, state: int) -> None:
+        if state != self.vm.state:
+            self._state_quotas(self.vm.state, state)
         self.vm.set_state(state)
         self.log("VM", "I", f"New state is {VmState(state).name}")
 
@@ -134,11 +140,69 @@ class Tx:
     def then(self, fn: Callable[[], None]) -> None:
         self.after.append(fn)
 
+    # -- quotas (the owner's user and group are locked by ``transition``) ------------
+
+    def _quota(self, kind: str, oid: int) -> Quotas:
+        key = (kind, oid)
+        if key not in self._quotas:
+            table = self.core.user_quotas if kind == "user" else self.core.group_quotas
+            self._quotas[key] = table.get(oid).copy()
+        return self._quotas[key]
+
+    def quota_add(self, amounts: dict[str, float]) -> str | None:
+        """``quota_authorization`` for VM usage: None, or oned's refusal text."""
+        vm = self.vm
+        if vm.uid > 0:
+            error = quota.check(
+                self._quota("user", vm.uid), self.core.user_quotas.defaults, amounts
+            )
+            if error:
+                self._quotas.pop(("user", vm.uid), None)
+                return f"user [{vm.uid}] {error}"
+        if vm.gid > 0:
+            error = quota.check(
+                self._quota("group", vm.gid), self.core.group_quotas.defaults, amounts
+            )
+            if error:
+                self._quotas.pop(("user", vm.uid), None)
+                self._quotas.pop(("group", vm.gid), None)
+                return f"group [{vm.gid}] {error}"
+        return None
+
+    def _quota_change(self, amounts: dict[str, float], count: bool) -> None:
+        vm = self.vm
+        for kind, oid, pool in (
+            ("user", vm.uid, self.core.users),
+            ("group", vm.gid, self.core.groups),
+        ):
+            if oid > 0 and pool.get(oid) is not None:
+                if count:
+                    quota.add(self._quota(kind, oid), amounts)
+                else:
+                    quota.release(self._quota(kind, oid), amounts)
+
+    def _state_quotas(self, old: int, new: int) -> None:
+        """RUNNING_* usage is held while the VM is not off; DONE gives back all."""
+        was_on = old not in quota.OFF_STATES
+        if new == VmState.DONE:
+            self._quota_change(quota.usage(self.vm, running=was_on), count=False)
+        elif was_on and new in quota.OFF_STATES:
+            self._quota_change(quota.usage(self.vm, allocated=False), count=False)
+        elif not was_on and new not in quota.OFF_STATES:
+            self._quota_change(quota.usage(self.vm, allocated=False), count=True)
+
+    def stage_quotas(self) -> None:
+        core = self.core
+        for (kind, oid), quotas in self._quotas.items():
+            table = core.user_quotas if kind == "user" else core.group_quotas
+            self.unit.sql(table.save(oid, quotas), _remember(table, oid, quotas))
+
     def stage(self) -> None:
         core = self.core
         vm = self.vm.saved()
         for host in self._hosts.values():
             self.unit.save(core.hosts, host)
+        self.stage_quotas()
         for record in vm.history:
             if record.seq in self._history:
                 self.unit.sql(core.vms.history_row(vm, record))
@@ -166,11 +230,14 @@ async def transition(
         if vm is None:
             return None
         hids = _hosts_of(vm) | set(extra)
-        async with Locks((core.vms, vid), *((core.hosts, h) for h in hids)):
+        owner_ids = (vm.uid, vm.gid)
+        owners: list[tuple[Pool[Any], int]] = [(core.users, vm.uid)] if vm.uid > 0 else []
+        owners += [(core.groups, vm.gid)] if vm.gid > 0 else []
+        async with Locks((core.vms, vid), *((core.hosts, h) for h in hids), *owners):
             vm = core.vms.get(vid)
             if vm is None:
                 return None
-            if not _hosts_of(vm) <= hids:
+            if not _hosts_of(vm) <= hids or (vm.uid, vm.gid) != (owner_ids[0], owner_ids[1]):
                 continue
             now = core.now()
             tx = Tx(core, vm.copy(), core.unit(), now)
@@ -182,6 +249,10 @@ async def transition(
         for step in tx.after:
             step()
         return tx.vm
+
+
+def _remember(table: QuotaTable, oid: int, quotas: Quotas) -> Callable[[], None]:
+    return lambda: table.remember(oid, quotas)
 
 
 def _hosts_of(vm: VirtualMachine) -> set[int]:

@@ -1,0 +1,90 @@
+"""VM quota usage (mirrors ``QuotaVirtualMachine``, ``Quota::check_quota`` and
+``Quota::del_quota`` for the ``VM`` section).
+
+A VM counts VMS, CPU, MEMORY and SYSTEM_DISK_SIZE from allocation until DONE, and
+RUNNING_VMS/RUNNING_CPU/RUNNING_MEMORY while it is not POWEROFF, SUSPENDED, STOPPED
+or UNDEPLOYED. These functions work on working copies (``Quotas``) that a ``Tx``
+commits; uid 0 and gid 0 are never counted, as in oned.
+"""
+
+from __future__ import annotations
+
+from oned.managers.image.quota import float_to_str
+from oned.objects.quotas import VM, Quotas
+from oned.objects.vm import VirtualMachine, VmState
+
+DEFAULT = -1.0
+UNLIMITED = -2.0
+
+#: States that hold no RUNNING_* usage.
+OFF_STATES = (VmState.POWEROFF, VmState.SUSPENDED, VmState.STOPPED, VmState.UNDEPLOYED)
+
+
+def _num(text: str | None, default: float = 0.0) -> float:
+    try:
+        return float(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def usage(vm: VirtualMachine, allocated: bool = True, running: bool = True) -> dict[str, float]:
+    """``get_quota_template``: what the VM counts."""
+    out: dict[str, float] = {}
+    if allocated:
+        out.update({"VMS": 1.0, "CPU": vm.cpu, "MEMORY": float(vm.memory)})
+    if running:
+        out.update({"RUNNING_VMS": 1.0, "RUNNING_CPU": vm.cpu, "RUNNING_MEMORY": float(vm.memory)})
+    return out
+
+
+def _entry(quotas: Quotas, create: bool) -> dict[str, str] | None:
+    entries = quotas.entries[VM.entry]
+    if entries:
+        return entries[0]
+    if not create:
+        return None
+    entry: dict[str, str] = {}
+    for metric in VM.metrics:
+        entry[metric] = "-1"
+        entry[f"{metric}_USED"] = "0"
+    entries.append(entry)
+    return entry
+
+
+def check(quotas: Quotas, defaults: Quotas, amounts: dict[str, float]) -> str | None:
+    """Add ``amounts`` or return why not (``quotas`` changes only on success)."""
+    entry = _entry(quotas, create=True)
+    assert entry is not None
+    default_entry = _entry(defaults, create=False)
+    for metric, amount in amounts.items():
+        limit = _num(entry.get(metric), DEFAULT)
+        if limit == DEFAULT:
+            limit = _num(default_entry.get(metric), UNLIMITED) if default_entry else UNLIMITED
+        used = _num(entry.get(f"{metric}_USED"))
+        if limit != UNLIMITED and limit >= 0 and used + amount > limit:
+            return f"limit of {limit:g} reached for {metric} quota in VM"
+    for metric, amount in amounts.items():
+        entry[f"{metric}_USED"] = float_to_str(_num(entry.get(f"{metric}_USED")) + amount)
+    return None
+
+
+def add(quotas: Quotas, amounts: dict[str, float]) -> None:
+    """Count ``amounts`` without checking limits (usage coming back on resume)."""
+    entry = _entry(quotas, create=True)
+    assert entry is not None
+    for metric, amount in amounts.items():
+        entry[f"{metric}_USED"] = float_to_str(_num(entry.get(f"{metric}_USED")) + amount)
+
+
+def release(quotas: Quotas, amounts: dict[str, float]) -> None:
+    """``del_quota`` then ``cleanup_quota`` (an all-default unused entry goes)."""
+    entry = _entry(quotas, create=False)
+    if entry is None:
+        return
+    for metric, amount in amounts.items():
+        left = max(0.0, _num(entry.get(f"{metric}_USED")) - amount)
+        entry[f"{metric}_USED"] = float_to_str(left)
+    for metric in VM.metrics:
+        if _num(entry.get(f"{metric}_USED")) != 0 or _num(entry.get(metric), DEFAULT) != DEFAULT:
+            return
+    quotas.entries[VM.entry].remove(entry)
