@@ -15,6 +15,7 @@ from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.core import Core
+from oned.db.database import DatabaseError
 from oned.errors import (
     ActionError,
     AllocateError,
@@ -119,10 +120,14 @@ async def _create(
             if action is None:
                 stage.image(oid)
                 img.set_state_unlock()
-        staged_ds = stage.datastore(ds.oid)
-        assert staged_ds is not None
-        staged_ds.images.add(oid)
-        await stage.commit(f"allocate image {oid}")
+        stage.ds_add_image(ds.oid, oid)
+        try:
+            await stage.commit(f"allocate image {oid}")
+        except DatabaseError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            clash = insert.name_clash(core, img.name, uid, skip=oid)
+            raise AllocateError(f"NAME is already taken by IMAGE {clash}.") from exc
     return img, action
 
 

@@ -185,10 +185,19 @@ def check_name_and_type(core: Core, tmpl: Template, uid: int, ds_type: int) -> s
         )
     if itype == im.BACKUP and ds_type != BACKUP_DS:
         raise InsertError("IMAGES of type BACKUP can only be registered in an BACKUP_DS datastore")
-    for other in core.images.objects():
-        if other.name == name and other.uid == uid:
-            raise InsertError(f"NAME is already taken by IMAGE {other.oid}.")
+    found = core.images.by_name(name)
+    if found is not None and found.uid == uid:
+        raise InsertError(f"NAME is already taken by IMAGE {found.oid}.")
+    # Otherwise the UNIQUE(name, uid) index refuses a clash at commit (name_clash).
     return name
+
+
+def name_clash(core: Core, name: str, uid: int, skip: int = -1) -> int:
+    """The image ``uid`` already owns with ``name`` (-1: none)."""
+    for other in core.images.objects():
+        if other.name == name and other.uid == uid and other.oid != skip:
+            return other.oid
+    return -1
 
 
 def build(core: Core, tmpl: Template, new: NewImage) -> im.Image:

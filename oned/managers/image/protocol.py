@@ -112,9 +112,7 @@ def rm(stage: Stage, msg: DriverMessage, now: float) -> set[int]:
 def drop_image(stage: Stage, img: Image) -> None:
     """Remove the image, its datastore reference and its quota usage."""
     stage.drop_image(img.oid)
-    ds = stage.datastore(img.datastore_id)
-    if ds is not None:
-        ds.images.discard(img.oid)
+    stage.ds_del_image(img.datastore_id, img.oid)
     size = img.size + img.snapshots.total_size()
     stage.quota_del(img.uid, img.gid, img.datastore_id, usage_of(size))
 

@@ -10,6 +10,7 @@ Callers hold the object locks (``Locks``) of everything they stage.
 
 from __future__ import annotations
 
+import copy as _copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,18 @@ if TYPE_CHECKING:
     from oned.core import Core
     from oned.objects.datastore import Datastore
     from oned.objects.image import Image
+    from oned.pools.base import Pool
     from oned.pools.quotas import QuotaTable
+
+
+def _copy_datastore(ds: Datastore) -> Datastore:
+    """A working copy without ``deepcopy`` (its IMAGES set can hold many ids)."""
+    copy = _copy.copy(ds)
+    copy.perms = _copy.copy(ds.perms)
+    copy.clusters = set(ds.clusters)
+    copy.images = set(ds.images)
+    copy.template = ds.template.copy()
+    return copy
 
 
 def _copy_quotas(q: Quotas) -> Quotas:
@@ -36,6 +48,7 @@ class Stage:
         self._new: dict[int, bool] = {}
         self._datastores: dict[int, Datastore] = {}
         self._quotas: dict[tuple[str, int], Quotas] = {}
+        self._ds_images: dict[int, tuple[set[int], set[int]]] = {}
         self.unit = core.unit()
 
     def allocate_oid(self) -> int:
@@ -66,12 +79,30 @@ class Stage:
     # -- datastores ------------------------------------------------------------------
 
     def datastore(self, oid: int) -> Datastore | None:
+        """A working copy of the whole datastore (rendered again at commit)."""
         if oid not in self._datastores:
             found = self.core.datastores.get(oid)
             if found is None:
                 return None
-            self._datastores[oid] = found.copy()
+            self._datastores[oid] = _copy_datastore(found)
         return self._datastores[oid]
+
+    def ds_add_image(self, ds_id: int, oid: int) -> None:
+        """Add ``oid`` to the datastore's IMAGES (cheap: its body is patched)."""
+        if ds_id in self._datastores:
+            self._datastores[ds_id].images.add(oid)
+            return
+        added, removed = self._ds_images.setdefault(ds_id, (set(), set()))
+        added.add(oid)
+        removed.discard(oid)
+
+    def ds_del_image(self, ds_id: int, oid: int) -> None:
+        if ds_id in self._datastores:
+            self._datastores[ds_id].images.discard(oid)
+            return
+        added, removed = self._ds_images.setdefault(ds_id, (set(), set()))
+        removed.add(oid)
+        added.discard(oid)
 
     # -- quotas ----------------------------------------------------------------------
 
@@ -113,7 +144,37 @@ class Stage:
     # -- commit ----------------------------------------------------------------------
 
     def empty(self) -> bool:
-        return not (self._images or self._datastores or self._quotas)
+        return not (self._images or self._datastores or self._quotas or self._ds_images)
+
+    def _patch_images(self, ds_id: int, added: set[int], removed: set[int]) -> None:
+        """Save a datastore whose IMAGES alone changed by editing its stored body.
+
+        A body holds every image id of the datastore: rendering it again for each new
+        image would cost O(images) per allocation. New ids are larger than all others
+        (ids only grow), so they go at the end of the list.
+        """
+        pool = self.core.datastores
+        current = pool.get(ds_id)
+        if current is None:
+            return
+        ds = _copy_datastore(current)
+        ds.images = (ds.images | added) - removed
+        body = pool.body(ds_id)
+        start, end = body.find("<IMAGES>"), body.find("</IMAGES>")
+        inner = body[start + len("<IMAGES>") : end]
+        last = inner.rfind("<ID>")
+        highest = int(inner[last + 4 : inner.find("<", last + 4)]) if last >= 0 else -1
+        if start < 0 or end < 0 or (added and min(added) < highest):
+            self.unit.save(pool, ds)
+            return
+        for oid in removed:
+            inner = inner.replace(f"<ID>{oid}</ID>", "", 1)
+        inner += "".join(f"<ID>{oid}</ID>" for oid in sorted(added))
+        body = body[: start + len("<IMAGES>")] + inner + body[end:]
+        cols = ds.columns()
+        sets = ", ".join(f"{c} = ?" for c in ["name", "body", *cols])
+        sql = f"UPDATE {pool.table} SET {sets} WHERE oid = ?"  # noqa: S608
+        self.unit.sql((sql, (ds.name, body, *cols.values(), ds.oid)), _remember_ds(pool, ds, body))
 
     async def commit(self, desc: str) -> None:
         core = self.core
@@ -131,6 +192,9 @@ class Stage:
                 unit.save(core.images, img)
         for ds in self._datastores.values():
             unit.save(core.datastores, ds)
+        for ds_id, (added, removed) in self._ds_images.items():
+            if ds_id not in self._datastores:
+                self._patch_images(ds_id, added, removed)
         for (kind, oid), q in self._quotas.items():
             table = self._table(kind)
             unit.sql(table.save(oid, q), _remember(table, oid, q))
@@ -139,3 +203,7 @@ class Stage:
 
 def _remember(table: QuotaTable, oid: int, q: Quotas) -> Callable[[], None]:
     return lambda: table.remember(oid, q)
+
+
+def _remember_ds(pool: Pool[Datastore], ds: Datastore, body: str) -> Callable[[], None]:
+    return lambda: pool._remember(ds, body)

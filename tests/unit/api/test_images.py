@@ -405,3 +405,22 @@ class QuotaTests(ImageCase):
         user = etree.fromstring(self.one.ok("one.user.info", 2))
         self.assertEqual(user.findtext("DATASTORE_QUOTA/DATASTORE/IMAGES_USED"), "0")
         self.assertEqual(user.findtext("DATASTORE_QUOTA/DATASTORE/SIZE_USED"), "0")
+
+
+class NameTests(ImageCase):
+    def test_names_are_unique_per_owner(self) -> None:
+        """Two owners may share a name; the same owner may not (whatever was made last)."""
+        alice, bob = self.user("alice"), self.user("bob")
+        self.one.ok("one.image.allocate", T6, 1, session=alice)
+        self.one.ok("one.image.allocate", T6, 1, session=bob)
+        self.assertEqual(
+            self.fail("one.image.allocate", T6, 1, session=alice),
+            [
+                "[one.image.allocate] Error allocating a new image. NAME is already taken by "
+                "IMAGE 0.",
+                0x4000,
+            ],
+        )
+        self.assertEqual(self.one.ok("one.image.allocate", T7, 1, session=alice), 2)
+        ds = etree.fromstring(self.one.ok("one.datastore.info", 1))
+        self.assertEqual([i.text for i in ds.findall("IMAGES/ID")], ["0", "1", "2"])
