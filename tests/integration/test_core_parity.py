@@ -53,6 +53,10 @@ def test_system_config_alphabetical(tmp_path: Path) -> None:
         assert names[0] == "AA_FIRST" and names[-1] == "ZZ_LAST"
         assert "<MM_TWICE><![CDATA[1]]></MM_TWICE><MM_TWICE><![CDATA[2]]></MM_TWICE>" in doc
         assert doc.startswith("<OPENNEBULA_CONFIGURATION><AA_FIRST>")
+        # defaults oned adds for what the file lacks, its <var>/ + /datastores included
+        root = etree.fromstring(doc)
+        assert root.findtext("DATASTORE_LOCATION") == f"{d.root}/var//datastores"
+        assert root.findtext("COLD_MIGRATE_MODE") == "0"
     finally:
         d.stop()
 

@@ -44,6 +44,45 @@ class SystemConfigTests(ParityCase):
         self.assertEqual((names[0], names[-1]), ("AA_FIRST", "ZZ_LAST"))
         self.assertIn("<MM_TWICE><![CDATA[1]]></MM_TWICE><MM_TWICE><![CDATA[2]]></MM_TWICE>", doc)
 
+    def test_defaults_oned_adds(self) -> None:
+        """Names the file lacks get OpenNebulaTemplate's defaults; per-driver sections
+        get the default drivers the file does not configure, after the file's own."""
+        root = etree.fromstring(self.ok("one.system.config"))
+        self.assertTrue((root.findtext("DATASTORE_LOCATION") or "").endswith("/var//datastores"))
+        self.assertEqual(root.findtext("COLD_MIGRATE_MODE"), "0")
+        self.assertEqual(root.findtext("CONTEXT_SAFE_DIRS"), "")
+        fed = root.find("FEDERATION")
+        assert fed is not None
+        auth = [v.findtext("NAME") for v in root.findall("AUTH_MAD_CONF")]
+        self.assertEqual(len(auth), len(set(auth)))
+        self.assertTrue({"core", "ldap", "server_x509"} <= set(auth))
+        vn = [v.findtext("NAME") for v in root.findall("VN_MAD_CONF")]
+        self.assertIn("nodeport", vn)
+        tm = root.findall("TM_MAD_CONF")
+        self.assertEqual(len({v.findtext("NAME") for v in tm}), len(tm))
+
+
+class ConfigDefaultsOrderTests(SynchronousTestCase):
+    def test_file_first_then_defaults(self) -> None:
+        """A driver the file configures keeps the file's values; defaults follow."""
+        from pathlib import Path
+
+        from oned.config import parse_config_text
+        from oned.locations import Locations
+
+        config = parse_config_text(
+            'TM_MAD_CONF = [ NAME = "ssh", SHARED = "maybe" ]\nACTION_TIMEOUT = 300',
+            Locations.from_env({"ONE_LOCATION": "/srv/one"}),
+        )
+        tm = config.template.vectors("TM_MAD_CONF")
+        self.assertEqual(tm[0], {"NAME": "ssh", "SHARED": "maybe"})
+        self.assertEqual([v["NAME"] for v in tm].count("ssh"), 1)
+        self.assertEqual(config.template.get("ACTION_TIMEOUT"), "300")
+        self.assertEqual(config.template.get("MAX_ACTIONS_PER_HOST"), "2")
+        self.assertEqual(
+            config.template.get("DATASTORE_LOCATION"), f"{Path('/srv/one/var')}//datastores"
+        )
+
 
 class RespIdTests(ParityCase):
     def test_only_missing_objects_carry_their_id(self) -> None:
