@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from oned.api import shared
 from oned.api.context import Call
-from oned.api.vmtemplate import TEMPLATE, clone_template, restricted, use_requests
+from oned.api.vmtemplate import TEMPLATE, clone_template, restricted
+from oned.api.vmtemplate_images import use_requests
 from oned.core import Core
 from oned.errors import ActionError, AuthorizationError, NoExistsError
 from oned.objects.base import Op

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from oned.api import shared
 from oned.api.context import Call
-from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.core import Core
@@ -94,7 +93,7 @@ async def _insert(core: Core, call: Call, tmpl: Template) -> int:
     return oid
 
 
-@rpc("one.secgroup.allocate", "s")
+@rpc("one.secgroup.allocate", "s", help="Allocates a new security group")
 async def allocate(core: Core, call: Call, text: str) -> int:
     """Allocates a new security group."""
     tmpl = shared.parse_template(text)
@@ -102,7 +101,7 @@ async def allocate(core: Core, call: Call, text: str) -> int:
     return await insert(core, call, tmpl)
 
 
-@rpc("one.secgroup.clone", "is")
+@rpc("one.secgroup.clone", "is", help="Clone a security group")
 async def clone(core: Core, call: Call, oid: int, name: str) -> int:
     """Clones an existing security group."""
     source = shared.get_object(core, SECGROUP, oid)
@@ -118,7 +117,7 @@ async def clone(core: Core, call: Call, oid: int, name: str) -> int:
     return await insert(core, call, tmpl)
 
 
-@rpc("one.secgroup.update", "isi", required=2)
+@rpc("one.secgroup.update", "isi", required=2, help="Updates a security group template")
 async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> int:
     """Updates the security group template (rules are validated)."""
     shared.get_authorized(core, call, SECGROUP, oid, Op.MANAGE)
@@ -144,7 +143,7 @@ async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> 
     return oid
 
 
-@rpc("one.secgroup.commit", "ib")
+@rpc("one.secgroup.commit", "ib", help="Commit security group changes to VMs")
 async def commit(core: Core, call: Call, oid: int, recover: bool) -> int:
     """Commits security group changes to its VMs (recover: only the unfinished ones)."""
     shared.get_authorized(core, call, SECGROUP, oid, Op.MANAGE)
@@ -156,7 +155,7 @@ async def commit(core: Core, call: Call, oid: int, recover: bool) -> int:
     return oid
 
 
-@rpc("one.secgroup.delete", "i")
+@rpc("one.secgroup.delete", "i", help="Deletes a security group")
 async def delete(core: Core, call: Call, oid: int) -> int:
     """Deletes a security group (not group 0, not one VMs use)."""
     shared.get_authorized(core, call, SECGROUP, oid, Op.MANAGE)
@@ -170,7 +169,7 @@ async def delete(core: Core, call: Call, oid: int) -> int:
     return await shared.delete(core, call, SECGROUP, oid)
 
 
-@rpc("one.secgrouppool.info", "iii")
+@rpc("one.secgrouppool.info", "iii", help="Returns the security group pool")
 async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> str:
     """Returns the security group pool."""
     groups = shared.filtered(core, call, SECGROUP, filter_flag, start, end)
@@ -187,4 +186,22 @@ def rules_of(core: Core, sg_ids: list[int]) -> list[dict[str, Any]]:
     return out
 
 
-declare(SECGROUP, "secgroup", "info", "rename", "chmod", "chown")
+@rpc("one.secgroup.info", "ib", required=1, help="Returns security group information")
+async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
+    group = shared.get_authorized(core, call, SECGROUP, oid, Op.USE, ignore_lock=True)
+    return shared.info_body(core, call, SECGROUP, group, decrypt)
+
+
+@rpc("one.secgroup.rename", "is", help="Renames a security group")
+async def rename(core: Core, call: Call, oid: int, name: str) -> int:
+    return await shared.rename(core, call, SECGROUP, oid, name)
+
+
+@rpc("one.secgroup.chmod", "i" * 10, help="Changes permission bits of a security group")
+async def chmod(core: Core, call: Call, oid: int, *bits: int) -> int:
+    return await shared.chmod(core, call, SECGROUP, oid, list(bits))
+
+
+@rpc("one.secgroup.chown", "iii", help="Changes ownership of a security group")
+async def chown(core: Core, call: Call, oid: int, uid: int, gid: int) -> int:
+    return await shared.chown(core, call, SECGROUP, oid, uid, gid)

@@ -12,15 +12,19 @@ is in ``oned.template_merge``.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from oned.api import shared
 from oned.api.context import Call
-from oned.api.declare import declare
 from oned.api.registry import rpc
-from oned.api.secgroup import SECGROUP
-from oned.api.shared import Family, ObjectAuth
+from oned.api.shared import Family
+from oned.api.vmtemplate_images import (
+    IMAGE,
+    clone_image,
+    delete_images,
+    image_ids,
+    use_requests,
+)
 from oned.core import Core
 from oned.errors import (
     ActionError,
@@ -44,7 +48,7 @@ from oned.template_merge import (
     restricted_in,
     template_error,
 )
-from oned.vm_disks import disk_image_id, disk_images, extended_disks
+from oned.vm_disks import disk_image_id, extended_disks
 
 log = logger("ReM")
 
@@ -58,16 +62,6 @@ TEMPLATE = Family[VMTemplate](
     name_scope="owner",
     restricted_attr="VM_RESTRICTED_ATTR",
     encrypted_attr="VM_ENCRYPTED_ATTR",
-)
-
-IMAGE = Family[Any](
-    type_name="IMAGE",
-    word="image",
-    pool_root="IMAGE_POOL",
-    pool=lambda core: core.images,
-    auth=shared.owned_auth("IMAGE"),
-    lockable=True,
-    name_scope="owner",
 )
 
 
@@ -132,7 +126,7 @@ async def _insert(core: Core, call: Call, tmpl: Template) -> int:
     return oid
 
 
-@rpc("one.template.allocate", "s")
+@rpc("one.template.allocate", "s", help="Allocates a new Template")
 async def allocate(core: Core, call: Call, text: str) -> int:
     """Allocates a new virtual machine template."""
     tmpl = shared.parse_template(text)
@@ -200,71 +194,32 @@ async def _clone_images(core: Core, call: Call, new_id: int, name: str, persiste
             new_ids.append(new_img)
     except OneError as exc:
         await shared.delete(core, call, TEMPLATE, new_id)
-        await _delete_images(core, call, new_ids)
+        await delete_images(core, call, new_ids)
         raise ActionError(f"Failed to clone images: {exc.message}") from exc
     async with core.templates.lock(new_id):
         current = core.templates.get(new_id)
         if current is None:
-            await _delete_images(core, call, new_ids)
+            await delete_images(core, call, new_ids)
             raise ActionError("VM template was removed during clone operation.")
         current = current.copy()
         current.template = tmpl
         await shared.save(core, TEMPLATE, current, f"clone images of template {new_id}")
 
 
-async def clone_image(core: Core, call: Call, oid: int, name: str, persistent: bool) -> int:
-    """``ImageAPI::clone`` into the image's own datastore (``one.image.clone``).
-
-    A persistent copy (``instantiate`` with persistent) needs the image family's
-    persistent clone, which it does not offer yet.
-    """
-    from oned.api import image
-
-    clone_fn = getattr(image, "clone", None)
-    if clone_fn is None:
-        raise ActionError("image cloning is not available")
-    if persistent:
-        raise ActionError("persistent image copies are not supported yet")
-    return int(await clone_fn(core, call, oid, name, -1))
-
-
-async def _delete_images(core: Core, call: Call, ids: list[int]) -> list[int]:
-    """``ImageAPI::del_image`` of each image; returns those that could not be deleted."""
-    from oned.api import image
-
-    delete_fn = getattr(image, "delete", None)
-    failed = []
-    for iid in ids:
-        try:
-            if delete_fn is None:
-                raise ActionError("image deletion is not available")
-            await delete_fn(core, call, iid, False)
-        except OneError as exc:
-            log.warn("{msg}", msg=exc.message)
-            failed.append(iid)
-    return failed
-
-
-@rpc("one.template.clone", "isb", required=2)
+@rpc("one.template.clone", "isb", required=2, help="Clone a Virtual Machine template")
 async def clone(core: Core, call: Call, oid: int, name: str, recursive: bool = False) -> int:
     """Clones an existing virtual machine template."""
     return await clone_template(core, call, oid, name, recursive)
 
 
-@rpc("one.template.delete", "ib", required=1)
+@rpc("one.template.delete", "ib", required=1, help="Deletes a Template")
 async def delete(core: Core, call: Call, oid: int, recursive: bool = False) -> int:
     """Deletes a virtual machine template (recursive: and its images)."""
     source = shared.get_authorized(core, call, TEMPLATE, oid, Op.MANAGE)
-    ids = sorted(
-        {
-            i
-            for i in (disk_image_id(core, d, call.uid) for d in source.template.vectors("DISK"))
-            if i is not None
-        }
-    )
+    ids = image_ids(core, source.template, call.uid)
     await shared.delete(core, call, TEMPLATE, oid)
     if recursive and ids:
-        failed = await _delete_images(core, call, ids)
+        failed = await delete_images(core, call, ids)
         if failed:
             log.warn(
                 "Template {oid} deleted, unable to recursively delete image: {ids}",
@@ -274,7 +229,7 @@ async def delete(core: Core, call: Call, oid: int, recursive: bool = False) -> i
     return oid
 
 
-@rpc("one.template.info", "ibb", required=1)
+@rpc("one.template.info", "ibb", required=1, help="Returns Template information")
 async def info(
     core: Core, call: Call, oid: int, extended: bool = False, decrypt: bool = False
 ) -> str:
@@ -294,32 +249,7 @@ async def info(
     return str(template.to_xml(tmpl))
 
 
-def use_requests(core: Core, tmpl: Template, uid: int) -> list[tuple[Op, ObjectAuth]]:
-    """``VirtualMachine::set_auth_request``: USE on the DISK images and on the security
-    groups NICs name (networks and VM groups join when their families exist)."""
-    requests = [(Op.USE, IMAGE.auth(core, image)) for image in disk_images(core, tmpl, uid)]
-    for name in ("NIC", "NIC_ALIAS"):
-        for nic in tmpl.vectors(name):
-            if nic.get("NETWORK_MODE", "").lower() == "auto":
-                continue
-            for sg_id in sorted(_ids(nic.get("SECURITY_GROUPS", ""))):
-                group = core.secgroups.get(sg_id)
-                if group is not None:
-                    requests.append((Op.USE, SECGROUP.auth(core, group)))
-    return requests
-
-
-def _ids(text: str) -> set[int]:
-    """``one_util::split_unique<int>`` of a comma list (bad items skipped)."""
-    out = set()
-    for part in text.split(","):
-        m = re.match(r"\s*([+-]?[0-9]+)", part)
-        if m:
-            out.add(int(m.group(1)))
-    return out
-
-
-@rpc("one.template.update", "isi", required=2)
+@rpc("one.template.update", "isi", required=2, help="Updates a Template")
 async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> int:
     """Updates a virtual machine template."""
     shared.get_authorized(core, call, TEMPLATE, oid, Op.MANAGE)
@@ -356,7 +286,7 @@ async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> 
     return oid
 
 
-@rpc("one.template.chmod", "iiiiiiiiiib", required=10)
+@rpc("one.template.chmod", "iiiiiiiiiib", required=10, help="Changes permission bits of a Template")
 async def chmod(core: Core, call: Call, oid: int, *args: Any) -> int:
     """Changes the permissions of a template (recursive: of its images too)."""
     bits = [int(b) for b in args[:9]]
@@ -367,13 +297,7 @@ async def chmod(core: Core, call: Call, oid: int, *args: Any) -> int:
     template = core.templates.get(oid)
     if template is None:
         raise no_exists(TEMPLATE.word, oid)
-    ids = sorted(
-        {
-            i
-            for i in (disk_image_id(core, d, call.uid) for d in template.template.vectors("DISK"))
-            if i is not None
-        }
-    )
+    ids = image_ids(core, template.template, call.uid)
     failed = []
     for iid in ids:
         try:
@@ -386,11 +310,29 @@ async def chmod(core: Core, call: Call, oid: int, *args: Any) -> int:
     return oid
 
 
-@rpc("one.templatepool.info", "iii")
+@rpc("one.templatepool.info", "iii", help="Returns the Template pool")
 async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> str:
     """Returns the virtual machine template pool."""
     templates = shared.filtered(core, call, TEMPLATE, filter_flag, start, end)
     return shared.pool_document("VMTEMPLATE_POOL", templates, core.templates)
 
 
-declare(TEMPLATE, "template", "rename", "chown", "lock", "unlock")
+@rpc("one.template.rename", "is", help="Renames a Template")
+async def rename(core: Core, call: Call, oid: int, name: str) -> int:
+    return await shared.rename(core, call, TEMPLATE, oid, name)
+
+
+@rpc("one.template.chown", "iii", help="Changes ownership of a Template")
+async def chown(core: Core, call: Call, oid: int, uid: int, gid: int) -> int:
+    return await shared.chown(core, call, TEMPLATE, oid, uid, gid)
+
+
+@rpc("one.template.lock", "iib", required=2, help="Lock a Template")
+async def lock(core: Core, call: Call, oid: int, level: int, test: bool = False) -> int:
+    return await shared.lock(core, call, TEMPLATE, oid, level, test)
+
+
+@rpc("one.template.unlock", "i", help="Unlock a MarektPlaceApp")
+async def unlock(core: Core, call: Call, oid: int) -> int:
+    """(oned's help text, typo included.)"""
+    return await shared.unlock(core, call, TEMPLATE, oid)

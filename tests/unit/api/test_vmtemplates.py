@@ -259,12 +259,6 @@ class TemplateTests(SynchronousTestCase):
             "[one.templatepool.info] Incorrect filter_flag",
         )
 
-    def test_instantiate_not_registered(self) -> None:
-        """No VMs yet: instantiate is honestly absent rather than faked."""
-        methods = self.one.raw("system.listMethods")
-        self.assertIn("one.template.clone", methods)
-        self.assertNotIn("one.template.instantiate", methods)
-
     def _sample_image(self) -> None:
         """Datastore 100 and image 1 as in the capture (``sample-images``/``sample-os``)."""
         core = self.one.core
