@@ -23,6 +23,7 @@ from oned.config import OnedConfig
 from oned.db.database import Database
 from oned.log import logger
 from oned.managers.auth.manager import parse_authn_result
+from oned.managers.ipam.vnpool import VirtualNetworkPool
 from oned.objects.base import parse_xml
 from oned.objects.cluster import Cluster
 from oned.objects.datastore import Datastore
@@ -35,7 +36,6 @@ from oned.objects.secgroup import SecurityGroup
 from oned.objects.user import User, sha256_hex
 from oned.objects.vlans import vlans_xml
 from oned.objects.vmtemplate import VMTemplate
-from oned.objects.vnet import VirtualNetwork
 from oned.objects.vntemplate import VNTemplate
 from oned.objects.zone import Zone
 from oned.pools.acl import AclPool
@@ -83,7 +83,7 @@ class Core:
     images: Pool[Image]
     templates: Pool[VMTemplate]
     secgroups: Pool[SecurityGroup]
-    vnets: Pool[VirtualNetwork]
+    vnets: VirtualNetworkPool
     vntemplates: Pool[VNTemplate]
     user_quotas: QuotaTable
     group_quotas: QuotaTable
@@ -121,7 +121,7 @@ class Core:
             secgroups=Pool(
                 db, "secgroup_pool", SecurityGroup.from_xml, first_oid=FIRST_SECGROUP_OID
             ),
-            vnets=Pool(db, "network_pool", VirtualNetwork.from_xml),
+            vnets=VirtualNetworkPool(db, clock),
             vntemplates=Pool(db, "vn_template_pool", VNTemplate.from_xml),
             user_quotas=QuotaTable(db, "user_quotas", "user_oid", "QUOTAS", "DEFAULT_USER_QUOTAS"),
             group_quotas=QuotaTable(

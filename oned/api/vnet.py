@@ -241,8 +241,7 @@ def _parse(text: str) -> Template:
 
 async def _commit_leases(core: Core, vn: VirtualNetwork, changes: LeaseChanges, desc: str) -> None:
     unit = core.unit()
-    vn.prev_state = vn.state
-    unit.save(core.vnets, vn)
+    core.vnets.stage_leases(unit, vn, changes)
     try:
         await unit.commit(desc)
     except Exception:

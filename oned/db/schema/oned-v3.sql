@@ -30,3 +30,6 @@ CREATE TABLE document_pool (oid INTEGER PRIMARY KEY, name VARCHAR(128), body MED
 CREATE TABLE host_monitoring (hid INTEGER, last_mon_time INTEGER, body MEDIUMTEXT, PRIMARY KEY(hid, last_mon_time));
 CREATE TABLE vm_monitoring (vmid INTEGER, last_poll INTEGER, body MEDIUMTEXT, PRIMARY KEY(vmid, last_poll));
 CREATE TABLE vn_template_pool (oid INTEGER PRIMARY KEY, name VARCHAR(128), body MEDIUMTEXT, uid INTEGER, gid INTEGER, owner_u INTEGER, group_u INTEGER, other_u INTEGER);
+CREATE TABLE network_lease_journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, oid INTEGER, ar_id INTEGER, idx INTEGER, owner INTEGER, next_index INTEGER);
+CREATE TRIGGER network_body_saved AFTER UPDATE OF body ON network_pool BEGIN DELETE FROM network_lease_journal WHERE oid = NEW.oid; END;
+CREATE TRIGGER network_dropped AFTER DELETE ON network_pool BEGIN DELETE FROM network_lease_journal WHERE oid = OLD.oid; END;

@@ -382,3 +382,43 @@ class IpamTests(VNetCase):
         doc = self.raw_info(bad)
         self.assertIn("<STATE><![CDATA[5]]></STATE>", doc)
         self.assertIn("no space", doc)
+
+
+class JournalTests(VNetCase):
+    def test_lease_changes_survive_a_restart_before_the_body_is_written(self) -> None:
+        """Holds commit journal rows; a reload replays them; the flush writes ALLOCATED."""
+        from oned.managers.ipam.vnpool import VirtualNetworkPool
+
+        oid = self.net(NET_IP4)
+        self.one.ok("one.vn.hold", oid, 'LEASES=[IP="10.0.0.12"]')
+        self.one.ok("one.vn.hold", oid, 'LEASES=[IP="10.0.0.13"]')
+        self.one.ok("one.vn.release", oid, 'LEASES=[IP="10.0.0.12"]')
+        pool = self.one.ok("one.vnpool.info", -2, -1, -1)
+        self.assertIn("<ALLOCATED><![CDATA[ 3 73014444031]]></ALLOCATED>", pool)
+        conn = self.one.db._conn
+        rows = conn.execute("SELECT COUNT(*) FROM network_lease_journal").fetchone()[0]
+        self.assertEqual(rows, 3)
+        body = conn.execute("SELECT body FROM network_pool WHERE oid = ?", (oid,)).fetchone()[0]
+        self.assertNotIn("<ALLOCATED>", body)
+        fresh = VirtualNetworkPool(self.one.db)
+        result_of(Deferred.fromCoroutine(fresh.load()))
+        vn = fresh.get(oid)
+        assert vn is not None
+        self.assertEqual(vn.ars[0].allocated, {3: 0x10FFFFFFFF})
+        self.assertEqual(
+            conn.execute("SELECT COUNT(*) FROM network_lease_journal").fetchone()[0], 0
+        )
+        body = conn.execute("SELECT body FROM network_pool WHERE oid = ?", (oid,)).fetchone()[0]
+        self.assertIn("<ALLOCATED><![CDATA[ 3 73014444031]]></ALLOCATED>", body)
+
+    def test_flush_after_delay(self) -> None:
+        """The body is written FLUSH_DELAY after a lease change."""
+        oid = self.net(NET_IP4)
+        self.one.ok("one.vn.hold", oid, 'LEASES=[IP="10.0.0.20"]')
+        self.one.clock.advance(1)
+        conn = self.one.db._conn
+        body = conn.execute("SELECT body FROM network_pool WHERE oid = ?", (oid,)).fetchone()[0]
+        self.assertIn("<ALLOCATED><![CDATA[ 10 73014444031]]></ALLOCATED>", body)
+        self.assertEqual(
+            conn.execute("SELECT COUNT(*) FROM network_lease_journal").fetchone()[0], 0
+        )

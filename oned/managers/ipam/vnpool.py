@@ -1,0 +1,121 @@
+"""``VirtualNetworkPool``'s storage: the write-through pool plus a lease journal.
+
+A lease change (hold, release, NIC lease) commits a few journal rows
+(``network_lease_journal``: network, AR, index, owner or NULL, NEXT_INDEX) instead of
+the network's whole body, so it costs the same with 60,000 leases as with none. The
+body, with ``ALLOCATED`` as oned stores it, is written again shortly after
+(``FLUSH_DELAY``), by any other change of the network, and at load; a trigger drops
+the journal rows a body write makes obsolete. At load the rows left by a crash are
+replayed onto the bodies in order. Between two body writes ``body()`` renders the
+changed networks from memory, so listings are never stale.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from oned._async import background
+from oned.objects.vnet import LeaseChanges, VirtualNetwork
+from oned.pools.base import Pool, Unit
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+    from oned.db.database import Database
+
+FLUSH_DELAY = 0.5
+
+_INSERT = (
+    "INSERT INTO network_lease_journal (oid, ar_id, idx, owner, next_index) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _thd_journal(conn: sqlite3.Connection) -> list[tuple[int, int, int, int | None, int]]:
+    rows = conn.execute(
+        "SELECT oid, ar_id, idx, owner, next_index FROM network_lease_journal ORDER BY seq"
+    )
+    return [
+        (int(a), int(b), int(c), None if d is None else int(d), int(e)) for a, b, c, d, e in rows
+    ]
+
+
+class VirtualNetworkPool(Pool[VirtualNetwork]):
+    """``network_pool`` with journaled lease changes."""
+
+    def __init__(self, db: Database, clock: IReactorTime | None = None) -> None:
+        super().__init__(db, "network_pool", VirtualNetwork.from_xml)
+        self.clock = clock
+        self._dirty: set[int] = set()
+        self._fresh: dict[int, str] = {}
+        self._timer: IDelayedCall | None = None
+
+    async def load(self) -> None:
+        await super().load()
+        rows = await self.db.run("load lease journal", _thd_journal)
+        for oid, ar_id, idx, owner, nxt in rows:
+            vn = self.get(oid)
+            ar = vn.ar(ar_id) if vn is not None else None
+            if ar is None:
+                continue
+            if owner is None:
+                ar.free_index(idx)
+            else:
+                ar.set_allocated(idx, owner)
+            ar.next = nxt
+            self._dirty.add(oid)
+        if self._dirty:
+            await self.flush()
+
+    def _remember(self, obj: VirtualNetwork, body: str | None = None) -> None:
+        super()._remember(obj, body)
+        self._dirty.discard(obj.oid)
+        self._fresh.pop(obj.oid, None)
+
+    def _forget(self, oid: int) -> None:
+        super()._forget(oid)
+        self._dirty.discard(oid)
+        self._fresh.pop(oid, None)
+
+    def body(self, oid: int) -> str:
+        if oid in self._dirty:
+            fresh = self._fresh.get(oid)
+            if fresh is None:
+                fresh = self._fresh[oid] = self._objects[oid].to_xml()
+            return fresh
+        return super().body(oid)
+
+    def stage_leases(self, unit: Unit, vn: VirtualNetwork, changes: LeaseChanges) -> None:
+        """Stage the lease changes of ``vn`` (changed in place) as journal rows."""
+        seen: set[tuple[int, int]] = set()
+        for ar, index, _, _ in changes.undo:
+            if index < 0 or (ar.ar_id, index) in seen:
+                continue
+            seen.add((ar.ar_id, index))
+            unit.sql((_INSERT, (vn.oid, ar.ar_id, index, ar.allocated.get(index), ar.next)))
+        for ar, index, _, _ in changes.undo:
+            if index < 0:
+                unit.sql((_INSERT, (vn.oid, ar.ar_id, -1, None, ar.next)))
+                break
+        unit.then(lambda: self._changed(vn.oid))
+
+    def _changed(self, oid: int) -> None:
+        self._dirty.add(oid)
+        self._fresh.pop(oid, None)
+        if self.clock is not None and self._timer is None:
+            self._timer = self.clock.callLater(FLUSH_DELAY, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._timer = None
+        background(self.flush(), "write network bodies")
+
+    async def flush(self) -> None:
+        """Write the bodies of the networks changed through the journal."""
+        for oid in sorted(self._dirty):
+            async with self.lock(oid):
+                vn = self.get(oid)
+                if vn is None or oid not in self._dirty:
+                    continue
+                unit = Unit(self.db)
+                unit.save(self, vn)
+                await unit.commit(f"write network {oid}")
