@@ -10,7 +10,7 @@ seam the VM family plugs into).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from oned.api import shared
 from oned.api.context import Call
@@ -174,16 +174,6 @@ async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: i
     """Returns the security group pool."""
     groups = shared.filtered(core, call, SECGROUP, filter_flag, start, end)
     return shared.pool_document("SECURITY_GROUP_POOL", groups, core.secgroups)
-
-
-def rules_of(core: Core, sg_ids: list[int]) -> list[dict[str, Any]]:
-    """The SECURITY_GROUP_RULEs of several groups, skipping missing ones (NIC filling)."""
-    out: list[dict[str, Any]] = []
-    for sg_id in sg_ids:
-        group = core.secgroups.get(sg_id)
-        if group is not None:
-            out.extend(group.rules())
-    return out
 
 
 @rpc("one.secgroup.info", "ib", required=1, help="Returns security group information")

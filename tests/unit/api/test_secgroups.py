@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from types import SimpleNamespace
+from unittest.mock import patch
 
 from lxml import etree
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from oned.api.secgroup_vm import stage_vm_release, stage_vm_rules
 from oned.bootstrap import ensure_default_secgroup
 from oned.core import Core
 from oned.objects.secgroup import RuleError, check_rule
+from oned.pools.base import Unit
+from oned.template import Template
 from oned.testing.rpc import OnedHarness, result_of
 
 SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "samples"
@@ -286,3 +292,80 @@ class SecurityGroupTests(SynchronousTestCase):
     @staticmethod
     def _ids(doc: etree._Element, tag: str) -> list[int]:
         return [int(i.text or -1) for i in doc.findall(f"{tag}/ID")]
+
+
+class VmSideTests(SynchronousTestCase):
+    """What a VM's NICs do to their groups (``get_security_group_rules``)."""
+
+    def setUp(self) -> None:
+        self.one = OnedHarness()
+        self.addCleanup(self.one.close)
+        self.one.ok("one.secgroup.allocate", T9)
+        self.one.ok(
+            "one.secgroup.allocate",
+            "NAME=net\nRULE=[PROTOCOL=TCP,RULE_TYPE=inbound,NETWORK_ID=7]",
+        )
+
+    def commit(self, unit: Unit) -> None:
+        result_of(Deferred.fromCoroutine(unit.commit("test")))
+
+    def test_rules_and_lists(self) -> None:
+        core = self.one.core
+        unit = core.unit()
+        rules = stage_vm_rules(core, unit, 5, [100, 0, 100, 55])
+        self.commit(unit)
+        if SAMPLES.is_dir():
+            vm = sample("one.vm.info.pending.xml")
+            shown = re.findall(r"<SECURITY_GROUP_RULE>.*?</SECURITY_GROUP_RULE>", vm)
+            mine = [Template([("SECURITY_GROUP_RULE", r)]).to_xml("X")[3:-4] for r in rules]
+            self.assertEqual(mine, shown)
+        self.assertEqual([r["SECURITY_GROUP_ID"] for r in rules], ["0", "0"] + ["100"] * 4)
+        for oid in (0, 100):
+            group = core.secgroups.get(oid)
+            assert group is not None
+            self.assertEqual(group.updated, {5})
+        self.assertIn("<UPDATED_VMS><ID>5</ID></UPDATED_VMS>", self.one.ok("one.secgroup.info", 0))
+        self.assertEqual(
+            self.one.call("one.secgroup.delete", 100)[1],
+            "[one.secgroup.delete] Cannot delete security group. The security group has VMs "
+            "using it",
+        )
+        unit = core.unit()
+        stage_vm_release(core, unit, 5, [0, 100])
+        self.commit(unit)
+        self.assertEqual(self.one.ok("one.secgroup.delete", 100), 100)
+        group = core.secgroups.get(0)
+        assert group is not None
+        self.assertEqual(group.vm_count(), 0)
+
+    def test_network_rules_expand_per_address_range(self) -> None:
+        """A NETWORK_ID rule becomes one rule per AR of the network; none if it is gone."""
+        core = self.one.core
+        self.assertEqual(stage_vm_rules(core, core.unit(), -1, [101]), [])
+        ars = [
+            SimpleNamespace(
+                attrs={
+                    "AR_ID": "0",
+                    "TYPE": "IP4",
+                    "SIZE": "50",
+                    "IP": "10.0.0.10",
+                    "MAC": "02:00:0a:00:00:0a",
+                },
+                ula6=0,
+                global6=0,
+                mac=0x02000A00000A,
+            ),
+            SimpleNamespace(
+                attrs={"AR_ID": "1", "TYPE": "IP6", "SIZE": "16", "MAC": "02:00:00:00:00:01"},
+                ula6=0xFD00000100000000,
+                global6=0,
+                mac=0x020000000001,
+            ),
+        ]
+        vnets = SimpleNamespace(get=lambda oid: SimpleNamespace(ars=ars) if oid == 7 else None)
+        with patch.object(core, "vnets", vnets, create=True):
+            rules = stage_vm_rules(core, core.unit(), -1, [101])
+        self.assertEqual([r["AR_ID"] for r in rules], ["0", "1"])
+        self.assertEqual(rules[0]["IP"], "10.0.0.10")
+        self.assertEqual(rules[1]["IP6_ULA"], "fd00:1::ff:fe00:1")
+        self.assertNotIn("IP6_ULA", rules[0])
