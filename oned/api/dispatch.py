@@ -17,7 +17,7 @@ from twisted.internet.task import deferLater
 
 from oned.api.codec import I8, CallParseError, dumps_fault, dumps_response, loads_call
 from oned.api.context import Call
-from oned.api.registry import Method, Registry
+from oned.api.registry import Registry
 from oned.core import Core
 from oned.errors import (
     AuthenticationError,
@@ -78,63 +78,22 @@ _NO_PARAMS = (
 # the info/pool readers, the quota readers, system version/config and the zone's own
 # Raft/enable calls); every other method is refused with INTERNAL.
 ZONE_DISABLED_ALLOWED = frozenset(
-    {
-        "one.system.version",
-        "one.system.config",
-        "one.user.info",
-        "one.userpool.info",
-        "one.userquota.info",
-        "one.group.info",
-        "one.grouppool.info",
-        "one.groupquota.info",
-        "one.zone.info",
-        "one.zonepool.info",
-        "one.zone.enable",
-        "one.zone.raftstatus",
-        "one.zone.replicate",
-        "one.zone.fedreplicate",
-        "one.zone.voterequest",
-        "one.clusterpool.info",
-        "one.datastore.info",
-        "one.datastorepool.info",
-        "one.document.info",
-        "one.documentpool.info",
-        "one.host.info",
-        "one.hostpool.info",
-        "one.hostpool.monitoring",
-        "one.image.info",
-        "one.imagepool.info",
-        "one.template.info",
-        "one.templatepool.info",
-        "one.vm.info",
-        "one.vmpool.info",
-        "one.vmpool.infoextended",
-        "one.vmpool.monitoring",
-        "one.vmpool.accounting",
-        "one.vmpool.showback",
-        "one.vmpool.calculateshowback",
-        "one.vn.info",
-        "one.vnpool.info",
-        "one.vntemplate.info",
-        "one.vntemplatepool.info",
-        "one.secgroup.info",
-        "one.secgrouppool.info",
-        "one.vdc.info",
-        "one.vdcpool.info",
-        "one.vrouter.info",
-        "one.vrouterpool.info",
-        "one.vmgroup.info",
-        "one.vmgrouppool.info",
-        "one.market.info",
-        "one.marketpool.info",
-        "one.marketapp.info",
-        "one.marketapppool.info",
-        "one.hook.info",
-        "one.hookpool.info",
-        "one.hooklog.info",
-        "one.backupjob.info",
-        "one.backupjobpool.info",
-    }
+    """
+    one.system.version one.system.config one.user.info one.userpool.info one.userquota.info
+    one.group.info one.grouppool.info one.groupquota.info one.zone.info one.zonepool.info
+    one.zone.enable one.zone.raftstatus one.zone.replicate one.zone.fedreplicate
+    one.zone.voterequest one.clusterpool.info one.datastore.info one.datastorepool.info
+    one.document.info one.documentpool.info one.host.info one.hostpool.info
+    one.hostpool.monitoring one.image.info one.imagepool.info one.template.info
+    one.templatepool.info one.vm.info one.vmpool.info one.vmpool.infoextended
+    one.vmpool.monitoring one.vmpool.accounting one.vmpool.showback
+    one.vmpool.calculateshowback one.vn.info one.vnpool.info one.vntemplate.info
+    one.vntemplatepool.info one.secgroup.info one.secgrouppool.info one.vdc.info
+    one.vdcpool.info one.vrouter.info one.vrouterpool.info one.vmgroup.info
+    one.vmgrouppool.info one.market.info one.marketpool.info one.marketapp.info
+    one.marketapppool.info one.hook.info one.hookpool.info one.hooklog.info one.backupjob.info
+    one.backupjobpool.info
+    """.split()
 )
 
 ZONE_DISABLED_MESSAGE = "Cannot process request, zone disabled"
@@ -318,8 +277,8 @@ class RequestManager:
             if method is None:
                 raise RpcFault(-508, f"Method '{params[0]}' does not exist")
             if name == "system.methodHelp":
-                return method.help or "No help is available for this method."
-            return [[method.signature.split(":")[0], *_sig_params(method)]]
+                return method.help_text or "No help is available for this method."
+            return [_sig_types(method.signature)]
         if name in ("system.capabilities", "system.getCapabilities"):
             return {
                 "facility": "xmlrpc",
@@ -365,9 +324,24 @@ _SYSTEM_METHODS = (
 )
 
 
-def _sig_params(method: Method) -> list[str]:
-    names = {"i": "int", "I": "i8", "s": "string", "b": "boolean", "A": "array", "*": "array"}
-    return ["string", *(names[k] for k in method.kinds)]
+_SIG_TYPES = {
+    "i": "int",
+    "I": "i8",
+    "b": "boolean",
+    "d": "double",
+    "s": "string",
+    "8": "dateTime.iso8601",
+    "6": "base64",
+    "S": "struct",
+    "A": "array",
+    "n": "nil",
+}
+
+
+def _sig_types(signature: str) -> list[str]:
+    """xmlrpc-c's reading of a signature string: result type, then parameter types."""
+    result, _, params = signature.partition(":")
+    return [_SIG_TYPES.get(c, c) for c in result + params]
 
 
 def _fault_struct(fault: Fault) -> dict[str, Any]:

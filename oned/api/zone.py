@@ -8,7 +8,7 @@ from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.core import Core
-from oned.errors import ActionError, AuthorizationError, ErrorCode, OneError
+from oned.errors import ActionError, AllocateError, AuthorizationError, ErrorCode, OneError
 from oned.objects.base import Op
 from oned.objects.zone import DISABLED, ENABLED, Zone
 
@@ -55,7 +55,14 @@ async def enable(core: Core, call: Call, oid: int, enabled: bool) -> int:
 
 @rpc("one.zone.allocate", "s")
 async def allocate(core: Core, call: Call, text: str) -> int:
-    """Zones other than the local one need a federation, which this oned does not run."""
-    shared.parse_template(text)
-    core.acl.check(call.caller, Op.CREATE, shared.ObjectAuth("ZONE", -1))
-    raise ActionError("Federation is not supported: only the local zone 0 exists")
+    """Allocates a new zone: only a federation master does, and this oned is a
+    standalone zone (refused before the template is read, as oned does)."""
+    raise AllocateError("New zones can only be created at federation master")
+
+
+@rpc("one.zone.delete", "i")
+async def delete(core: Core, call: Call, oid: int) -> int:
+    """Deletes a zone; the system zones (ID < 100), the only ones here, cannot be."""
+    zone = shared.get_object(core, ZONE, oid)
+    shared.authorize(core, call, ZONE, zone, Op.ADMIN)
+    raise ActionError("Cannot delete zone. System Zones (ID < 100) cannot be deleted.")

@@ -302,6 +302,43 @@ class ZoneTests(ParityCase):
         )
 
 
+class ZoneFamilyTests(ParityCase):
+    def test_allocate_and_delete(self) -> None:
+        """A standalone oned refuses new zones before reading the template; zone 0 is
+        a system zone."""
+        self.assertEqual(
+            self.one.call("one.zone.allocate", "NAME = ["),
+            [False, "[one.zone.allocate] Error allocating a new zone. New zones can only be "
+             "created at federation master", 0x4000, -1, -1],
+        )  # fmt: skip
+        self.assertEqual(
+            self.one.call("one.zone.delete", 0)[1:3],
+            ["[one.zone.delete] Cannot delete zone. System Zones (ID < 100) cannot be "
+             "deleted.", 0x800],
+        )  # fmt: skip
+        self.assertEqual(self.one.call("one.zone.delete", 9)[3], 9)
+
+
+class IntrospectionTests(ParityCase):
+    def test_help_and_signature_as_oned_registers_them(self) -> None:
+        """system.methodHelp/methodSignature give oned's strings, types spelled out."""
+        self.assertEqual(
+            self.one.raw("system.methodHelp", "one.user.info"), "Returns user information"
+        )
+        self.assertEqual(
+            self.one.raw("system.methodSignature", "one.user.info"),
+            [["array", "string", "int", "boolean"]],
+        )
+        # oned advertises ints for enable although it reads a boolean
+        self.assertEqual(
+            self.one.raw("system.methodSignature", "one.zone.enable"),
+            [["array", "string", "int", "int"]],
+        )
+        self.assertEqual(
+            self.one.raw("system.methodHelp", "one.zone.enable"), "Enable or disable zone"
+        )
+
+
 class AclOrderTests(ParityCase):
     def test_multimap_order(self) -> None:
         """10. By signed user set (#uid < @gid < *; top bit first), then id."""
