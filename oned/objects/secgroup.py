@@ -178,7 +178,7 @@ def _is_int(text: str) -> bool:
 
 
 def _check_range(value: str) -> None:
-    if not _PORTS_LIST.match(value):
+    if not _PORTS_LIST.fullmatch(value):
         raise RuleError("Invalid RANGE specification.")
     ports = 0
     for part in value.split(","):
