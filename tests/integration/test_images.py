@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import subprocess
 import time
 import xmlrpc.client
 from collections.abc import Callable
@@ -114,3 +117,64 @@ def test_kill9_during_copy_resumes(
     assert one.image.info(oid).SOURCE == "dummy_path"
     assert "Resuming CP of image 0" in d.log()
     assert one.datastore.info(1).IMAGES.ID == [0, 1]
+
+
+SOURCE = os.environ.get("ONE_SOURCE_TREE", "")
+NO_RUBY_DRIVER = (
+    "ONE_SOURCE_TREE does not point at an OpenNebula source tree"
+    if not SOURCE or not Path(SOURCE, "src", "datastore_mad", "one_datastore").exists()
+    else "ruby is not installed"
+    if shutil.which("ruby") is None
+    else ""
+)
+
+
+def install_one_datastore(root: Path) -> None:
+    """OpenNebula's one_datastore and its dummy remotes in ``root`` (drivers.md 4.9);
+    every other family keeps our drivers (found in the checkout)."""
+    src = Path(SOURCE)
+    mads = root / "lib" / "mads"
+    mads.mkdir(parents=True)
+    shutil.copy(src / "src/mad/sh/madcommon.sh", mads)
+    for name in ("one_datastore", "one_datastore.rb"):
+        shutil.copy(src / "src/datastore_mad" / name, mads)
+        (mads / name).chmod(0o755)
+    ruby = root / "lib" / "ruby"
+    shutil.copytree(src / "src/mad/ruby", ruby, ignore=shutil.ignore_patterns("test"))
+    shutil.copy(src / "share/rubygems/load_opennebula_paths.rb", ruby)
+    remotes = root / "var" / "remotes" / "datastore"
+    shutil.copytree(src / "src/datastore_mad/remotes/dummy", remotes / "dummy")
+    for name in ("xpath.rb", "libfs.sh", "datastore.conf"):
+        shutil.copy(src / "src/datastore_mad/remotes" / name, remotes)
+    shutil.copy(src / "src/mad/sh/scripts_common.sh", root / "var" / "remotes")
+    (root / "etc").mkdir(exist_ok=True)
+    (root / "etc" / "defaultrc").write_text("PRIORITY=19\nONE_MAD_DEBUG=\n")
+    (root / "share" / "gems").mkdir(parents=True)
+
+
+@pytest.mark.skipif(bool(NO_RUBY_DRIVER), reason=NO_RUBY_DRIVER or "-")
+def test_opennebula_one_datastore_under_our_daemon(
+    make_daemon: type[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenNebula's own one_datastore (Ruby, dummy remotes), unchanged, drives our images."""
+    root = tmp_path / "one"
+    install_one_datastore(root)
+    monkeypatch.setenv("RUBYLIB", str(root / "lib" / "ruby"))
+    d = make_daemon(root, replace_conf=FAST_MONITOR)
+    d.start()
+    assert d.proc is not None
+    ps = subprocess.run(
+        ["ps", "-o", "args=", "--ppid", str(d.proc.pid)], check=False, capture_output=True
+    )
+    assert b"one_datastore.rb" in ps.stdout or b"ruby" in ps.stdout, ps.stdout
+    dummy_datastore(d)
+    one = client(d)
+    a = one.image.allocate('NAME="db"\nTYPE="DATABLOCK"\nSIZE="64"', 1)
+    b = one.image.allocate('NAME="os"\nTYPE="OS"\nPATH="http://example.org/x.img"', 1)
+    wait_for(lambda: state(one, a) == 1 and state(one, b) == 1, what="READY")
+    assert one.image.info(b).SIZE == 1024  # from the Ruby dummy's STAT
+    assert (one.image.info(b).SOURCE, one.image.info(b).FORMAT) == ("dummy_path", "dummy_format")
+    c = one.image.clone(b, "os-copy")
+    wait_for(lambda: state(one, c) == 1, what="clone READY")
+    one.image.delete(c)
+    wait_for(lambda: len(one.imagepool.info(-2, -1, -1).IMAGE) == 2, what="RM")
