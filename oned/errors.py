@@ -29,11 +29,16 @@ class OneError(Exception):
 
     code = ErrorCode.INTERNAL
 
-    def __init__(self, message: str = "", resp_id: int = -1, word: str | None = None) -> None:
+    def __init__(
+        self, message: str = "", resp_id: int = -1, word: str | None = None, keep_id: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.resp_id = resp_id
         self.word = word
+        #: oned answers ``resp_id`` only for missing objects, and where a method sets
+        #: it itself (``keep_id``, e.g. the DB error code of system.sqlquery).
+        self.keep_id = keep_id
 
 
 class AuthenticationError(OneError):

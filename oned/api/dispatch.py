@@ -232,7 +232,7 @@ class RequestManager:
         """The failure array: oned sets ``att.resp_id`` only where an object is
         missing, so the fourth element is the id on NO_EXISTS and -1 otherwise."""
         message = failure_message(name, exc, word_for(name), uid)
-        resp_id = exc.resp_id if exc.code == ErrorCode.NO_EXISTS else -1
+        resp_id = exc.resp_id if exc.code == ErrorCode.NO_EXISTS or exc.keep_id else -1
         return [False, message, int(exc.code), resp_id, I8(-1)]
 
     def _invocation(

@@ -1,11 +1,16 @@
-"""``one.system.version`` and ``one.system.config`` (mirrors ``SystemAPI``)."""
+"""``one.system.version``, ``one.system.config`` and ``one.system.sqlquery`` (mirrors
+``SystemAPI``)."""
 
 from __future__ import annotations
+
+import base64
+import sqlite3
 
 from oned import __version__
 from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.core import Core
+from oned.errors import ActionError, AuthorizationError
 from oned.template import cdata
 
 DB_HIDDEN = ("BACKEND", "SERVER", "PORT", "USER", "PASSWD", "DB_NAME")
@@ -38,3 +43,58 @@ def config_xml(core: Core, masked: bool) -> str:
 async def config(core: Core, call: Call) -> str:
     """Returns the OpenNebula configuration."""
     return config_xml(core, masked=call.caller.gid != 0)
+
+
+SQL_ERROR = -200
+"""``SqlDB::SQL``: what oned puts in the fourth element when a query fails."""
+
+
+def _thd_query(conn: sqlite3.Connection, sql: str) -> str | None:
+    """Rows as oned's ``select_cb`` writes them (None when the query fails). Read only:
+    the pools cache what is stored, so nothing may change behind them."""
+    conn.execute("PRAGMA query_only = ON")
+    try:
+        cursor = conn.execute(sql)
+        names = [d[0] for d in cursor.description or ()]
+        rows = cursor.fetchall()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.execute("PRAGMA query_only = OFF")
+    out: list[str] = []
+    for row in rows:
+        out.append("<ROW>")
+        for name, value in zip(names, row, strict=True):
+            if value is None:
+                # oned streams a NULL char*: the stream fails and writes nothing more
+                out.append(f"<{name}><![CDATA[")
+                return "".join(out)
+            text = _sql_text(value)
+            if text.startswith("<"):
+                encoded = base64.b64encode(text.encode()).decode()
+                out.append(f"<{name}64><![CDATA[{encoded}]]></{name}64>")
+            else:
+                out.append(f"<{name}><![CDATA[{text}]]></{name}>")
+        out.append("</ROW>")
+    return "".join(out)
+
+
+def _sql_text(value: object) -> str:
+    """A column as ``sqlite3_exec`` hands it over: text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, float):
+        text = f"{value:.15g}"
+        return text if any(c in text for c in ".eEn") else f"{text}.0"
+    return str(value)
+
+
+@rpc("one.system.sqlquery", "s")
+async def sqlquery(core: Core, call: Call, sql: str) -> str:
+    """Executes SQL queries on the DB backend (read only here)."""
+    if call.uid != 0:
+        raise AuthorizationError("", word="-")
+    result = await core.db.run("sqlquery", _thd_query, sql)
+    if result is None:
+        raise ActionError("", resp_id=SQL_ERROR, keep_id=True)
+    return f"<SQL_COMMAND><QUERY><![CDATA[{sql}]]></QUERY><RESULT>{result}</RESULT></SQL_COMMAND>"

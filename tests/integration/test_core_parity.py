@@ -269,3 +269,15 @@ def test_acl_order_is_oneds_multimap(daemon: Daemon) -> None:
     daemon.stop()
     daemon.start()
     assert [r.ID for r in client(daemon).acl.info().ACL] == ids
+
+
+def test_sqlquery_as_sample(daemon: Daemon) -> None:
+    """one.system.sqlquery: byte for byte as oned's sample; refused to others."""
+    one = client(daemon)
+    one.group.allocate("samplegroup")
+    one.user.allocate("sampleuser", "samplepass", "")
+    rpc = raw(daemon)
+    reply = rpc.one.system.sqlquery(daemon.session, "SELECT oid,name FROM user_pool")
+    assert reply == [True, sample("one.system.sqlquery.xml"), 0]
+    refused = rpc.one.system.sqlquery("sampleuser:samplepass", "SELECT 1")
+    assert refused == json.loads(sample("one.system.sqlquery.refused-plain-user.json"))

@@ -319,6 +319,37 @@ class ZoneFamilyTests(ParityCase):
         self.assertEqual(self.one.call("one.zone.delete", 9)[3], 9)
 
 
+class SqlQueryTests(ParityCase):
+    def test_rows_as_oned_writes_them(self) -> None:
+        """Rows in the order SQLite gives them, values as CDATA, XML values base64 in
+        a <name>64 element; oneadmin only; a failing or writing query: ACTION, -200."""
+        self.ok("one.group.allocate", "samplegroup")
+        uid = self.user("sampleuser")
+        self.assertEqual(
+            self.ok("one.system.sqlquery", "SELECT oid,name FROM user_pool"),
+            "<SQL_COMMAND><QUERY><![CDATA[SELECT oid,name FROM user_pool]]></QUERY><RESULT>"
+            "<ROW><oid><![CDATA[0]]></oid><name><![CDATA[oneadmin]]></name></ROW>"
+            "<ROW><oid><![CDATA[2]]></oid><name><![CDATA[sampleuser]]></name></ROW>"
+            "<ROW><oid><![CDATA[1]]></oid><name><![CDATA[serveradmin]]></name></ROW>"
+            "</RESULT></SQL_COMMAND>",
+        )
+        self.assertIn(
+            "<body64><![CDATA[PFpPTkU+",
+            self.ok("one.system.sqlquery", "SELECT body FROM zone_pool"),
+        )
+        self.assertEqual(
+            self.one.call("one.system.sqlquery", "SELECT 1", session="sampleuser:pw"),
+            [False, f"[one.system.sqlquery] User [{uid}] not authorized to perform action on -.",
+             512, -1, -1],
+        )  # fmt: skip
+        for bad in ("SELEC 1", "DELETE FROM user_pool"):
+            self.assertEqual(
+                self.one.call("one.system.sqlquery", bad),
+                [False, "[one.system.sqlquery] ", 2048, -200, -1],
+            )
+        self.assertEqual(self.ok("one.user.info", uid).count("<NAME>sampleuser</NAME>"), 1)
+
+
 class IntrospectionTests(ParityCase):
     def test_help_and_signature_as_oned_registers_them(self) -> None:
         """system.methodHelp/methodSignature give oned's strings, types spelled out."""
