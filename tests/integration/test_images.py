@@ -178,3 +178,52 @@ def test_opennebula_one_datastore_under_our_daemon(
     wait_for(lambda: state(one, c) == 1, what="clone READY")
     one.image.delete(c)
     wait_for(lambda: len(one.imagepool.info(-2, -1, -1).IMAGE) == 2, what="RM")
+
+
+RUBY_CLI = os.environ.get("ONE_RUBY_CLI", "")
+
+
+@pytest.mark.skipif(not RUBY_CLI, reason="set ONE_RUBY_CLI to an installed Ruby CLI tree")
+def test_ruby_cli_oneimage(make_daemon: type[Daemon], tmp_path: Path) -> None:
+    """oneimage create/list/show/clone/persistent/enable/disable/chtype/delete."""
+    d = make_daemon(tmp_path / "one", replace_conf=FAST_MONITOR)
+    d.start()
+    dummy_datastore(d)
+    root = Path(RUBY_CLI)
+    auth = tmp_path / "ruby_auth"
+    auth.write_text(d.session + "\n")
+    env = dict(
+        os.environ,
+        ONE_LOCATION=str(root),
+        ONE_XMLRPC=d.url,
+        ONE_AUTH=str(auth),
+        HOME=str(tmp_path),
+        RUBYLIB=f"{root}/lib/ruby:{root}/lib/ruby/cli",
+    )
+
+    def cli(*cmd: str) -> str:
+        done = subprocess.run(
+            [str(root / "bin" / "oneimage"), *cmd],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, (cmd, done.stdout, done.stderr)
+        return done.stdout
+
+    assert cli("create", "-d", "1", "--name", "db", "--type", "DATABLOCK", "--size", "100")
+    cli("create", "-d", "default", "--name", "os", "--type", "OS", "--path", "http://e.org/x")
+    one = client(d)
+    wait_for(lambda: state(one, 0) == 1 and state(one, 1) == 1, what="READY")
+    cli("clone", "os", "os-copy")
+    for cmd in (("persistent", "db"), ("nonpersistent", "db"), ("disable", "db")):
+        cli(*cmd)
+    assert " disa " in cli("list")
+    cli("enable", "db")
+    cli("chtype", "db", "OS")
+    assert "dummy_format" in cli("show", "os")
+    wait_for(lambda: state(one, 2) == 1, what="clone READY")
+    cli("delete", "os-copy")
+    wait_for(lambda: "os-copy" not in cli("list"), what="RM")
