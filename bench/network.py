@@ -34,8 +34,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api import Endpoint, OneClient, percentile
+import socket
 
+from api import Endpoint, OneClient, frame_response, http_request, percentile, rpc_body
+
+_URL: list[str] = []
 PREFIX = "benchnet"
 TPL_PREFIX = "benchtpl"
 BIG_AR = 'AR=[TYPE="IP4", IP="10.{b}.0.0", SIZE="65536"]'
@@ -52,12 +55,38 @@ def _call(proxy: Any, method: str, session: str, *args: Any) -> Any:
     return reply[1]
 
 
+class RawClient:
+    """One keep-alive connection; answers are framed, not parsed (the client's XML
+    decoding is not what is measured)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.sock = socket.create_connection((endpoint.host, endpoint.port))
+        self.buf = bytearray()
+
+    def call(self, method: str, *params: Any) -> bytes:
+        self.sock.sendall(http_request(self.endpoint, rpc_body(method, params)))
+        while True:
+            framed = frame_response(self.buf, False)
+            if framed is not None:
+                body = bytes(self.buf[framed.body_start : framed.end])
+                del self.buf[: framed.end]
+                if framed.close:
+                    self.sock.close()
+                    self.sock = socket.create_connection((self.endpoint.host, self.endpoint.port))
+                return body
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise RuntimeError("connection closed")
+            self.buf += chunk
+
+
 def _hold_worker(url: str, session: str, vnet: int, ips: list[str], out: Any) -> None:
-    proxy = xmlrpc.client.ServerProxy(url)
+    raw = RawClient(Endpoint.parse(url))
     errors = 0
     for ip in ips:
-        reply = proxy.one.vn.hold(session, vnet, f'LEASES=[IP="{ip}"]')
-        if not reply[0]:
+        reply = raw.call("one.vn.hold", session, vnet, f'LEASES=[IP="{ip}"]')
+        if b"<boolean>1</boolean>" not in reply:
             errors += 1
     out.put(errors)
 
@@ -86,11 +115,14 @@ def _parallel(target: Any, chunks: list[tuple[Any, ...]]) -> tuple[float, list[A
 
 
 def _p50(client: OneClient, samples: int, method: str, *args: Any) -> float:
+    raw = RawClient(Endpoint.parse(_URL[0]))
     lat = []
     for _ in range(samples):
         t0 = time.perf_counter()
-        client.call(method, *args)
+        reply = raw.call(method, client.session, *args)
         lat.append(time.perf_counter() - t0)
+        if b"<boolean>1</boolean>" not in reply[:200]:
+            raise RuntimeError(f"{method} failed: {reply[:300]!r}")
     return percentile(sorted(lat), 0.5) * 1000
 
 
@@ -128,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--session user:password is required")
     endpoint = Endpoint.parse(args.endpoint)
     url = endpoint.url
+    _URL[:] = [url]
     client = OneClient(endpoint, args.session)
     created_nets: list[int] = []
     created_tpls: list[int] = []
