@@ -22,17 +22,11 @@ def _check(core: Core, call: Call) -> None:
 async def addrule(
     core: Core, call: Call, user: str, resource: str, rights: str, zone: str = ""
 ) -> int:
-    """Adds a new ACL rule (hex components; a whole rule string is also accepted)."""
+    """Adds a new ACL rule (four hex numbers, as oned reads them; clients such as
+    ``oneacl`` turn rule strings into them)."""
     _check(core, call)
-    zone_id = core.config.zone_id
-    if user.strip()[:1] in ("#", "@", "*") and not resource and not rights:
-        try:
-            key = acl.parse_rule_string(user, zone_id)
-        except AclSyntaxError as exc:
-            raise InternalError(f"Error parsing rule {user}: {exc}") from exc
-    else:
-        zone_value = acl.parse_hex(zone) if zone.strip() else acl.INDIVIDUAL | zone_id
-        key = (acl.parse_hex(user), acl.parse_hex(resource), acl.parse_hex(rights), zone_value)
+    zone_value = acl.parse_hex(zone) if zone else acl.INDIVIDUAL | core.config.zone_id
+    key = (acl.parse_hex(user), acl.parse_hex(resource), acl.parse_hex(rights), zone_value)
     existing = core.acl.find(key)
     candidate = AclRule(core.acl_pool.last_oid + 1, *key)
     if existing is not None:

@@ -46,6 +46,10 @@ ALL_TYPES = sum(TYPES.values())
 RIGHTS: dict[str, int] = {"USE": 0x1, "MANAGE": 0x2, "ADMIN": 0x4, "CREATE": 0x8}
 
 FEDERATED_TYPES = TYPES["USER"] | TYPES["GROUP"] | TYPES["ZONE"] | TYPES["VDC"] | ACL_TYPE
+TYPE_MASK = 0xFFFFFFF000000000
+INVALID_CLUSTER_TYPES = (
+    sum(TYPES[n] for n in TYPES if n not in ("HOST", "NET", "DATASTORE", "BACKUPJOB")) | ACL_TYPE
+)
 CLUSTER_TYPES = TYPES["HOST"] | TYPES["NET"] | TYPES["DATASTORE"]
 NO_GROUP_TYPES = TYPES["HOST"] | TYPES["GROUP"] | TYPES["CLUSTER"] | TYPES["ZONE"] | TYPES["VDC"]
 
@@ -55,8 +59,11 @@ class AclSyntaxError(ValueError):
 
 
 def _selector_str(value: int, order: str) -> str:
-    """Selector text, tried in oned's precedence ``order`` (e.g. ``@#*``)."""
+    """Selector text, tried in oned's precedence ``order`` (e.g. ``@#*``); the id is
+    the low 32 bits as oned's ``int``."""
     oid = value & ID_MASK
+    if oid & 0x80000000:
+        oid -= 1 << 32
     bits = {"@": GROUP, "#": INDIVIDUAL, "%": CLUSTER, "*": ALL}
     for mark in order:
         if value & bits[mark]:
@@ -93,9 +100,13 @@ class AclRule:
         )
 
     def validate(self) -> None:
-        """``AclRule::malformed``: raise with every reason, joined like oned."""
-        errors: list[str] = []
-        suffix = ""
+        """``AclRule::malformed``: raise with every reason, joined like oned (the zone's
+        GROUP bit reason is appended without a separator, as oned writes it)."""
+        text = ""
+
+        def add(reason: str, separator: str = "; ") -> None:
+            nonlocal text
+            text += (separator if text else "") + reason
 
         def sel_id(value: int) -> int:
             low = value & ID_MASK
@@ -103,67 +114,64 @@ class AclRule:
 
         user = self.user
         if user & INDIVIDUAL and user & GROUP:
-            errors.append("[user] INDIVIDUAL (#) and GROUP (@) bits are exclusive")
+            add("[user] INDIVIDUAL (#) and GROUP (@) bits are exclusive")
         if user & INDIVIDUAL and user & ALL:
-            errors.append("[user] INDIVIDUAL (#) and ALL (*) bits are exclusive")
+            add("[user] INDIVIDUAL (#) and ALL (*) bits are exclusive")
         if user & GROUP and user & ALL:
-            errors.append("[user] GROUP (@) and ALL (*) bits are exclusive")
+            add("[user] GROUP (@) and ALL (*) bits are exclusive")
         if not user & (INDIVIDUAL | GROUP | ALL):
-            errors.append("[user] is missing one of the INDIVIDUAL, GROUP or ALL bits")
+            add("[user] is missing one of the INDIVIDUAL, GROUP or ALL bits")
         if sel_id(user) < 0:
-            errors.append("[user] ID cannot be negative")
+            add("[user] ID cannot be negative")
         if user & ALL and sel_id(user) != 0:
-            errors.append("when using the ALL bit, [user] ID must be 0")
+            add("when using the ALL bit, [user] ID must be 0")
         res = self.resource
         if bin(res & SELECTORS).count("1") > 1:
-            errors.append(
-                "[resource] INDIVIDUAL (#), GROUP (@), CLUSTER (%) and ALL (*) bits are exclusive"
-            )
-        types = res & ~(SELECTORS | ID_MASK)
-        if res & CLUSTER and types & ~(CLUSTER_TYPES | TYPES["BACKUPJOB"]):
-            errors.append(
+            add("[resource] INDIVIDUAL (#), GROUP (@), CLUSTER (%) and ALL (*) bits are exclusive")
+        types = res & TYPE_MASK
+        if res & CLUSTER and types & INVALID_CLUSTER_TYPES:
+            add(
                 "[resource] CLUSTER(%) selector can be applied only to DATASTORE, HOST and "
                 "NET types"
             )
         if res & GROUP and types & NO_GROUP_TYPES:
-            errors.append(
+            add(
                 "[resource] GROUP(@) selector cannot be applied to HOST, GROUP, CLUSTER, "
                 "ZONE or VDC types"
             )
         if not res & SELECTORS:
-            errors.append("[resource] is missing one of the INDIVIDUAL, GROUP, CLUSTER or ALL bits")
+            add("[resource] is missing one of the INDIVIDUAL, GROUP, CLUSTER or ALL bits")
         if sel_id(res) < 0:
-            errors.append("[resource] ID cannot be negative")
+            add("[resource] ID cannot be negative")
         if res & ALL and sel_id(res) != 0:
-            errors.append("when using the ALL bit, [resource] ID must be 0")
+            add("when using the ALL bit, [resource] ID must be 0")
         if types == 0:
-            errors.append("[resource] type is missing")
+            add("[resource] type is missing")
         if res & 0xFE80000000000000:
-            errors.append("wrong [resource] type")
-        if self.rights == 0:
-            errors.append("wrong [rights], it cannot be 0")
-        if self.rights > 0xF:
-            errors.append("wrong [rights], it cannot be bigger than 0xF")
+            add("wrong [resource] type")
+        rights = signed(self.rights)
+        if rights == 0:
+            add("wrong [rights], it cannot be 0")
+        if rights > 0xF:
+            add("wrong [rights], it cannot be bigger than 0xF")
         zone = self.zone
         if zone & GROUP:
-            suffix = "[zone] GROUP (@) bit is not supported"
+            add("[zone] GROUP (@) bit is not supported", separator="")
         if zone & INDIVIDUAL and zone & ALL:
-            errors.append("[zone] INDIVIDUAL (#) and ALL (*) bits are exclusive")
-        if not zone & (INDIVIDUAL | ALL):
-            errors.append("[zone] is missing one of the INDIVIDUAL or ALL bits")
+            add("[zone] INDIVIDUAL (#) and ALL (*) bits are exclusive")
+        if not zone & (INDIVIDUAL | GROUP | ALL):
+            add("[zone] is missing one of the INDIVIDUAL or ALL bits")
         if sel_id(zone) < 0:
-            errors.append("[zone] ID cannot be negative")
+            add("[zone] ID cannot be negative")
         if zone & ALL and sel_id(zone) != 0:
-            errors.append("when using the ALL bit, [zone] ID must be 0")
+            add("when using the ALL bit, [zone] ID must be 0")
         if zone & ALL and res & INDIVIDUAL and types & ~FEDERATED_TYPES:
-            errors.append(
+            add(
                 "[resource] INDIVIDUAL(#) selector cannot be applied to ALL zones, except "
                 "for USER, GROUP and ZONE types"
             )
-        if errors or suffix:
-            raise AclSyntaxError(
-                f"Rule {self.to_str()} is malformed: " + "; ".join(errors) + suffix
-            )
+        if text:
+            raise AclSyntaxError(f"Rule {self.to_str()} is malformed: {text}")
 
 
 def _parse_selector(token: str, allowed: str) -> int:

@@ -388,6 +388,28 @@ class AclOrderTests(ParityCase):
         )
         self.assertEqual(rules[0].findtext("USER"), "8000000100000002")
 
+    def test_malformed_as_oned_words_it(self) -> None:
+        """Only hex numbers: a rule string is read as oned reads it (nothing parsable is
+        0) and refused with AclRule::malformed's reasons; the zone's GROUP reason has
+        no separator; ids are the low 32 bits as a signed int."""
+        self.assertEqual(
+            self.one.call("one.acl.addrule", "#3 DOCUMENT/#0 USE", "", "")[1:3],
+            ["[one.acl.addrule] Rule ?? /??  #0 is malformed: [user] is missing one of the "
+             "INDIVIDUAL, GROUP or ALL bits; [resource] is missing one of the INDIVIDUAL, "
+             "GROUP, CLUSTER or ALL bits; [resource] type is missing; wrong [rights], it "
+             "cannot be 0", 0x2000],
+        )  # fmt: skip
+        self.assertEqual(
+            self.one.call("one.acl.addrule", "1ffffffff", "400400000000", "0", "200000000")[1],
+            "[one.acl.addrule] Rule #-1 DOCUMENT/*  ?? is malformed: [user] ID cannot be "
+            "negative; wrong [rights], it cannot be 0[zone] GROUP (@) bit is not supported",
+        )
+        # the HOOK type bit is no ACL type: no name in the string, "wrong type"
+        self.assertEqual(
+            self.one.call("one.acl.addrule", "100000002", "80000400000000", "1")[1],
+            "[one.acl.addrule] Rule #2 /* USE #0 is malformed: wrong [resource] type",
+        )
+
     def test_hex_like_istringstream(self) -> None:
         cases = {
             "0x100000002": 0x100000002,

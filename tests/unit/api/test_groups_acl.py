@@ -105,7 +105,7 @@ class AclApiTests(SynchronousTestCase):
         self.one.ok("one.user.allocate", "b", "pw", "")
         doc = self.one.ok("one.document.allocate", 'NAME="d"', 1, session="a:pw")
         self.assertEqual(self.one.call("one.document.info", doc, session="b:pw")[2], 0x200)
-        self.one.ok("one.acl.addrule", "#3 DOCUMENT/#0 USE", "", "")
+        self.one.ok("one.acl.addrule", "0x100000003", "0x400100000000", "0x1")  # #3 DOCUMENT/#0 USE
         self.one.ok("one.document.info", doc, session="b:pw")
 
     def test_non_admin_cannot_manage_acl(self) -> None:
