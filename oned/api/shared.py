@@ -373,13 +373,13 @@ async def delete(
 
 
 def drop_resource_rules(core: Core, unit: Unit, type_name: str, oid: int) -> None:
-    """``AclManager::del_resource_rules``: rules whose resource is ``TYPE/#oid``."""
+    """``AclManager::del_resource_rules``: rules whose resource is exactly ``TYPE/#oid``
+    (oned keeps ``IMAGE+TEMPLATE/#7`` when image 7 goes)."""
     from oned.auth import acl
 
-    bit = acl.TYPES.get(type_name, 0)
+    wanted = acl.TYPES.get(type_name, 0) | acl.INDIVIDUAL | oid
     for rule in list(core.acl.rules.values()):
-        sel = rule.resource & (acl.SELECTORS | acl.ID_MASK)
-        if sel == (acl.INDIVIDUAL | oid) and rule.resource & bit:
+        if rule.resource == wanted:
             core.drop_rule(unit, rule.oid)
 
 

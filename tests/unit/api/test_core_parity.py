@@ -388,6 +388,17 @@ class AclOrderTests(ParityCase):
         )
         self.assertEqual(rules[0].findtext("USER"), "8000000100000002")
 
+    def test_deletes_drop_only_exact_resource_rules(self) -> None:
+        """Deleting object 0 drops rules on exactly ``DOCUMENT/#0``; a rule on
+        ``TEMPLATE+DOCUMENT/#0`` stays, in its place."""
+        doc = self.ok("one.document.allocate", "NAME=d", 100)
+        exact = self.ok("one.acl.addrule", "100000000", "400100000000", "1")
+        both = self.ok("one.acl.addrule", "100000000", "420100000000", "1")
+        self.ok("one.document.delete", doc)
+        ids = [int(r.findtext("ID") or -1) for r in etree.fromstring(self.ok("one.acl.info"))]
+        self.assertEqual(ids, [both, 0, 3, 4, 5, 1, 2])
+        self.assertNotIn(exact, ids)
+
     def test_malformed_as_oned_words_it(self) -> None:
         """Only hex numbers: a rule string is read as oned reads it (nothing parsable is
         0) and refused with AclRule::malformed's reasons; the zone's GROUP reason has
