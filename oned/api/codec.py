@@ -76,6 +76,10 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+class Escaped(str):
+    """A string value already escaped for ``<string>`` (big listings built in slices)."""
+
+
 def _value(value: Any, depth: int = 0) -> str:
     if depth > 64:
         raise ValueError("value nested too deeply")
@@ -87,6 +91,8 @@ def _value(value: Any, depth: int = 0) -> str:
         if INT32_MIN <= value <= INT32_MAX:
             return f"<value><i4>{value}</i4></value>"
         return f"<value><i8>{value}</i8></value>"
+    if isinstance(value, Escaped):
+        return "<value><string>" + value + "</string></value>"
     if isinstance(value, str):
         return f"<value><string>{_escape(value)}</string></value>"
     if isinstance(value, float):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 
 from oned.api import shared
+from oned.api.codec import Escaped
 from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.api.vm import VM
@@ -34,14 +35,15 @@ async def _yield(core: Core) -> None:
 
 
 async def _join(core: Core, root: str, vms: list[VirtualMachine], extended: bool) -> str:
-    body = core.vms.body if extended else core.vms.short_body
-    parts = [f"<{root}>"]
+    """The listing, escaped slice by slice (a reactor turn between slices)."""
+    escaped = core.vms.escaped
+    parts = [f"&lt;{root}&gt;"]
     for start in range(0, len(vms), SLICE):
         if start:
             await _yield(core)
-        parts.extend(body(vm.oid) for vm in vms[start : start + SLICE])
-    parts.append(f"</{root}>")
-    return "".join(parts)
+        parts.extend(escaped(vm.oid, extended) for vm in vms[start : start + SLICE])
+    parts.append(f"&lt;/{root}&gt;")
+    return Escaped("".join(parts))
 
 
 def _select(

@@ -352,6 +352,8 @@ class VirtualMachine:
         return "<USER_TEMPLATE>" + "".join(out) + "</USER_TEMPLATE>"
 
     def columns(self) -> dict[str, Any]:
+        short = self.short_xml()
+        self._short_cache = short
         cols = owner_columns(self)
         return {
             "uid": cols["uid"],
@@ -362,7 +364,7 @@ class VirtualMachine:
             "owner_u": cols["owner_u"],
             "group_u": cols["group_u"],
             "other_u": cols["other_u"],
-            "short_body": self.short_xml(),
+            "short_body": short,
         }
 
     @classmethod

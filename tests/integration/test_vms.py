@@ -95,8 +95,10 @@ def test_vm_lifecycle_through_pyone(daemon: Daemon) -> None:
     vm_dir = daemon.root / "var" / "vms" / str(vid)
     assert (vm_dir / "deployment.0").exists()
     assert (vm_dir / "transfer.0.prolog").exists()
-    log = (vm_dir / "vm.log").read_text()
-    assert "[Z0][VM][I]: New state is DONE" in log
+    deadline = time.monotonic() + 5
+    while "[Z0][VM][I]: New state is DONE" not in (vm_dir / "vm.log").read_text():
+        assert time.monotonic() < deadline, (vm_dir / "vm.log").read_text()
+        time.sleep(0.05)
     accounting = xml_of(daemon, "one.vmpool.accounting", -2, -1, -1)
     assert accounting.count("<HISTORY>") == 4
     if xsd.available():

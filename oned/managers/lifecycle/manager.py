@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from oned._async import background
 from oned.log import logger
 from oned.managers.lifecycle.states import LcmStates
-from oned.managers.lifecycle.tx import Tx, add_capacity, transition
+from oned.managers.lifecycle.tx import Tx, VmLogWriter, add_capacity, transition
 from oned.objects.history import History, VMAction
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VirtualMachine
@@ -41,6 +41,7 @@ class LifeCycleManager(LcmStates):
         self.tm = tm
         vmm.lcm = self
         tm.lcm = self
+        self.log_writer = VmLogWriter()
 
     def schedule(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         """Run a callback on the next reactor turn (``Listener::trigger``)."""
@@ -265,9 +266,11 @@ class LifeCycleManager(LcmStates):
 
     async def start(self) -> None:
         """Register the VMM/TM reply handlers, then resume interrupted VMs."""
+        self.log_writer.start()
         self.vmm.start()
         self.tm.start()
         await self.resume()
 
     async def stop(self) -> None:
-        """Nothing to stop: in-flight actions are resumed on the next start."""
+        """Write the queued VM log lines; in-flight actions resume on the next start."""
+        self.log_writer.stop()

@@ -33,6 +33,7 @@ class LifecycleCase(SynchronousTestCase):
     def start_managers(self, core: Core, drivers: FakeVmDrivers) -> None:
         lcm = use_drivers(core, drivers)
         result_of(Deferred.fromCoroutine(lcm.start()))
+        self.addCleanup(lcm.log_writer.stop)
         core.eventually.flush()
 
     def flush(self) -> None:
@@ -111,6 +112,7 @@ class DeployTests(LifecycleCase):
             [record.findtext(t) for t in ("HOSTNAME", "HID", "DS_ID", "VM_MAD", "TM_MAD")],
             ["host01", str(self.hid), "0", "dummy", "dummy"],
         )
+        self.h.core.lifecycle_manager.log_writer.flush()
         log = (self.h.config.locations.var / "vms" / str(vid) / "vm.log").read_text()
         self.assertIn("[VM][I]: New state is PENDING", log)
         self.assertIn("[VM][I]: New LCM state is PROLOG", log)
