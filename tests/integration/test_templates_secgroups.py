@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
 import time
 import xmlrpc.client
 from collections.abc import Callable
@@ -202,3 +204,63 @@ def test_state_survives_kill9(make_daemon: type[Daemon], tmp_path: Path) -> None
     assert one.template.info(tid).NAME == "sample-template"
     assert [g.ID for g in one.secgrouppool.info(-2, -1, -1).SECURITY_GROUP] == [sg, 0]
     assert one.secgroup.allocate("NAME=next") == sg + 1
+
+
+RUBY_CLI = os.environ.get("ONE_RUBY_CLI", "")
+
+
+def ruby(d: Daemon, home: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
+    root = Path(RUBY_CLI)
+    auth = home / "ruby_auth"
+    auth.write_text(d.session + "\n")
+    env = dict(
+        os.environ,
+        ONE_LOCATION=str(root),
+        ONE_XMLRPC=d.url,
+        ONE_AUTH=str(auth),
+        HOME=str(home),
+        RUBYLIB=f"{root}/lib/ruby:{root}/lib/ruby/cli",
+    )
+    return subprocess.run(
+        [str(root / "bin" / cmd[0]), *cmd[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not RUBY_CLI, reason="set ONE_RUBY_CLI to an installed Ruby CLI tree")
+def test_ruby_cli(daemon: Daemon, tmp_path: Path) -> None:
+    """onesecgroup and onetemplate create/list/show/update/clone/delete."""
+    sg = tmp_path / "sg.txt"
+    sg.write_text(T9)
+    extra = tmp_path / "rule.txt"
+    extra.write_text('RULE=[PROTOCOL="UDP", RULE_TYPE="outbound", RANGE="53"]\n')
+    tmpl = tmp_path / "t.txt"
+    tmpl.write_text('NAME="tmpl"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0]\n')
+    more = tmp_path / "t2.txt"
+    more.write_text("MEMORY=128\n")
+    for cmd in (
+        ("onesecgroup", "create", str(sg)),
+        ("onesecgroup", "list"),
+        ("onesecgroup", "show", "100"),
+        ("onesecgroup", "update", "100", str(extra), "--append"),
+        ("onesecgroup", "clone", "100", "web2"),
+        ("onesecgroup", "commit", "100"),
+        ("onesecgroup", "delete", "101"),
+        ("onetemplate", "create", str(tmpl)),
+        ("onetemplate", "list"),
+        ("onetemplate", "show", "0"),
+        ("onetemplate", "update", "0", str(more), "--append"),
+        ("onetemplate", "clone", "0", "tmpl2"),
+        ("onetemplate", "delete", "1"),
+    ):
+        done = ruby(daemon, tmp_path, *cmd)
+        assert done.returncode == 0, (cmd, done.stdout, done.stderr)
+    assert "sample-secgroup" in ruby(daemon, tmp_path, "onesecgroup", "list").stdout
+    assert 'MEMORY="128"' in ruby(daemon, tmp_path, "onetemplate", "show", "0").stdout
+    refused = ruby(daemon, tmp_path, "onesecgroup", "delete", "0")
+    assert refused.returncode != 0
+    assert "The default security group (ID 0) cannot be deleted." in refused.stdout + refused.stderr
