@@ -1,0 +1,115 @@
+"""Virtual networks end to end: pyone over HTTP against a real oned with our IPAM driver
+(``one_ipam`` running ``remotes/vnm/<VN_MAD>/vnet_create|vnet_delete``), XSD-valid
+documents, and a ``kill -9`` while a network is in LOCK_CREATE."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pyone
+import pytest
+
+from . import xsd
+from .conftest import Daemon
+
+pytestmark = pytest.mark.slow
+
+CHECKOUT_REMOTES = Path(__file__).resolve().parents[2] / "drivers" / "remotes"
+NET = 'NAME="net"\nVN_MAD="dummy"\nBRIDGE="br0"\nAR=[TYPE="IP4", IP="10.0.0.10", SIZE="50"]\n'
+
+
+def client(d: Daemon) -> pyone.OneServer:
+    return pyone.OneServer(d.url, session=d.session, timeout=30)
+
+
+def wait_state(one: pyone.OneServer, oid: int, state: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if one.vn.info(oid).STATE == state:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"network {oid} never reached state {state}")
+
+
+def test_networks_through_pyone(daemon: Daemon) -> None:
+    """allocate -> READY through the driver, leases, reservations, ranges, templates, delete."""
+    one = client(daemon)
+    cid = one.cluster.allocate("prod")
+    oid = one.vn.allocate(NET, cid)
+    wait_state(one, oid, 1)
+    vn = one.vn.info(oid)
+    assert vn.TEMPLATE.get("VLAN_ID") in ("", None) and vn.BRIDGE_TYPE == "linux"
+    assert sorted(vn.CLUSTERS.ID) == [cid]
+    assert one.cluster.info(cid).VNETS.ID == [oid]
+    one.vn.hold(oid, 'LEASES=[IP="10.0.0.15"]')
+    with pytest.raises(pyone.OneInternalException, match="not part of the address range or in use"):
+        one.vn.hold(oid, 'LEASES=[IP="10.0.0.15"]')
+    rid = one.vn.reserve(oid, 'NAME="mine"\nSIZE=4')
+    wait_state(one, rid, 1)
+    assert one.vn.info(oid).USED_LEASES == 5
+    assert str(one.vn.info(rid).PARENT_NETWORK_ID) == str(oid)
+    with pytest.raises(
+        pyone.OneActionException, match="Cannot reserve addresses from a reserved VNET"
+    ):
+        one.vn.reserve(rid, 'NAME="x"\nSIZE=1')
+    one.vn.add_ar(oid, 'AR=[TYPE="ETHER", SIZE="4"]')
+    one.vn.update_ar(oid, 'AR=[AR_ID="1", SIZE="8"]')
+    assert len(one.vn.info(oid).AR_POOL.AR) == 2
+    one.vn.rm_ar(oid, 1)
+    one.vn.release(oid, 'LEASES=[IP="10.0.0.15"]')
+    pool = one.vnpool.info(-2, -1, -1)
+    assert sorted(v.ID for v in pool.VNET) == [oid, rid]
+    tid = one.vntemplate.allocate(
+        'NAME="t"\nVN_MAD="dummy"\nBRIDGE="br9"\nAR=[TYPE="IP4", IP="172.16.0.1", SIZE="4"]'
+    )
+    nid = one.vntemplate.instantiate(tid, "from-t", 'DESCRIPTION="x"')
+    wait_state(one, nid, 1)
+    assert str(one.vn.info(nid).TEMPLATE_ID) == str(tid)
+    one.vn.delete(rid)
+    one.vn.delete(nid)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(one.vnpool.info(-2, -1, -1).VNET) > 1:
+        time.sleep(0.05)
+    assert [v.ID for v in one.vnpool.info(-2, -1, -1).VNET] == [oid]
+    assert one.vn.info(oid).USED_LEASES == 0
+    if xsd.available():
+        import xmlrpc.client
+
+        proxy = xmlrpc.client.ServerProxy(daemon.url)
+        for method, args in (
+            ("one.vn.info", (oid,)),
+            ("one.vnpool.info", (-2, -1, -1)),
+            ("one.vntemplate.info", (tid,)),
+            ("one.vntemplatepool.info", (-2, -1, -1)),
+        ):
+            reply = getattr(proxy, method)(daemon.session, *args)
+            assert reply[0], reply
+            assert xsd.errors(reply[1]) == [], method
+
+
+def test_kill_during_lock_create_resumes(make_daemon: type[Daemon], tmp_path: Path) -> None:
+    """kill -9 while VNET_CREATE runs: the restart sends it again and the network gets READY."""
+    root = tmp_path / "one"
+    remotes = root / "var" / "remotes"
+    for sub in ("ipam", "vnm"):
+        shutil.copytree(CHECKOUT_REMOTES / sub, remotes / sub)
+    slow = remotes / "vnm" / "slow"
+    slow.mkdir()
+    create = slow / "vnet_create"
+    create.write_text("#!/bin/sh\nsleep 60\n")
+    create.chmod(0o755)
+    d = make_daemon(root, extra_conf='VN_MAD_CONF = [ NAME = "slow", BRIDGE_TYPE = "linux" ]')
+    d.start()
+    one = client(d)
+    oid = one.vn.allocate(NET.replace('"dummy"', '"slow"'), -1)
+    time.sleep(0.5)
+    assert one.vn.info(oid).STATE == 2
+    d.stop(signal.SIGKILL)
+    create.write_text("#!/bin/sh\nexit 0\n")
+    d.start()
+    one = client(d)
+    wait_state(one, oid, 1)
+    assert str(one.vn.info(oid).AR_POOL.AR[0].SIZE) == "50"
