@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -55,8 +55,7 @@ class TemplateSyntaxError(ValueError):
         return f"Parse error: {detail}" if detail else "Parse error."
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(NamedTuple):
     kind: str
     text: str = ""
 
