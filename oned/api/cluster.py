@@ -20,7 +20,7 @@ from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.auth import acl
 from oned.core import Core
-from oned.errors import AllocateError, InternalError, no_exists
+from oned.errors import AllocateError, no_exists
 from oned.objects.base import Op
 from oned.objects.cluster import DEFAULT_CLUSTER_ID, Cluster
 from oned.objects.host import Host
@@ -155,36 +155,39 @@ async def delhost(core: Core, call: Call, oid: int, host_id: int) -> int:
 
 async def move_host(core: Core, host_id: int, oid: int) -> None:
     """``ClusterAPI::AddHost``: the host's CLUSTER_ID/CLUSTER, both clusters' HOSTS and
-    the reserved capacity of the new cluster, in one transaction."""
-    host = core.hosts.get(host_id)
-    if host is None:
-        raise no_exists("host", host_id)
-    old_cid = host.cluster_id
-    async with Locks((core.hosts, host_id), (core.clusters, oid), (core.clusters, old_cid)):
+    the reserved capacity of the new cluster, in one transaction. Concurrent moves of
+    one host are serialised: each locks the host and both clusters it reads."""
+    while True:
         host = core.hosts.get(host_id)
-        cluster = core.clusters.get(oid)
         if host is None:
             raise no_exists("host", host_id)
-        if cluster is None:
-            raise no_exists("cluster", oid)
-        if host.cluster_id == oid:
+        old_cid = host.cluster_id
+        async with Locks((core.hosts, host_id), (core.clusters, oid), (core.clusters, old_cid)):
+            host = core.hosts.get(host_id)
+            cluster = core.clusters.get(oid)
+            if host is None:
+                raise no_exists("host", host_id)
+            if cluster is None:
+                raise no_exists("cluster", oid)
+            if host.cluster_id == oid:
+                return
+            if host.cluster_id != old_cid:
+                continue  # moved meanwhile: lock the cluster it is in now
+            unit = core.unit()
+            host = host.copy()
+            host.cluster_id, host.cluster = oid, cluster.name
+            reserve_capacity(core, host, cluster)
+            unit.save(core.hosts, host)
+            cluster = cluster.copy()
+            cluster.hosts.add(host_id)
+            unit.save(core.clusters, cluster)
+            old = core.clusters.get(old_cid)
+            if old is not None:
+                old = old.copy()
+                old.hosts.discard(host_id)
+                unit.save(core.clusters, old)
+            await unit.commit(f"move host {host_id} to cluster {oid}")
             return
-        if host.cluster_id != old_cid:
-            raise InternalError("Host is being moved by another request")
-        unit = core.unit()
-        host = host.copy()
-        host.cluster_id, host.cluster = oid, cluster.name
-        reserve_capacity(core, host, cluster)
-        unit.save(core.hosts, host)
-        cluster = cluster.copy()
-        cluster.hosts.add(host_id)
-        unit.save(core.clusters, cluster)
-        old = core.clusters.get(old_cid)
-        if old is not None:
-            old = old.copy()
-            old.hosts.discard(host_id)
-            unit.save(core.clusters, old)
-        await unit.commit(f"move host {host_id} to cluster {oid}")
 
 
 @dataclass(frozen=True)

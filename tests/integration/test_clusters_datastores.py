@@ -80,3 +80,33 @@ def test_documents_validate(daemon: Daemon) -> None:
     for reply in docs:
         assert reply[0], reply
         assert xsd.errors(reply[1]) == [], reply[1][:200]
+
+
+def test_concurrent_host_moves_stay_consistent(daemon: Daemon) -> None:
+    """Many clients moving one host between clusters at once: it ends in exactly one."""
+    import threading
+    import xmlrpc.client
+
+    s = daemon.session
+    rpc = xmlrpc.client.ServerProxy(daemon.url)
+    hid = rpc.one.host.allocate(s, "mover", "dummy", "dummy", -1)[1]
+    cids = [rpc.one.cluster.allocate(s, f"c{i}")[1] for i in range(4)]
+    errors: list[object] = []
+
+    def mover(seed: int) -> None:
+        proxy = xmlrpc.client.ServerProxy(daemon.url)
+        for n in range(10):
+            reply = proxy.one.cluster.addhost(s, cids[(seed + n) % 4], hid)
+            if not reply[0]:
+                errors.append(reply)
+
+    threads = [threading.Thread(target=mover, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    one = pyone.OneServer(daemon.url, session=s, timeout=30)
+    where = one.host.info(hid).CLUSTER_ID
+    holders = [c.ID for c in one.clusterpool.info().CLUSTER if hid in (c.HOSTS.ID or [])]
+    assert holders == [where]
