@@ -7,6 +7,7 @@ send the action afterwards (``ImageManager``); the driver's reply moves it on.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from oned.api import shared
@@ -179,8 +180,11 @@ async def allocate(
             ok, size_text = await mgr.stat(data, mgr.ds_xml(ds))
             if not ok:
                 raise InsertError(size_text)
-        size = int(size_text.strip().split()[0])
-    except (InsertError, ValueError, IndexError) as exc:
+        found = re.match(r"\s*[-+]?\d+", size_text)
+        if found is None:
+            raise ValueError(size_text)
+        size = int(found.group())
+    except (InsertError, ValueError) as exc:
         detail = str(exc) if isinstance(exc, InsertError) else size_text
         raise InternalError(f"Cannot parse image SIZE: {detail}") from exc
     if check and not skip_check and size > avail:
