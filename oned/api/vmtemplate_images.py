@@ -43,17 +43,18 @@ def image_ids(core: Core, tmpl: Template, uid: int) -> list[int]:
 async def clone_image(core: Core, call: Call, oid: int, name: str, persistent: bool) -> int:
     """``ImageAPI::clone`` into the image's own datastore (``one.image.clone``).
 
-    A persistent copy (``instantiate`` with persistent) needs the image family's
-    persistent clone, which it does not offer yet.
+    A persistent copy (``instantiate`` with persistent) is the clone made persistent
+    right after (``one.image.persistent``), as the image family's clone has no flag.
     """
     from oned.api import image
 
     clone_fn = getattr(image, "clone", None)
     if clone_fn is None:
         raise ActionError("image cloning is not available")
+    new_id = int(await clone_fn(core, call, oid, name, -1))
     if persistent:
-        raise ActionError("persistent image copies are not supported yet")
-    return int(await clone_fn(core, call, oid, name, -1))
+        await image.persistent(core, call, new_id, True)
+    return new_id
 
 
 async def delete_images(core: Core, call: Call, ids: list[int]) -> list[int]:

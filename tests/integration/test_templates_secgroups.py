@@ -176,7 +176,9 @@ def test_recursive_clone_and_delete_with_images(make_daemon: type[Daemon], tmp_p
     wait_for(lambda: one.datastore.info(1).TOTAL_MB > 0, what="datastore monitoring")
     img = one.image.allocate('NAME="os"\nTYPE="OS"\nPATH="/tmp/os.img"', 1)
     wait_for(lambda: one.image.info(img).STATE == 1, what="image READY")
-    tid = one.template.allocate('NAME="t"\nMEMORY=64\nDISK=[IMAGE="os"]\nDISK=[TYPE=fs,SIZE=1]')
+    tid = one.template.allocate(
+        'NAME="t"\nCPU=1\nMEMORY=64\nDISK=[IMAGE="os"]\nDISK=[TYPE=fs,SIZE=1]'
+    )
     ext = one.template.info(tid, True).TEMPLATE["DISK"]
     assert ext[0]["IMAGE_ID"] == str(img) and ext[0]["SOURCE"] == "dummy_path"
     copy = one.template.clone(tid, "t2", True)
@@ -189,6 +191,17 @@ def test_recursive_clone_and_delete_with_images(make_daemon: type[Daemon], tmp_p
     assert one.image.info(new_img).PERMISSIONS.GROUP_U == 1
     one.template.delete(copy, True)
     wait_for(lambda: [i.ID for i in one.imagepool.info(-2, -1, -1).IMAGE] == [img], what="image RM")
+    # instantiate with persistent=true: a private copy named after the VM, its images
+    # cloned as persistent ones, the user's text merged into the copy.
+    vid = one.template.instantiate(tid, "vm1", True, "MEMORY=128", True)
+    copies = [t for t in one.templatepool.info(-2, -1, -1).VMTEMPLATE if t.NAME == "vm1"]
+    assert len(copies) == 1 and copies[0].TEMPLATE["MEMORY"] == "128"
+    disk_img = int(copies[0].TEMPLATE["DISK"][0]["IMAGE_ID"])
+    assert one.image.info(disk_img).NAME == "vm1-disk-0"
+    assert one.image.info(disk_img).PERSISTENT == 1
+    vm = one.vm.info(vid)
+    assert vm.TEMPLATE["TEMPLATE_ID"] == str(copies[0].ID)
+    assert vm.TEMPLATE["CLONING_TEMPLATE_ID"] == str(tid)
 
 
 def test_state_survives_kill9(make_daemon: type[Daemon], tmp_path: Path) -> None:
