@@ -376,6 +376,45 @@ class StateMachineTests(ImageCase):
         self.assertEqual(xsd.errors(doc), [])
 
 
+class SnapshotTests(ImageCase):
+    def test_revert_then_delete(self) -> None:
+        """Revert makes a snapshot active (and the image its size); delete drops a leaf."""
+        oid = int(self.one.ok("one.image.allocate", T8, 1))
+        self.answer()
+        stored = self.one.core.images.get(oid)
+        assert stored is not None
+        work = stored.copy()
+        work.snapshots.items = [
+            {"CHILDREN": "1", "DATE": "1", "ID": "0", "PARENT": "-1", "SIZE": "10"},
+            {"ACTIVE": "YES", "DATE": "2", "ID": "1", "PARENT": "0", "SIZE": "20"},
+        ]
+        work.snapshots.next_snapshot = 2
+        unit = self.one.core.unit()
+        unit.save(self.one.core.images, work)
+        result_of(Deferred.fromCoroutine(unit.commit("test")))
+        self.assertEqual(
+            self.fail("one.image.snapshotdelete", oid, 0),
+            ["[one.image.snapshotdelete] Cannot delete snapshot with children", 0x800],
+        )
+        self.one.ok("one.image.snapshotrevert", oid, 0)
+        self.assertEqual(
+            self.fail("one.image.snapshotrevert", oid, 0),
+            ["[one.image.snapshotrevert] Cannot revert to snapshot in state LOCKED", 0x800],
+        )
+        self.answer("SNAP_REVERT")
+        img = self.one.core.images.get(oid)
+        assert img is not None
+        self.assertEqual((img.size, img.snapshots.get(0)), (10, img.snapshots.items[0]))
+        self.assertEqual(img.snapshots.items[0].get("ACTIVE"), "YES")
+        self.one.ok("one.image.snapshotdelete", oid, 1)
+        self.answer("SNAP_DELETE")
+        doc = self.info(oid)
+        self.assertIn("<SNAPSHOT><ACTIVE><![CDATA[YES]]></ACTIVE><DATE>", doc)
+        self.assertNotIn("CHILDREN", doc)
+        self.assertEqual(doc.count("<SNAPSHOT>"), 1)
+        self.assertEqual(xsd.errors(doc), [])
+
+
 class QuotaTests(ImageCase):
     def test_datastore_quota(self) -> None:
         """IMAGES and SIZE limits refuse with oned's text; delete gives usage back."""
@@ -424,3 +463,17 @@ class NameTests(ImageCase):
         self.assertEqual(self.one.ok("one.image.allocate", T7, 1, session=alice), 2)
         ds = etree.fromstring(self.one.ok("one.datastore.info", 1))
         self.assertEqual([i.text for i in ds.findall("IMAGES/ID")], ["0", "1", "2"])
+
+
+class RoundTripTests(SynchronousTestCase):
+    def test_samples_read_back_byte_for_byte(self) -> None:
+        """Every IMAGE oned answered (info and pool) is rendered back unchanged."""
+        from oned.objects.image import Image
+
+        docs = [p.read_text() for p in sorted(SAMPLES.glob("one.image.info.*.xml"))]
+        pool = (SAMPLES / "one.imagepool.info.all.xml").read_text()
+        inner = pool[len("<IMAGE_POOL>") : -len("</IMAGE_POOL>")]
+        docs += ["<IMAGE><ID>" + part for part in inner.split("<IMAGE><ID>")[1:]]
+        self.assertGreater(len(docs), 10)
+        for doc in docs:
+            self.assertEqual(Image.from_xml(doc).to_xml(), doc)
