@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from lxml import etree
@@ -12,14 +13,13 @@ from oned.template import parse_text
 from oned.testing.rpc import OnedHarness
 
 SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "samples"
-SYSTEM = (
-    Path(__file__).resolve().parents[3] / "drivers" / "remotes" / "im" / "lib"
-) / "dummy_system_host.txt"
+LIB = Path(__file__).resolve().parents[3] / "drivers" / "remotes" / "im" / "lib"
+SYSTEM = base64.b64decode((LIB / "dummy_system_host.b64").read_text()).decode()
 
 
 def monitored(name: str = "host01") -> Host:
     host = Host.new(0, name, "dummy", "dummy", 0, "default")
-    host.update_info(parse_text(SYSTEM.read_text() + f"HOSTNAME={name}\n"), None)
+    host.update_info(parse_text(SYSTEM + f"HOSTNAME={name}\n"), None)
     return host
 
 

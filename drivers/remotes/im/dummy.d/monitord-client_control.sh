@@ -4,10 +4,11 @@
 #
 # start prints the first report of every probe as <MONITOR_MESSAGES> and registers the
 # host with the shared sender (lib/dummy_monitord_client.py --sender), which keeps
-# sending its reports over UDP; stop unregisters it. Plain sh and a few coreutils:
-# thousands of hosts are started without an interpreter start-up each.
+# sending its reports over UDP; stop unregisters it. A registration is a file
+# <driver pid>-<host id> holding the host name and the base64 configuration. Plain sh
+# and one awk: thousands of hosts start without an interpreter start-up each.
 
-LIB="$(cd "$(dirname "$0")/../lib" && pwd)"
+LIB="$(dirname "$0")/../lib"
 ACTION=start
 if [ "$1" = "stop" ]; then
     ACTION=stop
@@ -15,39 +16,55 @@ if [ "$1" = "stop" ]; then
 fi
 HOST_ID="$2"
 HOST_NAME="$3"
-CONFIG=$(base64 -d 2>/dev/null)
-PORT=$(printf '%s' "$CONFIG" | sed -n 's/.*<PORT>\(<!\[CDATA\[\)\{0,1\}\([0-9][0-9]*\).*/\2/p')
-PORT=${PORT:-4124}
-STATE="${TMPDIR:-/tmp}/one-dummy-monitord-$(id -u)"
+read -r CONFIG
+STATE="${TMPDIR:-/tmp}/one-dummy-monitord2-${LOGNAME:-$(id -u)}"
 HOSTS="$STATE/hosts"
-mkdir -p "$HOSTS" || exit 1
+[ -d "$HOSTS" ] || mkdir -p "$HOSTS" || exit 1
+KEY="${IM_DRIVER_PID:-0}-$HOST_ID"
 
 if [ "$ACTION" = "stop" ]; then
-    rm -f "$HOSTS/$PORT-$HOST_ID"
+    rm -f "$HOSTS/$KEY"
     exit 0
 fi
 
-b64() { base64 -w0; }
-NOW=$(date +%s)
-SYSTEM=$({ cat "$LIB/dummy_system_host.txt"; echo "HOSTNAME=$HOST_NAME"; } | b64)
-MONITOR=$(awk -v seed="$$$NOW" 'BEGIN {
-    srand(seed); mem = 16777216; node = mem / 2
-    for (n = 0; n < 2; n++) {
-        printf "HUGEPAGE = [ SIZE = \"2048\", FREE = \"1024\",  NODE_ID = \"%d\"]\n", n
-        printf "HUGEPAGE = [ SIZE = \"1048576\", FREE = \"1024\",  NODE_ID = \"%d\"]\n", n
-        printf "MEMORY_NODE = [ NODE_ID = \"%d\", FREE = \"%d\", USED = \"%d\"]\n", n, int(rand() * node), int(rand() * node)
-    }
-    um = int(rand() * mem); uc = int(rand() * 800)
-    printf "USEDMEMORY=%d\nFREEMEMORY=%d\nUSEDCPU=%d\nFREECPU=%d\n", um, mem - um, uc, 800 - uc
-    printf "NETTX=1241307203246698\nNETRX=50104108822222\n"
-}' | b64)
+TMP="$HOSTS/.$KEY.$$"
+printf '%s\n%s\n' "$HOST_NAME" "$CONFIG" > "$TMP" && mv -f "$TMP" "$HOSTS/$KEY"
 
-TMP="$HOSTS/.$PORT-$HOST_ID.$$"
-{ echo "$HOST_NAME"; printf '%s\n' "$CONFIG"; } > "$TMP" && mv -f "$TMP" "$HOSTS/$PORT-$HOST_ID"
-
-PID=$(cat "$STATE/sender.pid" 2>/dev/null)
+PID=
+read -r PID < "$STATE/sender.pid" 2>/dev/null
 if [ -z "$PID" ] || ! kill -0 "$PID" 2>/dev/null; then
     setsid python3 -S "$LIB/dummy_monitord_client.py" --sender "$STATE" </dev/null >/dev/null 2>&1 &
 fi
 
-echo "<MONITOR_MESSAGES><SYSTEM_HOST>$SYSTEM</SYSTEM_HOST><MONITOR_HOST>$MONITOR</MONITOR_HOST><STATE_VM></STATE_VM><EXEC_VM></EXEC_VM><MONITOR_VM></MONITOR_VM><TIMESTAMP>$NOW</TIMESTAMP></MONITOR_MESSAGES>"
+# The SYSTEM_HOST report is the static part (base64 of a multiple of 3 bytes, so that
+# base64 strings concatenate) followed by the HOSTNAME line; MONITOR_HOST is random.
+exec awk -v host="$HOST_NAME" -v now="$(date +%s)" -v seed="$$" -v static="$LIB/dummy_system_host.b64" '
+function b64(s,    out, i, n, c2, c3, t) {
+    n = length(s); out = ""
+    for (i = 1; i <= n; i += 3) {
+        c2 = (i + 1 <= n) ? ord[substr(s, i + 1, 1)] : 0
+        c3 = (i + 2 <= n) ? ord[substr(s, i + 2, 1)] : 0
+        t = ord[substr(s, i, 1)] * 65536 + c2 * 256 + c3
+        out = out substr(B, int(t / 262144) % 64 + 1, 1) substr(B, int(t / 4096) % 64 + 1, 1)
+        out = out ((i + 1 <= n) ? substr(B, int(t / 64) % 64 + 1, 1) : "=")
+        out = out ((i + 2 <= n) ? substr(B, t % 64 + 1, 1) : "=")
+    }
+    return out
+}
+BEGIN {
+    B = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i
+    getline sys < static
+    srand(seed + now); mem = 16777216; node = mem / 2; m = ""
+    for (n = 0; n < 2; n++) {
+        m = m sprintf("HUGEPAGE = [ SIZE = \"2048\", FREE = \"1024\",  NODE_ID = \"%d\"]\n", n)
+        m = m sprintf("HUGEPAGE = [ SIZE = \"1048576\", FREE = \"1024\",  NODE_ID = \"%d\"]\n", n)
+        m = m sprintf("MEMORY_NODE = [ NODE_ID = \"%d\", FREE = \"%d\", USED = \"%d\"]\n", n, int(rand() * node), int(rand() * node))
+    }
+    um = int(rand() * mem); uc = int(rand() * 800)
+    m = m sprintf("USEDMEMORY=%d\nFREEMEMORY=%d\nUSEDCPU=%d\nFREECPU=%d\n", um, mem - um, uc, 800 - uc)
+    m = m "NETTX=1241307203246698\nNETRX=50104108822222\n"
+    printf "<MONITOR_MESSAGES><SYSTEM_HOST>%s%s</SYSTEM_HOST>", sys, b64("HOSTNAME=" host "\n")
+    printf "<MONITOR_HOST>%s</MONITOR_HOST><STATE_VM></STATE_VM><EXEC_VM></EXEC_VM>", b64(m)
+    printf "<MONITOR_VM></MONITOR_VM><TIMESTAMP>%d</TIMESTAMP></MONITOR_MESSAGES>\n", now
+}'

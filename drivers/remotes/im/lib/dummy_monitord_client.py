@@ -1,14 +1,14 @@
 """Dummy host monitoring: fake probe data, once on START_MONITOR and then over UDP.
 
 ``dummy.d/monitord-client_control.sh`` prints the first reports on START_MONITOR and
-registers the host (a ``<port>-<hid>`` file holding its name and configuration); this
-module is the sender it starts: one detached process for all registered hosts (not
+registers the host (a ``<driver pid>-<hid>`` file holding its name and configuration);
+this module is the sender it starts: one process for all registered hosts (not
 one per host, so thousands of dummy hosts cost one process) that sends every host's
 ``TYPE SUCCESS <hid> <ts> <zlib+b64 data>`` datagrams to
 NETWORK/MONITOR_ADDRESS:PORT (``auto`` = 127.0.0.1) at the PROBES_PERIOD rates. The
 sender exits when no ``oned`` process is left or no host stayed registered for a
-minute. ``lib/dummy_system_host.txt`` is :func:`system_host` without the HOSTNAME
-line, for the shell script.
+minute. ``lib/dummy_system_host.b64`` is :func:`system_host` without the HOSTNAME
+line (padded with newlines to a multiple of 3 bytes), base64, for the shell script.
 
 The figures are those of OpenNebula's dummy probes (``dummy-probes.d/host/*``):
 HYPERVISOR=dummy, TOTALCPU=800, TOTALMEMORY=16777216, 2 NUMA nodes x 8 cores x 4
@@ -245,8 +245,12 @@ def _oned_running() -> bool:
 
 
 def _host_info(text: str) -> dict[str, object]:
-    """A registration file: the host name, then its MONITOR_CONFIGURATION."""
-    hostname, _, xml = text.partition("\n")
+    """A registration file: the host name, then its base64 MONITOR_CONFIGURATION."""
+    hostname, _, coded = text.partition("\n")
+    try:
+        xml = base64.b64decode(coded.strip()).decode("utf-8", "replace")
+    except ValueError:
+        xml = ""
     info: dict[str, object] = {"hostname": hostname.strip(), "address": "127.0.0.1"}
     periods = {k: float(v) for k, v in DEFAULT_PERIODS.items()}
     port = 4124
@@ -268,7 +272,7 @@ def _host_info(text: str) -> dict[str, object]:
 
 
 class Sender:
-    """Sends the periodic reports of every registered host (``<port>-<hid>`` files)."""
+    """Sends the periodic reports of every registered host (``<pid>-<hid>`` files)."""
 
     def __init__(self, state: str) -> None:
         self.hosts_dir = os.path.join(state, "hosts")
