@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from oned.api import shared
 from oned.api.cluster import CLUSTER, Membership, _generic, stage_cluster_side
+from oned.api.codec import Escaped
 from oned.api.context import Call
 from oned.api.declare import declare
 from oned.api.registry import rpc
@@ -296,7 +297,7 @@ async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
     """Returns virtual network information (ranges with their leases)."""
     vn = shared.get_authorized(core, call, VNET, oid, Op.USE, ignore_lock=True)
     if core.acl.authorize(call.caller, Op.MANAGE, VNET.auth(core, vn)):
-        return str(vn.to_xml_extended())
+        return Escaped(vn.escaped_extended())
     return str(vn.to_xml_extended(visible_owners(core, call)))
 
 
@@ -319,7 +320,8 @@ def visible_owners(core: Core, call: Call) -> list[int]:
 async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> str:
     """Returns the virtual network pool (stored ranges, no leases)."""
     nets = shared.filtered(core, call, VNET, filter_flag, start, end)
-    return shared.pool_document("VNET_POOL", nets, core.vnets)
+    body = core.vnets.escaped_body
+    return Escaped("&lt;VNET_POOL&gt;" + "".join(body(n.oid) for n in nets) + "&lt;/VNET_POOL&gt;")
 
 
 @rpc("one.vn.update", "isi", required=2)

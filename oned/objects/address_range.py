@@ -112,6 +112,11 @@ def static6_plus(ip6: int, index: int) -> int:
     return (ip6 & ~ID_MASK) | ((ip6 + index) & ID_MASK)
 
 
+def escape(text: str) -> str:
+    """Escape for an XML-RPC ``<string>`` (as the codec does)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _ulong(raw: str | None) -> int | None:
     if raw is None:
         return None
@@ -157,6 +162,7 @@ class AddressRange:
     _alloc_blocks: dict[int, str] = field(default_factory=dict)
     _lease_blocks: dict[int, str] = field(default_factory=dict)
     _block_count: dict[int, int] = field(default_factory=dict)
+    _escaped_blocks: dict[int, str] = field(default_factory=dict)
 
     # -- kinds --------------------------------------------------------------------
 
@@ -299,6 +305,7 @@ class AddressRange:
     def _reset_index(self) -> None:
         self._alloc_blocks.clear()
         self._lease_blocks.clear()
+        self._escaped_blocks.clear()
         self._block_count.clear()
         for index in self.allocated:
             block = index // BLOCK
@@ -334,6 +341,7 @@ class AddressRange:
         block = index // BLOCK
         self._alloc_blocks.pop(block, None)
         self._lease_blocks.pop(block, None)
+        self._escaped_blocks.pop(block, None)
         self.has_allocated = True
 
     def set_allocated(self, index: int, owner: int) -> None:
@@ -499,16 +507,7 @@ class AddressRange:
                 if self.allocated[i] in allowed
             )
             return f"<LEASES>{inner}</LEASES>"
-        parts = []
-        for block in self._blocks():
-            text = self._lease_blocks.get(block)
-            if text is None:
-                text = "".join(
-                    self._lease_xml(i, self.allocated[i]) for i in self._block_indexes(block)
-                )
-                self._lease_blocks[block] = text
-            parts.append(text)
-        return "<LEASES>" + "".join(parts) + "</LEASES>"
+        return "<LEASES>" + "".join(self._lease_block(b) for b in self._blocks()) + "</LEASES>"
 
     # -- documents -------------------------------------------------------------------
 
@@ -536,8 +535,33 @@ class AddressRange:
     def to_xml(self) -> str:
         return "".join(self.xml_parts())
 
-    def to_xml_extended(self, visible: Iterable[int] | None = None) -> str:
-        """The ``one.vn.info`` form: computed ends, USED_LEASES and LEASES."""
+    def _lease_block(self, block: int) -> str:
+        text = self._lease_blocks.get(block)
+        if text is None:
+            text = "".join(
+                self._lease_xml(i, self.allocated[i]) for i in self._block_indexes(block)
+            )
+            self._lease_blocks[block] = text
+        return text
+
+    def escaped_extended(self) -> str:
+        """``to_xml_extended()`` escaped for an XML-RPC ``<string>``, from cached
+        escaped LEASE blocks (only changed blocks are escaped again)."""
+        if not self.allocated:
+            return escape(self.to_xml_extended())
+        head = self.to_xml_extended(leases=False)[: -len("</AR>")]
+        parts = [escape(head), "&lt;LEASES&gt;"]
+        for block in self._blocks():
+            text = self._escaped_blocks.get(block)
+            if text is None:
+                text = self._escaped_blocks[block] = escape(self._lease_block(block))
+            parts.append(text)
+        parts.append("&lt;/LEASES&gt;&lt;/AR&gt;")
+        return "".join(parts)
+
+    def to_xml_extended(self, visible: Iterable[int] | None = None, leases: bool = True) -> str:
+        """The ``one.vn.info`` form: computed ends, USED_LEASES and LEASES (``leases``
+        False: without the LEASES element)."""
         attrs = self.stored_attrs()
         out = ["<AR>"]
         out.extend(f"<{k}>{cdata(attrs[k])}</{k}>" for k in sorted(attrs))
@@ -555,6 +579,7 @@ class AddressRange:
             last = static6_plus(last, self.size - 1)
             out.append(f"<IP6_END>{cdata(ip6_to_s(last))}</IP6_END>")
         out.append(f"<USED_LEASES>{self.used()}</USED_LEASES>")
-        out.append(self.leases_xml(visible))
+        if leases:
+            out.append(self.leases_xml(visible))
         out.append("</AR>")
         return "".join(out)

@@ -139,6 +139,15 @@ class VirtualNetwork:
         parts.append("</AR_POOL></VNET>")
         return "".join(parts)
 
+    def escaped_extended(self) -> str:
+        """``to_xml_extended()`` already escaped for XML-RPC (cached lease blocks)."""
+        from oned.objects.address_range import escape
+
+        parts = [escape(self._head()), "&lt;AR_POOL&gt;"]
+        parts.extend(ar.escaped_extended() for ar in self.ars)
+        parts.append("&lt;/AR_POOL&gt;&lt;/VNET&gt;")
+        return "".join(parts)
+
     def columns(self) -> dict[str, Any]:
         return {**owner_columns(self), "pid": self.parent}
 

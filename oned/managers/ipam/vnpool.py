@@ -16,6 +16,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from oned._async import background
+from oned.objects.address_range import escape
 from oned.objects.vnet import LeaseChanges, VirtualNetwork
 from oned.pools.base import Pool, Unit
 
@@ -48,6 +49,7 @@ class VirtualNetworkPool(Pool[VirtualNetwork]):
         self.clock = clock
         self._dirty: set[int] = set()
         self._fresh: dict[int, str] = {}
+        self._escaped: dict[int, str] = {}
         self._timer: IDelayedCall | None = None
 
     async def load(self) -> None:
@@ -71,11 +73,13 @@ class VirtualNetworkPool(Pool[VirtualNetwork]):
         super()._remember(obj, body)
         self._dirty.discard(obj.oid)
         self._fresh.pop(obj.oid, None)
+        self._escaped.pop(obj.oid, None)
 
     def _forget(self, oid: int) -> None:
         super()._forget(oid)
         self._dirty.discard(oid)
         self._fresh.pop(oid, None)
+        self._escaped.pop(oid, None)
 
     def body(self, oid: int) -> str:
         if oid in self._dirty:
@@ -84,6 +88,13 @@ class VirtualNetworkPool(Pool[VirtualNetwork]):
                 fresh = self._fresh[oid] = self._objects[oid].to_xml()
             return fresh
         return super().body(oid)
+
+    def escaped_body(self, oid: int) -> str:
+        """``body(oid)`` escaped for an XML-RPC ``<string>`` (cached per change)."""
+        text = self._escaped.get(oid)
+        if text is None:
+            text = self._escaped[oid] = escape(self.body(oid))
+        return text
 
     def stage_leases(self, unit: Unit, vn: VirtualNetwork, changes: LeaseChanges) -> None:
         """Stage the lease changes of ``vn`` (changed in place) as journal rows."""
@@ -102,6 +113,7 @@ class VirtualNetworkPool(Pool[VirtualNetwork]):
     def _changed(self, oid: int) -> None:
         self._dirty.add(oid)
         self._fresh.pop(oid, None)
+        self._escaped.pop(oid, None)
         if self.clock is not None and self._timer is None:
             self._timer = self.clock.callLater(FLUSH_DELAY, self._flush_later)
 
