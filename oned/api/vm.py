@@ -305,3 +305,17 @@ async def instantiate(
         return await create_vm(core, call, plan.template, plan.hold, (plan.uid, plan.gid))
     except InternalError as exc:
         raise AllocateError(exc.message, word="virtual machine") from exc
+
+
+@rpc("one.vm.recover", "ii")
+async def recover(core: Core, call: Call, oid: int, op: int) -> int:
+    """Recovers a stuck VM."""
+    names = {0: "recover", 1: "recover", 2: "retry", 3: "delete", 4: "delete-recreate", 5: "delete"}
+    if op not in names:
+        raise ActionError("Wrong recovery operation code")
+    shared.get_authorized(core, call, VM, oid, action_op(core, names[op]))
+    try:
+        await dispatcher(core).recover(oid, op, requester(call))
+    except NoExistsError as exc:
+        raise no_exists("virtual machine", oid) from exc
+    return oid

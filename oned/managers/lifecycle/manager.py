@@ -274,3 +274,116 @@ class LifeCycleManager(LcmStates):
     async def stop(self) -> None:
         """Write the queued VM log lines; in-flight actions resume on the next start."""
         self.log_writer.stop()
+
+    # -- recover (LifeCycleActions recover/retry/delete) --------------------------------
+
+    async def recover(self, vid: int, success: bool) -> None:
+        """``recover``: pretend the in-flight driver step succeeded or failed."""
+        vm = self.core.vms.get(vid)
+        if vm is None:
+            return
+        lcm = L(vm.lcm_state)
+        name = lcm.name
+        if lcm == L.UNKNOWN:
+            await transition(self.core, vid, lambda tx: tx.lcm(L.RUNNING), f"recover VM {vid}")
+            return
+        if name.startswith("PROLOG"):
+            await (self.prolog_success(vid) if success else self.prolog_failure(vid))
+        elif name.startswith("BOOT"):
+            if success:
+                await self.deploy_success(vid, vm.deploy_id or f"one-{vid}")
+            else:
+                await self.deploy_failure(vid)
+        elif name.startswith("SHUTDOWN"):
+            await (self.shutdown_success(vid) if success else self.shutdown_failure(vid))
+        elif lcm in (L.SAVE_STOP, L.SAVE_SUSPEND):
+            await (self.save_success(vid) if success else self.save_failure(vid))
+        elif name.startswith("EPILOG"):
+            await (self.epilog_success(vid) if success else self.epilog_failure(vid))
+        elif lcm == L.CLEANUP_DELETE:
+            await transition(self.core, vid, self._cleanup_done, f"recover VM {vid}")
+
+    def _cleanup_done(self, tx: Tx) -> None:
+        self.done(tx)
+
+    async def retry(self, vid: int) -> None:
+        """``retry``: a ``*_FAILURE`` state goes back to its step, which is re-issued;
+        a waiting state re-sends its driver message."""
+
+        def step(tx: Tx) -> bool:
+            vm = tx.vm
+            lcm = L(vm.lcm_state)
+            again = _RETRY.get(lcm)
+            if again is not None:
+                tx.lcm(again)
+                lcm = again
+            if lcm == L.EPILOG:
+                host = tx.host(tx.history.hid)
+                local = host is None or vm.oid not in host.vms
+                tx.then(lambda: self.tm.epilog(vm, local))
+                return True
+            send = self._replay(vm, lcm)
+            if send is None:
+                return False
+            tx.then(send)
+            return True
+
+        await transition(self.core, vid, step, f"retry VM {vid}")
+
+    def _replay(self, vm: VirtualMachine, lcm: L) -> Callable[[], None] | None:
+        current = vm.current
+        hard = current is not None and current.action in _HARD
+        table: dict[L, Callable[[], None]] = {
+            L.PROLOG: lambda: self.tm.prolog(vm),
+            L.PROLOG_RESUME: lambda: self.tm.prolog_resume(vm),
+            L.PROLOG_UNDEPLOY: lambda: self.tm.prolog_resume(vm),
+            L.BOOT: lambda: self.vmm.deploy(vm),
+            L.BOOT_UNKNOWN: lambda: self.vmm.deploy(vm),
+            L.BOOT_POWEROFF: lambda: self.vmm.deploy(vm),
+            L.BOOT_UNDEPLOY: lambda: self.vmm.deploy(vm),
+            L.BOOT_SUSPENDED: lambda: self.vmm.restore(vm),
+            L.BOOT_STOPPED: lambda: self.vmm.restore(vm),
+            L.BOOT_MIGRATE: lambda: self.vmm.restore(vm),
+            L.SHUTDOWN: lambda: self.vmm.shutdown(vm, hard),
+            L.SHUTDOWN_POWEROFF: lambda: self.vmm.shutdown(vm, hard),
+            L.SHUTDOWN_UNDEPLOY: lambda: self.vmm.shutdown(vm, hard),
+            L.SAVE_SUSPEND: lambda: self.vmm.save(vm),
+            L.SAVE_STOP: lambda: self.vmm.save(vm),
+            L.EPILOG_STOP: lambda: self.tm.epilog_stop(vm),
+            L.EPILOG_UNDEPLOY: lambda: self.tm.epilog_stop(vm),
+        }
+        return table.get(lcm)
+
+    def delete(self, tx: Tx) -> None:
+        """``delete_action`` of an ACTIVE VM: cancel what runs, clean up, DONE now."""
+        vm = tx.vm
+        lcm = L(vm.lcm_state)
+        self.vmm.driver_cancel(vm)
+        record = tx.history
+        record.etime = tx.now
+        host = tx.host(record.hid)
+        if host is not None:
+            from oned.managers.lifecycle.tx import del_capacity
+
+            del_capacity(host, vm)
+        tx.lcm(L.CLEANUP_DELETE)
+        snapshot = vm.copy()
+        if lcm.name.startswith(("PROLOG", "EPILOG")):
+            tx.then(lambda: self.tm.epilog(snapshot, False, op="delete"))
+        else:
+            tx.then(lambda: self.vmm.cleanup(snapshot))
+        self.done(tx)
+
+
+_RETRY = {
+    L.PROLOG_FAILURE: L.PROLOG,
+    L.PROLOG_RESUME_FAILURE: L.PROLOG_RESUME,
+    L.PROLOG_UNDEPLOY_FAILURE: L.PROLOG_UNDEPLOY,
+    L.BOOT_FAILURE: L.BOOT,
+    L.BOOT_UNDEPLOY_FAILURE: L.BOOT_UNDEPLOY,
+    L.BOOT_STOPPED_FAILURE: L.BOOT_STOPPED,
+    L.BOOT_MIGRATE_FAILURE: L.BOOT_MIGRATE,
+    L.EPILOG_FAILURE: L.EPILOG,
+    L.EPILOG_STOP_FAILURE: L.EPILOG_STOP,
+    L.EPILOG_UNDEPLOY_FAILURE: L.EPILOG_UNDEPLOY,
+}

@@ -152,8 +152,9 @@ class TransferManager:
     def prolog_resume(self, vm: VirtualMachine) -> None:
         self._transfer(vm, "resume", self.mv_lines(vm, to_frontend=False))
 
-    def epilog(self, vm: VirtualMachine, local: bool = False) -> None:
-        self._transfer(vm, "epilog", self.epilog_lines(vm, local))
+    def epilog(self, vm: VirtualMachine, local: bool = False, op: str = "epilog") -> None:
+        """Terminate's epilog (``op`` "delete" for ``recover --delete``)."""
+        self._transfer(vm, op, self.epilog_lines(vm, local))
 
     def epilog_stop(self, vm: VirtualMachine) -> None:
         self._transfer(vm, "stop", self.mv_lines(vm, to_frontend=True))

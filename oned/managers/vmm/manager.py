@@ -131,6 +131,10 @@ class VirtualMachineManager:
     def reboot(self, vm: VirtualMachine, hard: bool) -> None:
         self._send("RESET" if hard else "REBOOT", vm, self.format_message(vm))
 
+    def cleanup(self, vm: VirtualMachine) -> None:
+        """CLEANUP (recover --delete): destroy the domain if it is still there."""
+        self._send("CLEANUP", vm, self.format_message(vm))
+
     def driver_cancel(self, vm: VirtualMachine) -> None:
         current = vm.current
         if self.drivers is not None and current is not None:

@@ -353,3 +353,70 @@ class RestartTests(LifecycleCase):
         self.assertEqual(self.states(shutdown), (S.DONE, 0))
         self.assertEqual(self.states(saving), (S.SUSPENDED, 0))
         self.assertEqual(self.share()[2], 3)
+
+
+class RecoverTests(LifecycleCase):
+    def failed_prolog(self) -> int:
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.flush()
+        self.drivers.reply("TRANSFER", vid, success=False)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.PROLOG_FAILURE))
+        return vid
+
+    def test_retry_success_failure_delete(self) -> None:
+        """retry re-sends the failed step; success/failure pretend a reply; delete is DONE."""
+        vid = self.failed_prolog()
+        self.h.ok("one.vm.recover", vid, 2)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.PROLOG))
+        self.assertEqual(self.drivers.actions(), ["TRANSFER"])
+        self.drivers.sent = []
+        self.h.ok("one.vm.recover", vid, 1)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.BOOT))
+        self.drivers.sent = []
+        self.h.ok("one.vm.recover", vid, 0)
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.BOOT_FAILURE))
+        self.h.ok("one.vm.recover", vid, 1)
+        vm = self.vm(vid)
+        self.assertEqual((vm.findtext("LCM_STATE"), vm.findtext("DEPLOY_ID")), ("3", f"one-{vid}"))
+        self.h.ok("one.vm.recover", vid, 3)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.DONE, 0))
+        self.assertEqual(self.drivers.actions(), ["CLEANUP"])
+        self.assertEqual(self.share(), (0, 0, 0, ""))
+        self.assertEqual(
+            self.h.call("one.vm.recover", vid, 2)[1],
+            f"[one.vm.recover] Could not perform a retry on VM {vid}, wrong state DONE.",
+        )
+        self.assertEqual(
+            self.h.call("one.vm.recover", vid, 0)[1],
+            f"[one.vm.recover] Could not perform a recover operation on VM {vid}, "
+            "wrong state DONE.",
+        )
+        self.assertEqual(
+            self.h.call("one.vm.recover", vid, 9)[1],
+            "[one.vm.recover] Wrong recovery operation code",
+        )
+        self.assertEqual(
+            self.h.call("one.vm.recover", vid, 4)[1],
+            "[one.vm.recover] Cannot delete-recreate a VM already in DONE state",
+        )
+
+    def test_delete_db_and_recreate(self) -> None:
+        """delete-db frees the host without drivers; delete-recreate goes back to PENDING."""
+        vid = self.running_vm()
+        self.h.ok("one.vm.recover", vid, 4)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.PENDING, 0))
+        self.assertEqual(self.share(), (0, 0, 0, ""))
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.drivers.sent = []
+        self.h.ok("one.vm.recover", vid, 5)
+        self.assertEqual(self.states(vid), (S.DONE, 0))
+        self.assertEqual(self.drivers.sent, [])
+        self.assertEqual(self.share(), (0, 0, 0, ""))
