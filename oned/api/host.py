@@ -8,15 +8,18 @@ deleted hosts (it is ``None`` in driverless unit tests, and then nothing is moni
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 from oned.api import shared
+from oned.api.codec import Escaped
 from oned.api.context import Call
-from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.core import Core
 from oned.errors import ActionError, AllocateError, ApiError, InternalError, no_exists
 from oned.objects.base import Op
 from oned.objects.host import EMPTY_MONITORING, Host
+from oned.pools.base import Pool
 from oned.pools.monitoring import HostMonitoringStore
 
 HOST = Family[Host](
@@ -30,10 +33,16 @@ HOST = Family[Host](
     encrypted_attr="HOST_ENCRYPTED_ATTR",
 )
 
-declare(HOST, "host", "pool")
+#: Per pool: host id -> (stored body, its XML-RPC escaping), redone only on change.
+_ESCAPED: WeakKeyDictionary[Pool[Host], dict[int, tuple[str, str]]] = WeakKeyDictionary()
 
 ENABLED, DISABLED, OFFLINE = 0, 1, 2
 DEFAULT_EXPIRATION = 43200
+
+
+def escape(text: str) -> str:
+    """XML-RPC ``<string>`` escaping of a stored body."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def hostname_problem(name: str) -> str | None:
@@ -206,6 +215,26 @@ async def status(core: Core, call: Call, oid: int, new_status: int) -> int:
     return oid
 
 
+@rpc("one.hostpool.info", "")
+async def pool_info(core: Core, call: Call) -> str:
+    """Returns the host pool (stored bodies, each escaped once per change)."""
+    hosts = shared.filtered(core, call, HOST)
+    pool = core.hosts
+    cache = _ESCAPED.setdefault(pool, {})
+    if len(cache) > len(pool) + 256:
+        for oid in [o for o in cache if pool.get(o) is None]:
+            del cache[oid]
+    parts = ["&lt;HOST_POOL&gt;"]
+    for host in hosts:
+        body = pool.body(host.oid)
+        hit = cache.get(host.oid)
+        if hit is None or hit[0] is not body:
+            hit = cache[host.oid] = (body, escape(body))
+        parts.append(hit[1])
+    parts.append("&lt;/HOST_POOL&gt;")
+    return Escaped("".join(parts))
+
+
 @rpc("one.host.monitoring", "i")
 async def monitoring(core: Core, call: Call, oid: int) -> str:
     """Returns the host monitoring records."""
@@ -216,7 +245,8 @@ async def monitoring(core: Core, call: Call, oid: int) -> str:
 @rpc("one.hostpool.monitoring", "i", required=0)
 async def pool_monitoring(core: Core, call: Call, seconds: int = -1) -> str:
     """Returns the host monitoring records of the pool."""
-    hids: list[int] | None = None
-    if not core.acl.whole_pool(call.caller, "HOST"):
+    if core.acl.whole_pool(call.caller, "HOST"):
+        hids = [h.oid for h in core.hosts.objects()]
+    else:
         hids = [h.oid for h in shared.filtered(core, call, HOST)]
     return await monitoring_store(core).dump(hids, seconds, core.now())

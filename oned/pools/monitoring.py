@@ -148,10 +148,12 @@ class HostMonitoringStore:
         self.db = db
         self.expiration = expiration
         self._last: dict[int, str] = {}
+        self.loaded = False
 
     async def load(self) -> None:
         for hid, body in await self.db.run("load host monitoring", _thd_last):
             self._last[hid] = body
+        self.loaded = True
 
     def last(self, hid: int) -> str | None:
         """The last sample of host ``hid`` (None before its first one)."""
@@ -183,5 +185,9 @@ class HostMonitoringStore:
     async def dump(self, hids: list[int] | None, seconds: int, now: int) -> str:
         """``HostPool::dump_monitoring``: ``MONITORING_DATA`` of ``hids`` (None: all);
         ``seconds`` 0 = last sample per host, -1 = all, N = the last N seconds."""
+        if seconds == 0 and self.loaded and hids is not None:
+            last = self._last
+            inner = "".join(last[h] for h in sorted(hids) if h in last)
+            return "<MONITORING_DATA>" + inner + "</MONITORING_DATA>"
         bodies = await self.db.run("dump host monitoring", _thd_dump, hids, seconds, now)
         return "<MONITORING_DATA>" + "".join(bodies) + "</MONITORING_DATA>"
