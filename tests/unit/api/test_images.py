@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from oned.managers.image import usage
 from oned.managers.image.manager import ImageManager
+from oned.managers.image.stage import Stage
 from oned.managers.image.testing import FakeDatastoreDrivers
 from oned.testing.rpc import OnedHarness, result_of
 
@@ -477,3 +480,45 @@ class RoundTripTests(SynchronousTestCase):
         self.assertGreater(len(docs), 10)
         for doc in docs:
             self.assertEqual(Image.from_xml(doc).to_xml(), doc)
+
+
+class UsageTests(ImageCase):
+    def use(self, fn: Any, *args: Any) -> Any:
+        stage = Stage(self.one.core)
+        result = fn(stage, *args)
+        result_of(Deferred.fromCoroutine(stage.commit("test")))
+        return result
+
+    def test_vms_acquire_and_release(self) -> None:
+        """READY -> USED/USED_PERS with VMs; a second VM on a persistent image is refused;
+        release brings READY back; a used image cannot be deleted."""
+        plain = int(self.one.ok("one.image.allocate", T6, 1))
+        pers = int(self.one.ok("one.image.allocate", T8, 1))
+        self.answer()
+        self.assertIsNone(self.use(usage.acquire, 7, plain, False))
+        self.assertIsNone(self.use(usage.acquire, 8, plain, False))
+        self.assertIsNone(self.use(usage.acquire, 7, pers, False))
+        self.assertEqual(
+            self.use(usage.acquire, 8, pers, False),
+            f"Cannot acquire image {pers}, it is persistent and already in use",
+        )
+        doc = etree.fromstring(self.info(plain))
+        self.assertEqual((doc.findtext("STATE"), doc.findtext("RUNNING_VMS")), ("2", "2"))
+        self.assertEqual(self.state(pers), 8)
+        self.assertEqual(
+            self.fail("one.image.delete", plain),
+            ["[one.image.delete] Cannot delete image. There are 2 VMs using it.", 0x800],
+        )
+        for vm in (7, 8):
+            self.use(usage.release, vm, plain, False, 0)
+        self.use(usage.release, 7, pers, False, 0)
+        self.assertEqual((self.state(plain), self.state(pers)), (1, 1))
+        self.assertEqual(xsd.errors(self.info(plain)), [])
+        locked = int(self.one.ok("one.image.allocate", T7, 1))
+        self.assertEqual(
+            self.use(usage.acquire, 9, locked, True), f"Cannot acquire image {locked}, it is locked"
+        )
+        self.assertIsNone(self.use(usage.acquire, 9, locked, False))
+        self.assertEqual(self.state(locked), 9)
+        self.answer()
+        self.assertEqual(self.state(locked), 2)
