@@ -208,9 +208,10 @@ def _float(raw: str | None) -> float | None:
     if raw is None or not _NUMBER.fullmatch(raw):
         return None
     try:
-        return float(struct.unpack("f", struct.pack("f", float(raw)))[0])
+        number = float(struct.unpack("f", struct.pack("f", float(raw)))[0])
     except (OverflowError, struct.error):
         return None
+    return None if math.isinf(number) else number
 
 
 def _valid_id(raw: str) -> bool:
@@ -222,7 +223,7 @@ def _split_ids(raw: str) -> list[int]:
     out: set[int] = set()
     for part in raw.split(","):
         match = re.match(r"[ \t\n\v\f\r]*[+-]?\d+", part)
-        if match and part.strip():
+        if match and -(2**31) <= int(match.group(0)) < 2**31:
             out.add(int(match.group(0)))
     return sorted(out)
 
