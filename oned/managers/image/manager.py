@@ -27,6 +27,8 @@ from oned.pools.base import Locks
 from oned.template import TemplateSyntaxError, parse_str_or_xml
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
     from oned.core import Core
@@ -74,6 +76,9 @@ class ImageManager:
         self._monitor_call: IDelayedCall | None = None
         self._loop: LoopingCall | None = None
         self.interval = float(core.config.get("MONITORING_INTERVAL_DATASTORE") or 300)
+        #: ``(vm_id, success)`` callbacks for VMs waiting on a LOCKED_USED* image
+        #: (``LifeCycleManager::trigger_disk_lock_success/failure``).
+        self.disk_lock_listeners: list[Callable[[int, bool], object]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -195,6 +200,12 @@ class ImageManager:
         if not targets:
             return
         monitor: set[int] = set()
+        waiting = {
+            msg.oid: set(img.vms)
+            for msg in batch
+            if (img := core.images.get(msg.oid)) is not None
+            and img.state in (im.LOCKED_USED, im.LOCKED_USED_PERS)
+        }
         async with Locks(*targets):
             stage = Stage(core)
             now = core.clock.seconds()
@@ -205,8 +216,19 @@ class ImageManager:
             await stage.commit(f"{len(batch)} datastore driver replies")
         for msg in batch:
             self._log_reply(msg)
+        self._notify_waiting(waiting)
         for ds_id in monitor:
             self.monitor_soon(ds_id)
+
+    def _notify_waiting(self, waiting: dict[int, set[int]]) -> None:
+        """Tell the VMs that waited on a LOCKED_USED* image how it ended."""
+        for oid, vms in waiting.items():
+            img = self.core.images.get(oid)
+            if img is None or img.state in (im.LOCKED_USED, im.LOCKED_USED_PERS):
+                continue
+            for vm_id in sorted(vms):
+                for listener in self.disk_lock_listeners:
+                    self.core.eventually(listener, vm_id, img.state != im.ERROR)
 
     def _log_reply(self, msg: DriverMessage) -> None:
         if msg.status == "SUCCESS":

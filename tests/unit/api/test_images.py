@@ -520,5 +520,9 @@ class UsageTests(ImageCase):
         )
         self.assertIsNone(self.use(usage.acquire, 9, locked, False))
         self.assertEqual(self.state(locked), 9)
+        told: list[tuple[int, bool]] = []
+        self.manager.disk_lock_listeners.append(lambda vm, ok: told.append((vm, ok)))
         self.answer()
+        self.one.core.eventually.flush()
         self.assertEqual(self.state(locked), 2)
+        self.assertEqual(told, [(9, True)])
