@@ -4,8 +4,10 @@ documents, and a ``kill -9`` while a network is in LOCK_CREATE."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -113,3 +115,62 @@ def test_kill_during_lock_create_resumes(make_daemon: type[Daemon], tmp_path: Pa
     one = client(d)
     wait_state(one, oid, 1)
     assert str(one.vn.info(oid).AR_POOL.AR[0].SIZE) == "50"
+
+
+RUBY_CLI = os.environ.get("ONE_RUBY_CLI", "")
+
+
+@pytest.mark.skipif(not RUBY_CLI, reason="set ONE_RUBY_CLI to an installed Ruby CLI tree")
+def test_ruby_cli(daemon: Daemon, tmp_path: Path) -> None:
+    """onevnet/onevntemplate create, list, show, addar, updatear, rmar, hold, release,
+    reserve, instantiate and delete through OpenNebula's Ruby CLI."""
+    root = Path(RUBY_CLI)
+    auth = tmp_path / "auth"
+    auth.write_text(daemon.session + "\n")
+    env = dict(
+        os.environ,
+        ONE_LOCATION=str(root),
+        ONE_XMLRPC=daemon.url,
+        ONE_AUTH=str(auth),
+        HOME=str(tmp_path),
+        RUBYLIB=f"{root}/lib/ruby:{root}/lib/ruby/cli",
+    )
+    net = tmp_path / "net"
+    net.write_text(NET)
+    vnt = tmp_path / "vnt"
+    vnt.write_text(
+        'NAME="t"\nVN_MAD="dummy"\nBRIDGE="b1"\nAR=[TYPE="IP4", IP="172.16.0.1", SIZE="9"]'
+    )
+    upd = tmp_path / "upd"
+    upd.write_text('AR=[AR_ID="1", SIZE="8"]')
+
+    def cli(*cmd: str) -> str:
+        done = subprocess.run(
+            [str(root / "bin" / cmd[0]), *cmd[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, (cmd, done.stdout, done.stderr)
+        return done.stdout
+
+    one = client(daemon)
+    assert cli("onevnet", "create", str(net)).strip() == "ID: 0"
+    wait_state(one, 0, 1)
+    cli("onevnet", "addar", "0", "--size", "5", "--ip", "10.1.0.1")
+    cli("onevnet", "updatear", "0", "1", str(upd))
+    cli("onevnet", "hold", "0", "10.0.0.20")
+    assert "Reservation VNET ID: 1" in cli("onevnet", "reserve", "0", "--name", "r", "--size", "3")
+    cli("onevnet", "release", "0", "10.0.0.20")
+    cli("onevnet", "rmar", "0", "1")
+    shown = cli("onevnet", "show", "0")
+    assert "N:1" in shown and "10.0.0.59" in shown
+    assert "clinet" not in cli("onevnet", "list")
+    cli("onevntemplate", "create", str(vnt))
+    assert "t" in cli("onevntemplate", "list")
+    cli("onevntemplate", "show", "0")
+    assert "VN ID: 2" in cli("onevntemplate", "instantiate", "0", "--name", "fromt")
+    wait_state(one, 1, 1)
+    cli("onevnet", "delete", "1")
