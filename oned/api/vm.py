@@ -27,6 +27,7 @@ from oned.errors import (
 )
 from oned.managers.dispatch.manager import Requester
 from oned.managers.lifecycle import quota
+from oned.managers.lifecycle.nics import acquire_all, network_ids
 from oned.managers.lifecycle.tx import Tx, write_vm_log
 from oned.objects.base import Op, Permissions
 from oned.objects.datastore import SYSTEM_DS
@@ -109,11 +110,14 @@ async def create_vm(
     group = core.groups.get(gid)
     owners: list[tuple[Pool[Any], int]] = [(core.users, uid)] if uid > 0 else []
     owners += [(core.groups, gid)] if gid > 0 else []
-    async with Locks(*owners):
+    vnets = network_ids(core, tmpl.vectors("NIC"), uid)
+    async with Locks(*owners, *((core.vnets, n) for n in vnets)):
         unit = core.unit()
         oid = unit.allocate(core.vms)
+        leases: list[Any] = []
         try:
             name, vm_tmpl, user_tmpl, on_hold = build_templates(oid, tmpl, hold)
+            leases = await acquire_all(core, unit, vm_tmpl, oid, uid, gid)
         except Exception:
             unit.rollback()
             raise
@@ -137,11 +141,18 @@ async def create_vm(
         tx = Tx(core, vm, unit, now)
         error = tx.quota_add(quota.usage(vm))
         if error:
+            for changes in reversed(leases):
+                changes.rollback()
             unit.rollback()
             raise AuthorizationError(error)
         unit.add(core.vms, vm)
         tx.stage_quotas()
-        await unit.commit(f"allocate VM {oid}")
+        try:
+            await unit.commit(f"allocate VM {oid}")
+        except Exception:
+            for changes in reversed(leases):
+                changes.rollback()
+            raise
     write_vm_log(core, oid, [("VM", "I", f"New state is {VmState(state).name}")], now)
     return oid
 

@@ -149,3 +149,37 @@ def test_kill9_during_driver_actions_resumes_every_vm(
     shares = [one.host.info(h).HOST_SHARE for h in hids]
     assert [s.RUNNING_VMS for s in shares] == [3, 3]
     assert [s.CPU_USAGE for s in shares] == [300, 300]
+
+
+def test_nic_leases_follow_the_vm(daemon: Daemon) -> None:
+    """A NIC takes a lease at allocate (an exhausted range refuses and leaves nothing);
+    the lease comes back when the VM is DONE."""
+    one = client(daemon)
+    [hid] = setup_infra(one)
+    vn = one.vn.allocate(
+        'NAME="n"\nVN_MAD="dummy"\nBRIDGE="br0"\nAR=[TYPE="IP4", IP="10.0.0.1", SIZE="1"]', -1
+    )
+    deadline = time.monotonic() + 10
+    while one.vn.info(vn).STATE != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    vid = one.vm.allocate(f'CPU="1"\nMEMORY="64"\nNIC=[NETWORK_ID="{vn}"]', False)
+    nic = one.vm.info(vid).TEMPLATE["NIC"]
+    assert (nic["IP"], nic["NIC_ID"], nic["NAME"], nic["TARGET"]) == (
+        "10.0.0.1",
+        "0",
+        "NIC0",
+        f"one-{vid}-0",
+    )
+    with pytest.raises(
+        pyone.OneInternalException, match="Cannot get IP/MAC lease from virtual network"
+    ):
+        one.vm.allocate(f'CPU="1"\nMEMORY="64"\nNIC=[NETWORK_ID="{vn}"]', False)
+    assert len(one.vmpool.info(-2, -1, -1, -2).VM) == 1
+    one.vm.deploy(vid, hid)
+    wait_for(one, vid, ACTIVE, RUNNING)
+    one.vm.action("terminate", vid)
+    wait_for(one, vid, 6, 0)
+    assert one.vn.info(vn).USED_LEASES == 0
+    again = one.vm.allocate(f'CPU="1"\nMEMORY="64"\nNIC=[NETWORK_ID="{vn}"]', False)
+    assert one.vm.info(again).TEMPLATE["NIC"]["IP"] == "10.0.0.1"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from oned.managers.lifecycle.nics import release_all
 from oned.managers.lifecycle.tx import Tx, del_capacity, transition
 from oned.objects.history import VMAction
 from oned.objects.vm import LcmState as L
@@ -265,6 +266,5 @@ class LcmStates:
         if vm.lcm_state != L.LCM_INIT:
             tx.lcm(L.LCM_INIT)
         vm.etime = tx.now
-        release = getattr(self, "release_resources", None)
-        if release is not None:
-            release(tx)
+        core = self.core
+        tx.before.append(lambda: release_all(core, tx.unit, vm))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from oned.core import Core
     from oned.objects.host import Host
     from oned.objects.quotas import Quotas
+    from oned.objects.vnet import LeaseChanges
     from oned.pools.base import Unit
     from oned.pools.quotas import QuotaTable
 
@@ -166,6 +167,9 @@ class Tx:
         self._hosts: dict[int, Host] = {}
         self._history: set[int] = set()
         self._quotas: dict[tuple[str, int], Quotas] = {}
+        #: Async work staged before the commit (lease release), and its undo.
+        self.before: list[Callable[[], Awaitable[list[LeaseChanges]]]] = []
+        self.lease_changes: list[LeaseChanges] = []
 
     def state(self, state: int) -> None:
         if state != self.vm.state:
@@ -305,21 +309,38 @@ async def transition(
         if vm is None:
             return None
         hids = _hosts_of(vm) | set(extra)
+        vnets = _vnets_of(vm)
         owner_ids = (vm.uid, vm.gid)
         owners: list[tuple[Pool[Any], int]] = [(core.users, vm.uid)] if vm.uid > 0 else []
         owners += [(core.groups, vm.gid)] if vm.gid > 0 else []
-        async with Locks((core.vms, vid), *((core.hosts, h) for h in hids), *owners):
+        async with Locks(
+            (core.vms, vid),
+            *((core.hosts, h) for h in hids),
+            *((core.vnets, n) for n in vnets),
+            *owners,
+        ):
             vm = core.vms.get(vid)
             if vm is None:
                 return None
-            if not _hosts_of(vm) <= hids or (vm.uid, vm.gid) != (owner_ids[0], owner_ids[1]):
+            if (
+                not _hosts_of(vm) <= hids
+                or not _vnets_of(vm) <= vnets
+                or (vm.uid, vm.gid) != (owner_ids[0], owner_ids[1])
+            ):
                 continue
             now = core.now()
             tx = Tx(core, vm.copy(), core.unit(), now)
             if fn(tx) is False:
                 return None
-            tx.stage()
-            await tx.unit.commit(desc)
+            try:
+                for work in tx.before:
+                    tx.lease_changes += await work()
+                tx.stage()
+                await tx.unit.commit(desc)
+            except Exception:
+                for changes in reversed(tx.lease_changes):
+                    changes.rollback()
+                raise
         write_vm_log(core, vid, tx.logs, now)
         for step in tx.after:
             step()
@@ -328,6 +349,16 @@ async def transition(
 
 def _remember(table: QuotaTable, oid: int, quotas: Quotas) -> Callable[[], None]:
     return lambda: table.remember(oid, quotas)
+
+
+def _vnets_of(vm: VirtualMachine) -> set[int]:
+    ids = set()
+    for name in ("NIC", "NIC_ALIAS"):
+        for nic in vm.template.vectors(name):
+            raw = nic.get("NETWORK_ID", "").strip()
+            if raw.isdigit():
+                ids.add(int(raw))
+    return ids
 
 
 def _hosts_of(vm: VirtualMachine) -> set[int]:
