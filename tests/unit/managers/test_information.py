@@ -212,3 +212,37 @@ class InformationTests(SynchronousTestCase):
         self.assertEqual((action, oid), ("STOP_MONITOR", 0))
         self.assertTrue(payload.startswith("<MONITOR_DRIVER_ACTION><HOST><ID>0</ID>"))
         self.assertEqual(zb64decode(base64.b64encode(zlib.compress(b"-")).decode()), "-")
+
+
+class DummySenderTests(SynchronousTestCase):
+    def test_sender_reports_and_dedups(self) -> None:
+        """The dummy sender keeps the newest registration of a host and sends its
+        reports to the configured port; a datagram decodes to a probe template."""
+        import os
+        import socket
+        import tempfile
+
+        state = tempfile.mkdtemp(prefix="one-sender-")
+        os.makedirs(os.path.join(state, "hosts"))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(5)
+            port = sock.getsockname()[1]
+            config = (
+                "<MONITOR_CONFIGURATION><NETWORK><MONITOR_ADDRESS>auto</MONITOR_ADDRESS>"
+                f"<PORT>{port}</PORT></NETWORK><PROBES_PERIOD><MONITOR_HOST>1</MONITOR_HOST>"
+                "</PROBES_PERIOD></MONITOR_CONFIGURATION>"
+            )
+            coded = base64.b64encode(config.encode()).decode()
+            for key in ("10-3", "20-3"):
+                with open(os.path.join(state, "hosts", key), "w") as fh:
+                    fh.write(f"host03\n{coded}\n")
+                os.utime(os.path.join(state, "hosts", key), ns=(1, int(key[:2])))
+            sender = dummy.Sender(state)
+            sender.scan(0.0)
+            self.assertEqual(sorted(sender.hosts), ["20-3"])
+            self.assertEqual(sorted(os.listdir(os.path.join(state, "hosts"))), ["20-3"])
+            sender.send(1.5)
+            kind, status, hid, ts, packed = sock.recv(65535).decode().split()
+        self.assertEqual((kind, status, hid, ts), ("MONITOR_HOST", "SUCCESS", "3", "1"))
+        self.assertIn("USEDCPU=", zlib.decompress(base64.b64decode(packed)).decode())

@@ -304,6 +304,26 @@ class Sender:
                     heapq.heappush(self.queue, (now + period, entry.name, kind, mtime))
         for gone in set(self.hosts) - seen:
             del self.hosts[gone]
+        self._dedup()
+
+    def _dedup(self) -> None:
+        """Keep the newest registration of each (port, host id): a restarted driver
+        registers its hosts again under its new pid."""
+        newest: dict[tuple[int, str], tuple[int, str]] = {}
+        for key, (mtime, info) in list(self.hosts.items()):
+            ident = (int(info["port"]), key.partition("-")[2])  # type: ignore[call-overload]
+            other = newest.get(ident)
+            if other is None:
+                newest[ident] = (mtime, key)
+                continue
+            stale = key if mtime < other[0] else other[1]
+            if stale == other[1]:
+                newest[ident] = (mtime, key)
+            try:
+                os.unlink(os.path.join(self.hosts_dir, stale))
+            except OSError:
+                pass
+            del self.hosts[stale]
 
     def send(self, now: float) -> None:
         while self.queue and self.queue[0][0] <= now:
