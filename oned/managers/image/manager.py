@@ -125,13 +125,18 @@ class ImageManager:
     def send_image_action(self, action: str, img: Image, extra: str = "") -> bool:
         """Send ``action`` for a committed image, with its datastore's document."""
         ds = self.core.datastores.get(img.datastore_id)
-        if ds is None:
-            return False
-        self.log.info(
-            "{action} image {oid} in datastore {ds}", action=action, oid=img.oid, ds=ds.oid
-        )
-        body = self.core.images.body(img.oid) if self.core.images.get(img.oid) else img.to_xml()
-        return self.send(action, img.oid, format_message(body, self.ds_xml(ds), extra))
+        sent = False
+        if ds is not None:
+            self.log.info(
+                "{action} image {oid} in datastore {ds}", action=action, oid=img.oid, ds=ds.oid
+            )
+            body = self.core.images.body(img.oid) if self.core.images.get(img.oid) else img.to_xml()
+            sent = self.send(action, img.oid, format_message(body, self.ds_xml(ds), extra))
+        if not sent:
+            # Nothing will answer: the image must not wait for ever.
+            reply = DriverMessage(action, "FAILURE", img.oid, "Could not get datastore driver")
+            self._on_reply(reply)
+        return sent
 
     def register_action(self, img: Image) -> str | None:
         """``register_image``: the action that fills a new image (None: READY now)."""

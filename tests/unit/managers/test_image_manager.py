@@ -202,3 +202,18 @@ class MonitorTests(ManagerCase):
         self.one.clock.advance(60)
         docs = [s.document for s in system.pending("MONITOR") if s.oid == 0]
         self.assertIn("<DATASTORE_LOCATION>", docs[0])
+
+
+class UnsentTests(ManagerCase):
+    def test_action_that_cannot_be_sent_fails_the_image(self) -> None:
+        """No datastore driver to send to: the image goes to ERROR, not LOCKED for ever."""
+        self.drivers.send = lambda *args, **kwargs: False  # type: ignore[method-assign]
+        oid = self.one.ok("one.image.allocate", T6, 1)
+        self.settle()
+        doc = self.doc(self.one.core, oid)
+        self.assertEqual(doc.findtext("STATE"), "5")
+        self.assertTrue(
+            doc.findtext("TEMPLATE/ERROR").endswith(
+                "Error creating datablock: Could not get datastore driver"
+            )
+        )
