@@ -51,7 +51,7 @@ def restricted_in(tmpl: Template, ras: dict[str, set[str]]) -> str | None:
         if subs:
             for vector in tmpl.vectors(name):
                 for sub in sorted(subs):
-                    if vector.get(sub, "") != "":
+                    if sub in vector:
                         return sub
         elif _single(tmpl, name) is not None:
             return name
@@ -64,7 +64,7 @@ def _restricted_values(tmpl: Template, name: str, subs: set[str]) -> tuple[bool,
         f"{sub}={vector[sub]}"
         for vector in tmpl.vectors(name)
         for sub in sorted(subs)
-        if vector.get(sub, "") != ""
+        if sub in vector
     ]
     return exists, sorted(found)
 

@@ -300,6 +300,7 @@ class MergeTests(SynchronousTestCase):
         self.assertEqual(restricted_in(parse_text("CPU_COST=1"), self.RAS), "CPU_COST")
         self.assertIsNone(restricted_in(parse_text("NIC=[NETWORK=a]\nCPU=1"), self.RAS))
         self.assertIsNone(restricted_in(parse_text("PCI=[VENDOR=1]"), self.RAS))
+        self.assertEqual(restricted_in(parse_text('NIC=[MAC=""]'), self.RAS), "MAC")
 
     def test_restricted_change(self) -> None:
         base = parse_text("NIC=[MAC=a]\nCPU_COST=2")
