@@ -281,3 +281,27 @@ def test_sqlquery_as_sample(daemon: Daemon) -> None:
     assert reply == [True, sample("one.system.sqlquery.xml"), 0]
     refused = rpc.one.system.sqlquery("sampleuser:samplepass", "SELECT 1")
     assert refused == json.loads(sample("one.system.sqlquery.refused-plain-user.json"))
+
+
+def test_neighbours_zone_acl_introspection(daemon: Daemon) -> None:
+    """Same family, same care: zone.allocate/delete of a standalone oned, ACL rules
+    only as hex with malformed's reasons, oned's help and signature strings."""
+    rpc = raw(daemon)
+    s = daemon.session
+    assert rpc.one.zone.allocate(s, "NAME=z") == [
+        False,
+        "[one.zone.allocate] Error allocating a new zone. New zones can only be created at "
+        "federation master",
+        16384,
+        -1,
+        -1,
+    ]
+    assert rpc.one.zone.delete(s, 0)[1:3] == [
+        "[one.zone.delete] Cannot delete zone. System Zones (ID < 100) cannot be deleted.",
+        2048,
+    ]
+    assert rpc.one.acl.addrule(s, "#3 DOCUMENT/#0 USE", "", "")[1].startswith(
+        "[one.acl.addrule] Rule ?? /??  #0 is malformed: [user] is missing one of the "
+    )
+    assert rpc.system.methodHelp("one.zone.enable") == "Enable or disable zone"
+    assert rpc.system.methodSignature("one.zone.enable") == [["array", "string", "int", "int"]]
