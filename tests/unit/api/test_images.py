@@ -526,3 +526,27 @@ class UsageTests(ImageCase):
         self.one.core.eventually.flush()
         self.assertEqual(self.state(locked), 2)
         self.assertEqual(told, [(9, True)])
+
+
+class ChownTests(ImageCase):
+    def test_chown_moves_datastore_quota(self) -> None:
+        """chown moves IMAGES/SIZE usage to the new owner, refused past its limit."""
+        alice, _ = self.user("alice"), self.user("bob")
+        oid = self.one.ok("one.image.allocate", T6, 1, session=alice)
+        self.answer()
+        self.one.ok("one.user.quota", 3, 'DATASTORE=[ID="1", SIZE="100"]')
+        self.assertEqual(
+            self.fail("one.image.chown", oid, 3, -1),
+            [
+                "[one.image.chown] User [0] : user [3] limit of 100 reached for SIZE quota in "
+                "DATASTORE with ID: 1.",
+                0x200,
+            ],
+        )
+        self.one.ok("one.user.quota", 3, 'DATASTORE=[ID="1", SIZE="1000"]')
+        self.one.ok("one.image.chown", oid, 3, -1)
+        alice_doc = etree.fromstring(self.one.ok("one.user.info", 2))
+        bob_doc = etree.fromstring(self.one.ok("one.user.info", 3))
+        self.assertIsNone(alice_doc.find("DATASTORE_QUOTA/DATASTORE"))
+        self.assertEqual(bob_doc.findtext("DATASTORE_QUOTA/DATASTORE/SIZE_USED"), "256")
+        self.assertEqual(bob_doc.findtext("DATASTORE_QUOTA/DATASTORE/IMAGES_USED"), "1")
