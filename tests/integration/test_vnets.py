@@ -174,3 +174,71 @@ def test_ruby_cli(daemon: Daemon, tmp_path: Path) -> None:
     assert "VN ID: 2" in cli("onevntemplate", "instantiate", "0", "--name", "fromt")
     wait_state(one, 1, 1)
     cli("onevnet", "delete", "1")
+
+
+SOURCE = os.environ.get("ONE_SOURCE_TREE", "")
+
+
+def _install_opennebula_ipam(src: Path, root: Path) -> None:
+    """OpenNebula's one_ipam (Ruby) with its dummy IPAM and VNM remotes in ONE_LOCATION;
+    every other driver stays ours."""
+    mads = root / "lib" / "mads"
+    mads.mkdir(parents=True)
+    shutil.copy(src / "src/mad/sh/madcommon.sh", mads)
+    for name in ("one_ipam", "one_ipam.rb"):
+        shutil.copy(src / "src/ipamm_mad" / name, mads)
+        (mads / name).chmod(0o755)
+    ruby = root / "lib" / "ruby"
+    shutil.copytree(src / "src/mad/ruby", ruby, ignore=shutil.ignore_patterns("test"))
+    shutil.copytree(src / "src/oca/ruby/opennebula", ruby / "opennebula")
+    shutil.copy(src / "src/oca/ruby/opennebula.rb", ruby)
+    shutil.copy(src / "share/rubygems/load_opennebula_paths.rb", ruby)
+    (root / "lib" / "sh").mkdir()
+    shutil.copy(src / "src/mad/sh/scripts_common.sh", root / "lib" / "sh")
+    remotes = root / "var" / "remotes"
+    for source, target in (
+        ("src/ipamm_mad/remotes/dummy", "ipam/dummy"),
+        ("src/vnm_mad/remotes/dummy", "vnm/dummy"),
+        ("src/vnm_mad/remotes/common", "vnm/common"),
+    ):
+        shutil.copytree(src / source, remotes / target, symlinks=True)
+    (remotes / "datastore").mkdir()
+    shutil.copy(src / "src/datastore_mad/remotes/xpath.rb", remotes / "datastore")
+    shutil.copy(src / "src/mad/sh/scripts_common.sh", remotes)
+    (root / "etc").mkdir()
+    (root / "etc" / "defaultrc").write_text("PRIORITY=19\nONE_MAD_DEBUG=\n")
+
+
+@pytest.mark.skipif(
+    not SOURCE or not shutil.which("ruby"),
+    reason="set ONE_SOURCE_TREE to an OpenNebula source tree (and install ruby)",
+)
+def test_opennebula_ipam_driver(
+    make_daemon: type[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenNebula's own one_ipam: VNET_CREATE/DELETE and an IPAM_MAD range's calls."""
+    root = tmp_path / "one"
+    _install_opennebula_ipam(Path(SOURCE), root)
+    monkeypatch.setenv("RUBYLIB", str(root / "lib" / "ruby"))
+    d = make_daemon(root)
+    d.start(timeout=60)
+    one = client(d)
+    oid = one.vn.allocate(NET, -1)
+    wait_state(one, oid, 1)
+    ipam = one.vn.allocate(
+        'NAME="ipam"\nVN_MAD="dummy"\nBRIDGE="b"\n'
+        'AR=[TYPE="IP4", IP="10.7.0.1", SIZE="20", IPAM_MAD="dummy"]',
+        -1,
+    )
+    wait_state(one, ipam, 1)
+    assert [str(a.IP) for a in one.vn.info(ipam).AR_POOL.AR] == ["10.7.0.1"]
+    one.vn.hold(ipam, 'LEASES=[IP="10.7.0.3"]')
+    assert one.vn.info(ipam).USED_LEASES == 1
+    one.vn.release(ipam, 'LEASES=[IP="10.7.0.3"]')
+    one.vn.rm_ar(ipam, 0)
+    one.vn.delete(ipam)
+    one.vn.delete(oid)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and one.vnpool.info(-2, -1, -1).VNET:
+        time.sleep(0.1)
+    assert not one.vnpool.info(-2, -1, -1).VNET
