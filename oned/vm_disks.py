@@ -54,12 +54,12 @@ def disk_uid(core: Core, disk: dict[str, str], uid: int) -> int:
 
 def disk_image(core: Core, disk: dict[str, str], uid: int) -> Any:
     """The image a DISK names, or None."""
-    if "IMAGE_ID" in disk:
-        iid = _int(disk["IMAGE_ID"])
-        return None if iid is None else core.images.get(iid)
-    name = disk.get("IMAGE", "")
-    if not name:
+    iid = _int(disk.get("IMAGE_ID"))
+    if iid is not None:
+        return core.images.get(iid)
+    if "IMAGE" not in disk:
         return None
+    name = disk["IMAGE"]
     owner = disk_uid(core, disk, uid)
     if owner == -1:
         return None
@@ -70,10 +70,12 @@ def disk_image(core: Core, disk: dict[str, str], uid: int) -> Any:
 
 
 def disk_image_id(core: Core, disk: dict[str, str], uid: int) -> int | None:
-    """``get_image_id``: IMAGE_ID as written (even if missing), else the named image's."""
-    if "IMAGE_ID" in disk:
-        return _int(disk["IMAGE_ID"])
-    image = disk_image(core, disk, uid) if disk.get("IMAGE", "") else None
+    """``get_image_id``: an integer IMAGE_ID as written (even of a missing image), else
+    the id of the image IMAGE names."""
+    iid = _int(disk.get("IMAGE_ID"))
+    if iid is not None:
+        return iid
+    image = disk_image(core, disk, uid)
     return None if image is None else int(image.oid)
 
 
