@@ -7,7 +7,7 @@ extra template with VM_RESTRICTED_ATTR for non-admins, AS_UID/AS_GID, the
 TEMPLATE_NAME/TEMPLATE_ID/NAME attributes and the authorization (USE on the template,
 CREATE TEMPLATE when extra text is given, USE on DISK images and NIC security groups).
 Quotas and the VM allocation itself belong to the VM family, which registers
-``one.template.instantiate`` on top of this once VMs exist.
+``one.template.instantiate`` on top of this (``oned.api.vm``).
 """
 
 from __future__ import annotations

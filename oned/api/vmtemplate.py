@@ -5,9 +5,9 @@ clone (recursive: images too), delete (recursive), update, chmod (recursive), in
 (extended: DISKs completed from their images) and the pool are written here, with
 VM_RESTRICTED_ATTR enforced for non-admins as oned does.
 
-``one.template.instantiate`` is not registered: it creates a VM, and VMs do not exist
-in this daemon yet. Its template preparation (user merge, names, persistent copies)
-is in ``oned.template_merge``.
+``one.template.instantiate`` creates a VM and is registered by the VM family on top of
+``oned.api.instantiate.prepare_instantiate`` (persistent copy, user merge, names and
+authorization, built from ``oned.template_merge``).
 """
 
 from __future__ import annotations
