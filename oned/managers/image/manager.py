@@ -79,6 +79,8 @@ class ImageManager:
         #: ``(vm_id, success)`` callbacks for VMs waiting on a LOCKED_USED* image
         #: (``LifeCycleManager::trigger_disk_lock_success/failure``).
         self.disk_lock_listeners: list[Callable[[int, bool], object]] = []
+        self._vm_disk_every = _int(core.config.get("DS_MONITOR_VM_DISK"))
+        self._vm_disk_counter: dict[int, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -323,6 +325,11 @@ class ImageManager:
                 self.core.config.locations.var / "datastores"
             )
             extra = f"<DATASTORE_LOCATION>{location}</DATASTORE_LOCATION>"
+            if self._vm_disk_every > 0:
+                left = self._vm_disk_counter.get(ds_id, 0) - 1
+                vm_monitor = left <= 0
+                self._vm_disk_counter[ds_id] = self._vm_disk_every if vm_monitor else left
+                extra += f"<MONITOR_VM_DISKS>{int(vm_monitor)}</MONITOR_VM_DISKS>"
         self.send("MONITOR", ds_id, format_message("", self.ds_xml(ds), extra))
 
     def _on_monitor(self, msg: DriverMessage) -> None:
@@ -368,6 +375,13 @@ class ImageManager:
             unit.save(self.core.datastores, ds)
             await unit.commit(f"monitor datastore {ds.oid}")
         self.log.debug("Datastore {name} ({id}) successfully monitored.", name=ds.name, id=ds.oid)
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int((text or "0").strip())
+    except ValueError:
+        return 0
 
 
 def _mb(text: str | None) -> int:

@@ -217,3 +217,24 @@ class UnsentTests(ManagerCase):
                 "Error creating datablock: Could not get datastore driver"
             )
         )
+
+
+class VmDiskMonitorTests(SynchronousTestCase):
+    def test_monitor_vm_disks_every_n_intervals(self) -> None:
+        """DS_MONITOR_VM_DISK=2: a shared system datastore's MONITOR asks for VM disks
+        every second time."""
+        one = OnedHarness("MONITORING_INTERVAL_DATASTORE = 10\nDS_MONITOR_VM_DISK = 2")
+        self.addCleanup(one.close)
+        one.ok("one.datastore.update", 0, 'TM_MAD="dummy"\nSHARED="YES"', 1)
+        drivers = FakeDatastoreDrivers()
+        manager = ImageManager(one.core, drivers, one.clock)
+        result_of(Deferred.fromCoroutine(manager.start()))
+        self.addCleanup(lambda: result_of(Deferred.fromCoroutine(manager.stop())))
+        for _ in range(3):
+            one.clock.advance(10)
+        flags = [
+            s.document.split("<MONITOR_VM_DISKS>")[1][:1]
+            for s in drivers.pending("MONITOR")
+            if s.oid == 0
+        ]
+        self.assertEqual(flags, ["1", "0", "1", "0"])
