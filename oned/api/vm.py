@@ -26,7 +26,10 @@ from oned.errors import (
     no_exists,
 )
 from oned.managers.dispatch.manager import Requester
+from oned.managers.image.stage import Stage
 from oned.managers.lifecycle import quota
+from oned.managers.lifecycle.disks import acquire_all as acquire_images
+from oned.managers.lifecycle.disks import image_ids
 from oned.managers.lifecycle.nics import acquire_all, network_ids
 from oned.managers.lifecycle.tx import Tx, write_vm_log
 from oned.objects.base import Op, Permissions
@@ -111,12 +114,17 @@ async def create_vm(
     owners: list[tuple[Pool[Any], int]] = [(core.users, uid)] if uid > 0 else []
     owners += [(core.groups, gid)] if gid > 0 else []
     vnets = network_ids(core, tmpl.vectors("NIC"), uid)
-    async with Locks(*owners, *((core.vnets, n) for n in vnets)):
-        unit = core.unit()
+    images = image_ids(core, tmpl.vectors("DISK"), uid)
+    async with Locks(
+        *owners, *((core.vnets, n) for n in vnets), *((core.images, i) for i in images)
+    ):
+        stage = Stage(core)
+        unit = stage.unit
         oid = unit.allocate(core.vms)
         leases: list[Any] = []
         try:
             name, vm_tmpl, user_tmpl, on_hold = build_templates(oid, tmpl, hold)
+            acquire_images(core, stage, vm_tmpl, oid, uid)
             leases = await acquire_all(core, unit, vm_tmpl, oid, uid, gid)
         except Exception:
             unit.rollback()
@@ -148,7 +156,7 @@ async def create_vm(
         unit.add(core.vms, vm)
         tx.stage_quotas()
         try:
-            await unit.commit(f"allocate VM {oid}")
+            await stage.commit(f"allocate VM {oid}")
         except Exception:
             for changes in reversed(leases):
                 changes.rollback()

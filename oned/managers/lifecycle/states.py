@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from oned.managers.lifecycle.disks import images_of
+from oned.managers.lifecycle.disks import release_all as release_images
 from oned.managers.lifecycle.nics import release_all
 from oned.managers.lifecycle.tx import Tx, del_capacity, transition
 from oned.objects.history import VMAction
@@ -268,3 +270,5 @@ class LcmStates:
         vm.etime = tx.now
         core = self.core
         tx.before.append(lambda: release_all(core, tx.unit, vm))
+        if images_of(vm):
+            release_images(tx.image_stage(), vm, tx.now)

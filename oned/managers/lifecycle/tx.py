@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oned.managers.lifecycle import quota
+from oned.managers.lifecycle.disks import images_of
 from oned.objects.history import History
 from oned.objects.vm import LcmState, VirtualMachine, VmState
 from oned.pools.base import Locks, Pool
 
 if TYPE_CHECKING:
     from oned.core import Core
+    from oned.managers.image.stage import Stage
     from oned.objects.host import Host
     from oned.objects.quotas import Quotas
     from oned.objects.vnet import LeaseChanges
@@ -170,6 +172,18 @@ class Tx:
         #: Async work staged before the commit (lease release), and its undo.
         self.before: list[Callable[[], Awaitable[list[LeaseChanges]]]] = []
         self.lease_changes: list[LeaseChanges] = []
+        #: Set when images change with the VM (its unit is this Tx's unit).
+        self.stage_images: Stage | None = None
+
+    def image_stage(self) -> Stage:
+        """A ``Stage`` sharing this transaction, for image usage changes."""
+        if self.stage_images is None:
+            from oned.managers.image.stage import Stage
+
+            stage = Stage(self.core)
+            stage.unit = self.unit
+            self.stage_images = stage
+        return self.stage_images
 
     def state(self, state: int) -> None:
         if state != self.vm.state:
@@ -310,6 +324,7 @@ async def transition(
             return None
         hids = _hosts_of(vm) | set(extra)
         vnets = _vnets_of(vm)
+        images = images_of(vm)
         owner_ids = (vm.uid, vm.gid)
         owners: list[tuple[Pool[Any], int]] = [(core.users, vm.uid)] if vm.uid > 0 else []
         owners += [(core.groups, vm.gid)] if vm.gid > 0 else []
@@ -317,6 +332,7 @@ async def transition(
             (core.vms, vid),
             *((core.hosts, h) for h in hids),
             *((core.vnets, n) for n in vnets),
+            *((core.images, i) for i in images),
             *owners,
         ):
             vm = core.vms.get(vid)
@@ -325,6 +341,7 @@ async def transition(
             if (
                 not _hosts_of(vm) <= hids
                 or not _vnets_of(vm) <= vnets
+                or not images_of(vm) <= images
                 or (vm.uid, vm.gid) != (owner_ids[0], owner_ids[1])
             ):
                 continue
@@ -336,7 +353,10 @@ async def transition(
                 for work in tx.before:
                     tx.lease_changes += await work()
                 tx.stage()
-                await tx.unit.commit(desc)
+                if tx.stage_images is not None:
+                    await tx.stage_images.commit(desc)
+                else:
+                    await tx.unit.commit(desc)
             except Exception:
                 for changes in reversed(tx.lease_changes):
                     changes.rollback()

@@ -420,3 +420,72 @@ class RecoverTests(LifecycleCase):
         self.assertEqual(self.states(vid), (S.DONE, 0))
         self.assertEqual(self.drivers.sent, [])
         self.assertEqual(self.share(), (0, 0, 0, ""))
+
+
+class DiskTests(LifecycleCase):
+    """Images used as DISKs, with the image manager on a scripted datastore driver."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        from oned.managers.image.manager import ImageManager
+        from oned.managers.image.testing import FakeDatastoreDrivers
+
+        self.h.ok("one.datastore.update", 1, 'DS_MAD="dummy"\nTM_MAD="dummy"', 1)
+        self.ds_drivers = FakeDatastoreDrivers()
+        manager = ImageManager(self.h.core, self.ds_drivers, self.h.clock)
+        self.h.core.image_manager = manager
+        result_of(Deferred.fromCoroutine(manager.start()))
+        self.ds_drivers.answer_all("MONITOR")
+        self.h.clock.advance(0)
+        self.h.clock.advance(0)
+
+    def image(self, text: str) -> int:
+        iid = self.h.ok("one.image.allocate", text, 1)
+        self.ds_drivers.answer_all()
+        self.h.clock.advance(0)
+        self.h.clock.advance(0)
+        return int(iid)
+
+    def image_state(self, iid: int) -> tuple[str, str]:
+        doc = etree.fromstring(self.h.ok("one.image.info", iid).encode())
+        return doc.findtext("STATE") or "", doc.findtext("RUNNING_VMS") or ""
+
+    def test_disks_take_images_and_give_them_back(self) -> None:
+        """DISKs are completed from their images, which are USED while the VM lives;
+        the prolog clones/links them; a persistent image in use refuses a second VM."""
+        img = self.image('NAME="os"\nTYPE="DATABLOCK"\nSIZE="128"')
+        pers = self.image('NAME="p"\nTYPE="DATABLOCK"\nSIZE="64"\nPERSISTENT="YES"')
+        self.assertEqual(self.image_state(img), ("1", "0"))
+        vid = self.h.ok(
+            "one.vm.allocate", f'{VM_TEMPLATE}\nDISK=[IMAGE_ID={img}]\nDISK=[IMAGE="p"]'
+        )
+        disks = self.vm(vid).findall("TEMPLATE/DISK")
+        self.assertEqual([d.findtext("DISK_ID") for d in disks], ["0", "1"])
+        self.assertEqual([d.findtext("IMAGE_ID") for d in disks], [str(img), str(pers)])
+        self.assertEqual(self.image_state(img), ("2", "1"))
+        self.assertEqual(self.image_state(pers), ("8", "1"))
+        self.assertEqual(
+            self.h.call("one.vm.allocate", f"{VM_TEMPLATE}\nDISK=[IMAGE_ID={pers}]")[1],
+            f"[one.vm.allocate] Cannot acquire image {pers}, it is persistent and already in use",
+        )
+        self.assertEqual(
+            self.h.call("one.vm.allocate", f"{VM_TEMPLATE}\nDISK=[IMAGE_ID=99]")[1],
+            "[one.vm.allocate] Image with ID: 99 does not exist",
+        )
+        self.assertEqual(self.image_state(img), ("2", "1"))
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.flush()
+        [transfer] = self.drivers.pending("TRANSFER")
+        lines = Path(transfer.payload).read_text().splitlines()
+        self.assertEqual([line.split()[0] for line in lines], ["CLONE", "LN"])
+        self.assertTrue(lines[0].endswith(f"/0/{vid}/disk.0 {vid} 1"))
+        self.settle()
+        self.action("terminate-hard", vid)
+        self.settle()
+        self.assertEqual(self.states(vid), (S.DONE, 0))
+        epilog = (self.h.config.locations.var / "vms" / str(vid) / "transfer.0.epilog").read_text()
+        self.assertEqual(
+            [line.split()[0] for line in epilog.splitlines()], ["DELETE", "MVDS", "DELETE"]
+        )
+        self.assertEqual(self.image_state(img), ("1", "0"))
+        self.assertEqual(self.image_state(pers), ("1", "0"))
