@@ -391,7 +391,10 @@ async def delete(core: Core, call: Call, oid: int) -> int:
                     raise ActionError(f"Cannot delete virtual network. {msg}")
             vn.ars.remove(ar)
         vn.state = vn.prev_state = vs.LOCK_DELETE
-        await shared.save(core, VNET, vn, f"delete virtual network {oid}")
+        unit = core.unit()
+        unit.save(core.vnets, vn)
+        shared.drop_resource_rules(core, unit, "NET", oid)
+        await unit.commit(f"delete virtual network {oid}")
     if manager is not None:
         manager.trigger_vnet_delete(oid, vn.to_xml())
     return oid
