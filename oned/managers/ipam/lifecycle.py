@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from oned.log import logger
 from oned.objects import vnet as vs
 from oned.objects.address_range import OWNER_NET, AddressRange, ARError, owner_of
+from oned.objects.vnet import LeaseChanges
 from oned.pools.base import Locks
 
 if TYPE_CHECKING:
@@ -78,8 +79,7 @@ def parse_bridge_type(core: Core, vn_mad: str, requested: str) -> str:
     if requested in valid:
         return requested
     raise VNetError(
-        f'Attribute BRIDGE_TYPE has wrong value "{requested}" for VN_MAD_CONF {vn_mad} '
-        "in oned.conf"
+        f'Attribute BRIDGE_TYPE has wrong value "{requested}" for VN_MAD_CONF {vn_mad} in oned.conf'
     )
 
 
@@ -342,12 +342,17 @@ async def delete_success(core: Core, oid: int) -> None:
         if vn is None:
             return
         unit = core.unit()
-        stage_drop(core, unit, vn)
-        await unit.commit(f"delete network {oid}")
+        changes = stage_drop(core, unit, vn)
+        try:
+            await unit.commit(f"delete network {oid}")
+        except Exception:
+            changes.rollback()
+            raise
 
 
-def stage_drop(core: Core, unit: Unit, vn: VirtualNetwork) -> None:
-    """Stage the drop of ``vn`` with its cluster, ACL, parent and quota side effects."""
+def stage_drop(core: Core, unit: Unit, vn: VirtualNetwork) -> LeaseChanges:
+    """Stage the drop of ``vn`` with its cluster, ACL, parent and quota side effects
+    (the parent's freed leases are returned, to roll back if the commit fails)."""
     from oned.api.cluster import stage_cluster_side
     from oned.api.shared import drop_resource_rules
     from oned.api.vnet import VNETS
@@ -359,8 +364,9 @@ def stage_drop(core: Core, unit: Unit, vn: VirtualNetwork) -> None:
         if cluster is not None:
             stage_cluster_side(core, unit, VNETS, cluster.copy(), vn.oid, False)
     drop_resource_rules(core, unit, "NET", vn.oid)
+    changes = LeaseChanges()
     if vn.parent == -1:
-        return
+        return changes
     parent = core.vnets.get(vn.parent)
     if parent is None:
         log.error(
@@ -368,13 +374,14 @@ def stage_drop(core: Core, unit: Unit, vn: VirtualNetwork) -> None:
             oid=vn.oid,
             pid=vn.parent,
         )
-        return
+        return changes
     owner = owner_of(OWNER_NET, vn.oid)
     freed = 0
     for ar in parent.ars:
         for index in ar.indexes_of(owner):
-            ar.free_index(index, owner)
-            freed += 1
+            if changes.free(ar, index, owner):
+                freed += 1
     unit.save(core.vnets, parent)
     if freed:
         quota.stage_del(core, unit, vn.uid, vn.gid, {vn.parent: freed})
+    return changes
