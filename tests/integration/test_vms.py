@@ -183,3 +183,40 @@ def test_nic_leases_follow_the_vm(daemon: Daemon) -> None:
     assert one.vn.info(vn).USED_LEASES == 0
     again = one.vm.allocate(f'CPU="1"\nMEMORY="64"\nNIC=[NETWORK_ID="{vn}"]', False)
     assert one.vm.info(again).TEMPLATE["NIC"]["IP"] == "10.0.0.1"
+
+
+def test_fifty_concurrent_actions_on_one_vm(daemon: Daemon) -> None:
+    """50 racing actions get answers (accepted or refused), the VM always ends in a
+    resting state and the host capacity is counted once."""
+    import xmlrpc.client
+    from concurrent.futures import ThreadPoolExecutor
+
+    one = client(daemon)
+    [hid] = setup_infra(one)
+    vid = one.vm.allocate('NAME="race"\nCPU="1"\nMEMORY="64"', False)
+    one.vm.deploy(vid, hid)
+    wait_for(one, vid, ACTIVE, RUNNING)
+    names = ["poweroff", "resume", "suspend", "reboot", "poweroff-hard", "stop", "hold"] * 8
+
+    def act(name: str) -> bool:
+        server = xmlrpc.client.ServerProxy(daemon.url)
+        return bool(server.one.vm.action(daemon.session, name, vid)[0])
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(act, names[:50]))
+    assert any(results)
+    assert not all(results)
+    deadline = time.monotonic() + 20
+    while True:
+        vm = one.vm.info(vid)
+        if (vm.STATE, vm.LCM_STATE) in ((3, 3), (8, 0), (5, 0), (4, 0)):
+            break
+        assert time.monotonic() < deadline, (vm.STATE, vm.LCM_STATE)
+        time.sleep(0.05)
+    share = one.host.info(hid).HOST_SHARE
+    expected = 0 if vm.STATE == 4 else 1
+    assert share.RUNNING_VMS == expected
+    assert share.CPU_USAGE == 100 * expected
+    one.vm.action("terminate-hard", vid)
+    wait_for(one, vid, 6, 0)
+    assert one.host.info(hid).HOST_SHARE.RUNNING_VMS == 0
