@@ -405,7 +405,9 @@ async def delete(core: Core, call: Call, oid: int, force: bool = False) -> int:
         if not force:
             raise InternalError(
                 "Image locked, use --force flag to remove the image. Force delete may leave "
-                "some files on Datastore"
+                "some files on Datastore",
+                oid,
+                keep_id=True,
             )
     shared.authorize(core, call, IMAGE, img, op)
     mgr = _manager(core)

@@ -310,11 +310,14 @@ class StateMachineTests(ImageCase):
         """A LOCKED image is deleted only with force (FORCE_DELETE survives an RM failure)."""
         oid = self.one.ok("one.image.allocate", T6, 1)
         self.assertEqual(
-            self.fail("one.image.delete", oid),
+            self.one.call("one.image.delete", oid),
             [
+                False,
                 "[one.image.delete] Image locked, use --force flag to remove the image. Force "
                 "delete may leave some files on Datastore",
                 0x2000,
+                oid,
+                -1,
             ],
         )
         self.one.ok("one.image.delete", oid, True)
