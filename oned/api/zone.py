@@ -40,12 +40,7 @@ async def enable(core: Core, call: Call, oid: int, enabled: bool) -> int:
     """Enables or disables a zone (only through its own endpoint)."""
     if oid != core.config.zone_id:
         raise ActionError("Enable/disable mode have to be set through the target zone endpoints")
-    try:
-        shared.get_authorized(core, call, ZONE, oid, Op.ADMIN)
-    except OneError as exc:
-        raise AuthorizationError(
-            exc.message if exc.code == ErrorCode.AUTHORIZATION else ""
-        ) from exc
+    _server_zone_auth(core, call, oid)
     async with core.zones.lock(oid):
         zone = shared.get_object(core, ZONE, oid).copy()
         zone.state = ENABLED if enabled else DISABLED
@@ -66,3 +61,61 @@ async def delete(core: Core, call: Call, oid: int) -> int:
     zone = shared.get_object(core, ZONE, oid)
     shared.authorize(core, call, ZONE, zone, Op.ADMIN)
     raise ActionError("Cannot delete zone. System Zones (ID < 100) cannot be deleted.")
+
+
+def _server_zone(core: Core, call: Call, oid: int, verb: str) -> None:
+    """HA servers are edited through the zone's own endpoint, by its admins."""
+    if oid != core.config.zone_id:
+        raise ActionError(f"Servers have to be {verb} through the target zone endpoints")
+    _server_zone_auth(core, call, oid)
+
+
+def _server_zone_auth(core: Core, call: Call, oid: int) -> None:
+    """``basic_authorization`` whose failure (even a missing zone) is AUTHORIZATION."""
+    try:
+        shared.get_authorized(core, call, ZONE, oid, Op.ADMIN)
+    except OneError as exc:
+        message = exc.message if exc.code == ErrorCode.AUTHORIZATION else ""
+        raise AuthorizationError(message) from exc
+
+
+@rpc("one.zone.addserver", "is")
+async def addserver(core: Core, call: Call, oid: int, text: str) -> int:
+    """Adds a server (SERVER=[NAME, ENDPOINT]) to the zone's SERVER_POOL."""
+    _server_zone(core, call, oid, "added")
+    try:
+        tmpl = shared.parse_str_or_xml(text)
+    except shared.TemplateSyntaxError as exc:
+        raise ActionError(exc.parse_error) from exc
+    servers = tmpl.vectors("SERVER")
+    if not servers:
+        raise ActionError("SERVER not found in template")
+    async with core.zones.lock(oid):
+        zone = shared.get_object(core, ZONE, oid).copy()
+        try:
+            zone.add_server(dict(servers[0]))
+        except ValueError as exc:
+            raise ActionError(str(exc)) from exc
+        await shared.save(core, ZONE, zone, f"addserver zone {oid}")
+    return oid
+
+
+@rpc("one.zone.delserver", "ii")
+async def delserver(core: Core, call: Call, oid: int, sid: int) -> int:
+    """Removes a server from the zone's SERVER_POOL."""
+    _server_zone(core, call, oid, "deleted")
+    async with core.zones.lock(oid):
+        zone = shared.get_object(core, ZONE, oid).copy()
+        try:
+            zone.delete_server(sid)
+        except ValueError as exc:
+            raise ActionError(str(exc)) from exc
+        await shared.save(core, ZONE, zone, f"delserver zone {oid}")
+    return oid
+
+
+@rpc("one.zone.resetserver", "ii")
+async def resetserver(core: Core, call: Call, oid: int, sid: int) -> int:
+    """Resets a follower's log index; a solo server has no followers to reset."""
+    _server_zone(core, call, oid, "deleted")  # oned's text says "deleted" here too
+    return oid

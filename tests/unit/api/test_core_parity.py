@@ -350,6 +350,37 @@ class SqlQueryTests(ParityCase):
         self.assertEqual(self.ok("one.user.info", uid).count("<NAME>sampleuser</NAME>"), 1)
 
 
+class ZoneServerTests(ParityCase):
+    def test_servers_in_the_server_pool(self) -> None:
+        """addserver/delserver edit SERVER_POOL (ids from the highest + 1, as oned
+        rebuilds them); wrong zone, missing SERVER/NAME/endpoint are refused."""
+        add = "one.zone.addserver"
+        self.assertEqual(self.ok(add, 0, 'SERVER=[NAME="s1", ENDPOINT="http://a:2633/RPC2"]'), 0)
+        self.ok(add, 0, 'SERVER=[NAME="s2", ENDPOINT_GRPC="b:2634"]')
+        self.assertIn(
+            "<SERVER_POOL><SERVER><ENDPOINT><![CDATA[http://a:2633/RPC2]]></ENDPOINT>"
+            "<ID><![CDATA[0]]></ID><NAME><![CDATA[s1]]></NAME></SERVER><SERVER>"
+            "<ENDPOINT_GRPC><![CDATA[b:2634]]></ENDPOINT_GRPC><ID><![CDATA[1]]></ID>"
+            "<NAME><![CDATA[s2]]></NAME></SERVER></SERVER_POOL></ZONE>",
+            self.ok("one.zone.info", 0),
+        )
+        for params, text in (
+            ((0, 'SERVER=[NAME="s3"]'), "Missing ENDPOINT or ENDPOINT_GRPC in SERVER"),
+            ((0, 'SERVER=[ENDPOINT="x"]'), "Missing NAME in SERVER"),
+            ((0, "FOO=1"), "SERVER not found in template"),
+            ((4, "FOO=1"), "Servers have to be added through the target zone endpoints"),
+        ):
+            self.assertEqual(self.one.call(add, *params)[1:3], [f"[{add}] {text}", 0x800])
+        self.ok("one.zone.delserver", 0, 1)
+        self.assertEqual(
+            self.one.call("one.zone.delserver", 0, 1)[1],
+            "[one.zone.delserver] SERVER not found in zone",
+        )
+        self.ok(add, 0, 'SERVER=[NAME="s4", ENDPOINT="e"]')
+        self.assertIn("<ID><![CDATA[1]]></ID><NAME><![CDATA[s4]]>", self.ok("one.zone.info", 0))
+        self.assertEqual(self.ok("one.zone.resetserver", 0, 7), 0)
+
+
 class IntrospectionTests(ParityCase):
     def test_help_and_signature_as_oned_registers_them(self) -> None:
         """system.methodHelp/methodSignature give oned's strings, types spelled out."""
