@@ -229,7 +229,7 @@ async def rename(core: Core, call: Call, family: Family[Any], oid: int, name: st
     clash = name_clash(core, family, name, getattr(obj, "uid", -1), skip=oid)
     if clash is not None:
         raise ActionError(
-            f"{family.word.capitalize()} cannot be renamed to {name} because it "
+            f"{family.word} cannot be renamed to {name} because it "
             f"collides with {family.word} {clash.oid}"
         )
     pool = family.pool(core)

@@ -127,7 +127,7 @@ class HostApiTests(SynchronousTestCase):
                          "[one.host.update] Wrong update type")  # fmt: skip
         self.one.ok("one.host.allocate", "host02", "dummy", "dummy", 0)
         reply = self.one.call("one.host.rename", 1, "host01")
-        self.assertEqual(reply[1], "[one.host.rename] Host cannot be renamed to host01 because "
+        self.assertEqual(reply[1], "[one.host.rename] host cannot be renamed to host01 because "
                          "it collides with host 0")  # fmt: skip
         self.one.ok("one.host.rename", 1, "host03")
         self.assertEqual(self.one.ok("one.host.delete", 0), 0)
