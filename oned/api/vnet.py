@@ -20,7 +20,7 @@ from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.core import Core
 from oned.errors import ActionError, ApiError, AuthorizationError, InternalError
-from oned.managers.ipam import leases, lifecycle, ranges
+from oned.managers.ipam import leases, lifecycle, ranges, vlanauth
 from oned.managers.ipam.lifecycle import VNetError
 from oned.objects import vnet as vs
 from oned.objects.address_range import ARError
@@ -197,6 +197,7 @@ async def allocate(core: Core, call: Call, text: str, cluster_id: int) -> int:
             (Op.ADMIN, CLUSTER.auth(core, cluster)),
         ],
     )
+    vlanauth.validate(core, call, tmpl)
     if not call.is_admin:
         restricted = restricted_in(core, tmpl)
         if restricted:
@@ -334,6 +335,7 @@ async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> 
         new = parse_str_or_xml(text)
     except TemplateSyntaxError as exc:
         raise InternalError(f"Cannot update template. {exc}") from exc
+    vlanauth.validate(core, call, new, shared.get_object(core, VNET, oid).template_id)
     async with core.vnets.lock(oid):
         vn = shared.get_object(core, VNET, oid)
         if not call.is_admin:
@@ -487,6 +489,7 @@ async def add_ar(core: Core, call: Call, oid: int, text: str) -> int:
                 name = ar_restricted(core, attrs)
                 if name:
                     raise AuthorizationError(f"AR includes a restricted attribute {name}")
+        vlanauth.validate(core, call, tmpl, vn.template_id)
         vn = vn.copy()
         await ranges.add_ar(core, call, vn, tmpl)
         vn.prev_state = vn.state
@@ -525,6 +528,7 @@ async def update_ar(core: Core, call: Call, oid: int, text: str) -> int:
     async with core.vnets.lock(oid):
         vn = shared.get_object(core, VNET, oid)
         ready_for(vn, call.method)
+        vlanauth.validate(core, call, tmpl, vn.template_id)
         vn = vn.copy()
         ranges.update_ar(core, call, vn, tmpl)
         vn.prev_state = vn.state

@@ -17,6 +17,7 @@ from oned.api.shared import Family
 from oned.api.vnet import ar_restricted, create, restricted_in
 from oned.core import Core
 from oned.errors import AllocateError, AuthorizationError, InternalError
+from oned.managers.ipam import vlanauth
 from oned.objects.base import Op, Permissions
 from oned.objects.vntemplate import VNTemplate
 from oned.template import Template, TemplateSyntaxError, parse_str_or_xml
@@ -132,6 +133,8 @@ async def instantiate(core: Core, call: Call, oid: int, name: str, extra: str = 
     if not (tmpl.get("CLUSTER_IDS") or ""):
         clusters = {0}
     _merge(core, call, tmpl, extra)
+    if extra:
+        vlanauth.validate(core, call, parse_str_or_xml(extra), oid)
     tmpl.erase("NAME")
     tmpl.set("TEMPLATE_NAME", source.name)
     tmpl.set("TEMPLATE_ID", str(oid))

@@ -215,6 +215,33 @@ class AllocateTests(VNetCase):
         self.assertIn("VNET Template includes a restricted attribute VN_MAD", msg)
 
 
+class VlanRuleTests(VNetCase):
+    def test_group_vlan_rules_gate_user_vlans(self) -> None:
+        """Users may only ask for VLAN ids their group's VLAN rules allow."""
+        from oned.auth import acl
+
+        alice = self.user()
+        for rule in ("@1 CLUSTER/* ADMIN", "@1 NET/* CREATE"):
+            user, res, rights, _ = acl.parse_rule_string(rule, 0)
+            self.one.ok("one.acl.addrule", f"{user:x}", f"{res:x}", f"{rights:x}")
+        net = 'NAME="v"\nVLAN_ID="{}"'
+        msg, code = self.fail("one.vn.allocate", net.format(10), -1, session=alice)
+        self.assertEqual(
+            (msg, code),
+            (
+                "[one.vn.allocate] User [2] : User is not authorized to use the requested VLAN_ID.",
+                0x200,
+            ),
+        )
+        msg, _ = self.fail("one.vn.allocate", net.format("x"), -1, session=alice)
+        self.assertIn("Invalid VLAN_ID specification.", msg)
+        self.one.ok("one.group.vlan", 1, 'RULE=[ID="5-20", SCOPE="VLAN_ID"]')
+        msg, _ = self.fail("one.vn.allocate", net.format(10), -1, session=alice)
+        self.assertIn("No VN_MAD in template", msg)
+        msg, _ = self.fail("one.vn.allocate", net.format(30), -1, session=alice)
+        self.assertIn("not authorized to use the requested VLAN_ID", msg)
+
+
 class UpdateTests(VNetCase):
     def test_update_replace_and_merge(self) -> None:
         """update keeps the driver attributes in the template; merge adds, replace swaps."""
