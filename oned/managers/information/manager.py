@@ -245,6 +245,12 @@ class InformationManager:
         self._samples.append((hid, now, sample_xml(hid, now, tmpl)))
         self._schedule()
 
+    def queue_vm_monitoring(self, hid: int, text: str, timestamp: int) -> None:
+        """MONITOR_VM reports go to the VMs (``oned.managers.lifecycle.monitor``)."""
+        from oned.managers.lifecycle.monitor import monitor_vms
+
+        background(monitor_vms(self.core, hid, text, timestamp), f"VM monitoring of host {hid}")
+
     def _queue(self, hid: int, event: tuple[str, Any]) -> None:
         self._events.setdefault(hid, []).append(event)
         self._schedule()

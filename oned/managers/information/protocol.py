@@ -235,6 +235,9 @@ class Reports:
             return
         if self._fresh(msg.action, msg.oid, msg.timestamp) and msg.payload.strip():
             self.log.debug("{action} report from host {hid}", action=msg.action, hid=msg.oid)
+            sink = getattr(self.batch, "queue_vm_monitoring", None)
+            if msg.action == "MONITOR_VM" and sink is not None:
+                sink(msg.oid, msg.payload, msg.timestamp or int(self.now()))
 
     def _parse(self, hid: int, text: str) -> Template | None:
         try:

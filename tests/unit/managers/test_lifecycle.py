@@ -489,3 +489,36 @@ class DiskTests(LifecycleCase):
         )
         self.assertEqual(self.image_state(img), ("1", "0"))
         self.assertEqual(self.image_state(pers), ("1", "0"))
+
+
+class MonitoringTests(LifecycleCase):
+    def test_monitor_vm_report_becomes_samples(self) -> None:
+        """A MONITOR_VM report sets MONITORING/LAST_POLL and stores samples."""
+        import base64
+
+        from oned.managers.lifecycle.monitor import monitor_vms
+
+        vid = self.running_vm()
+        mon = base64.b64encode(b"CPU=5\nMEMORY=1024\nNETRX=10\nNETTX=20\n").decode()
+        report = f'VM=[ID="{vid}", DEPLOY_ID="x", MONITOR="{mon}"]\nVM=[ID="99", MONITOR="{mon}"]'
+        done = result_of(Deferred.fromCoroutine(monitor_vms(self.h.core, self.hid, report, 1234)))
+        self.assertEqual(done, 1)
+        expected = (
+            "<MONITORING><CPU><![CDATA[5]]></CPU><ID><![CDATA[0]]></ID><MEMORY><![CDATA[1024]]>"
+            "</MEMORY><NETRX><![CDATA[10]]></NETRX><NETTX><![CDATA[20]]></NETTX><TIMESTAMP>"
+            "<![CDATA[1234]]></TIMESTAMP></MONITORING>"
+        ).replace("<![CDATA[0]]></ID>", f"<![CDATA[{vid}]]></ID>")
+        info = self.h.ok("one.vm.info", vid)
+        self.assertIn("<LAST_POLL>1234</LAST_POLL>", info)
+        self.assertIn(expected, info)
+        self.assertEqual(
+            self.h.ok("one.vm.monitoring", vid), f"<MONITORING_DATA>{expected}</MONITORING_DATA>"
+        )
+        self.assertEqual(
+            self.h.ok("one.vmpool.monitoring", -2, 0),
+            f"<MONITORING_DATA>{expected}</MONITORING_DATA>",
+        )
+        self.assertIn(
+            "<MONITORING><CPU><![CDATA[5]]></CPU><MEMORY><![CDATA[1024]]></MEMORY></MONITORING>",
+            self.h.ok("one.vmpool.info", -2, -1, -1, -1),
+        )
