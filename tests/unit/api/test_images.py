@@ -16,6 +16,8 @@ from oned.managers.image import usage
 from oned.managers.image.manager import ImageManager
 from oned.managers.image.stage import Stage
 from oned.managers.image.testing import FakeDatastoreDrivers
+from oned.objects import image as im
+from oned.objects.image import Image
 from oned.testing.rpc import OnedHarness, result_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration"))
@@ -553,3 +555,49 @@ class ChownTests(ImageCase):
         self.assertIsNone(alice_doc.find("DATASTORE_QUOTA/DATASTORE"))
         self.assertEqual(bob_doc.findtext("DATASTORE_QUOTA/DATASTORE/SIZE_USED"), "256")
         self.assertEqual(bob_doc.findtext("DATASTORE_QUOTA/DATASTORE/IMAGES_USED"), "1")
+
+
+class CrossDatastoreTests(ImageCase):
+    def test_clone_into_another_datastore_and_restore(self) -> None:
+        """Clone into another IMAGE_DS with the same DS_MAD (IMAGES of both kept);
+        restore sends RESTORE for BACKUP images only."""
+        other = self.one.ok(
+            "one.datastore.allocate",
+            'NAME="more"\nTYPE="IMAGE_DS"\nDS_MAD="dummy"\nTM_MAD="dummy"',
+            -1,
+        )
+        self.one.ok("one.datastore.update", other, "DATASTORE_CAPACITY_CHECK=NO", 1)
+        src = int(self.one.ok("one.image.allocate", T6, 1))
+        self.answer()
+        clone = self.one.ok("one.image.clone", src, "far", other)
+        self.assertEqual(self.drivers.pending("CLONE")[0].oid, clone)
+        self.answer("CLONE")
+        doc = etree.fromstring(self.info(clone))
+        self.assertEqual((doc.findtext("DATASTORE_ID"), doc.findtext("STATE")), (str(other), "1"))
+        ds = etree.fromstring(self.one.ok("one.datastore.info", other))
+        self.assertEqual([i.text for i in ds.findall("IMAGES/ID")], [str(clone)])
+        self.assertEqual(
+            self.fail("one.image.restore", src, 1, ""),
+            ["[one.image.restore] Can only restore images of type BACKUP", 0x800],
+        )
+        self.assertEqual(self.one.call("one.image.restore", 999, 1, "")[:3], [True, "", 0])
+        backups = self.one.ok(
+            "one.datastore.allocate",
+            'NAME="bk"\nTYPE="BACKUP_DS"\nDS_MAD="dummy"\nTM_MAD="-"',
+            -1,
+        )
+        stage = Stage(self.one.core)
+        oid = stage.allocate_oid()
+        stage.add_image(
+            Image(oid, "bk0", type=im.BACKUP, state=im.READY, datastore_id=backups, source="b")
+        )
+        result_of(Deferred.fromCoroutine(stage.commit("backup image")))
+        self.assertEqual(self.one.ok("one.image.restore", oid, 1, "NO_NIC=YES"), "0 dummy_image")
+        sent = self.drivers.requests[-1]
+        self.assertEqual(sent.action, "RESTORE")
+        self.assertIn("<DESTINATION_DS_ID>1</DESTINATION_DS_ID><TEMPLATE>", sent.document)
+        self.assertIn("<USERNAME><![CDATA[oneadmin]]></USERNAME>", sent.document)
+        self.assertEqual(
+            self.fail("one.image.restore", oid, backups, ""),
+            ["[one.image.restore] Destination can be only an image datastore", 0x800],
+        )
