@@ -133,6 +133,21 @@ class TemplateErrorTests(ParityCase):
             "[one.group.update] Cannot update template. Parse error.",
         )
 
+    def test_vm_allocate_samples(self) -> None:
+        """oned's samples: an open quote is a plain value (the NAME check refuses it),
+        and T30's error is at line 2, columns 36:39."""
+        if "one.vm.allocate" not in self.one.manager.registry.methods:
+            self.skipTest("one.vm.allocate not served")
+        self.assertEqual(
+            self.one.call("one.vm.allocate", 'NAME="broken\nCPU=1\n', False),
+            [False, "[one.vm.allocate] Invalid NAME, char '\"' is not allowed", 8192, -1, -1],
+        )
+        self.assertEqual(
+            self.one.call("one.vm.allocate", 'CPU="1"\nMEMORY="64"\nDISK=[IMAGE_ID="0"', True),
+            [False, "[one.vm.allocate] Parse error: syntax error, unexpected $end, expecting "
+             "COMMA or CBRACKET at line 2, columns 36:39", 8192, -1, -1],
+        )  # fmt: skip
+
 
 class QuotaTests(ParityCase):
     def test_owner_in_refused_vm_vector(self) -> None:
