@@ -29,7 +29,7 @@ HOLD_OWNER = OWNER_VM | ID_MASK
 
 TYPES = ("ETHER", "IP4", "IP6", "IP6_STATIC", "IP4_6", "IP4_6_STATIC")
 BLOCK = 64
-BITMAP_LIMIT = 1 << 24
+BITMAP_LIMIT = 1 << 22
 
 _MAC_RE = re.compile(r"^([0-9a-fA-F]{1,2}:){5}[0-9a-fA-F]{1,2}$")
 
@@ -310,13 +310,7 @@ class AddressRange:
         for index in self.allocated:
             block = index // BLOCK
             self._block_count[block] = self._block_count.get(block, 0) + 1
-        if 0 < self.size <= BITMAP_LIMIT:
-            self._bitmap = bytearray(self.size)
-            for index in self.allocated:
-                if index < self.size:
-                    self._bitmap[index] = 1
-        else:
-            self._bitmap = None
+        self._bitmap = None
 
     def copy(self) -> AddressRange:
         """An independent copy (attribute changes: ``update_ar``); leases are copied."""
@@ -370,14 +364,25 @@ class AddressRange:
         self._touch(index)
         return True
 
+    def _index_map(self) -> bytearray | None:
+        """The byte map of used indexes, built on first use (ranges up to BITMAP_LIMIT)."""
+        if self._bitmap is None and 0 < self.size <= BITMAP_LIMIT:
+            bitmap = bytearray(self.size)
+            for index in self.allocated:
+                if index < self.size:
+                    bitmap[index] = 1
+            self._bitmap = bitmap
+        return self._bitmap
+
     def next_free(self) -> int | None:
         """``get_single_addr``: next-fit from NEXT_INDEX (advances it)."""
         if self.size == 0 or len(self.allocated) >= self.size:
             return None
-        if self._bitmap is not None:
-            found = self._bitmap.find(0, self.next)
+        bitmap = self._index_map()
+        if bitmap is not None:
+            found = bitmap.find(0, self.next)
             if found < 0:
-                found = self._bitmap.find(0, 0, self.next)
+                found = bitmap.find(0, 0, self.next)
             if found < 0:
                 return None
         else:
@@ -391,11 +396,12 @@ class AddressRange:
         """``get_range_addr``: first run of ``rsize`` free indexes from NEXT_INDEX."""
         if rsize <= 0 or rsize > self.size:
             return None
-        if self._bitmap is not None:
+        bitmap = self._index_map()
+        if bitmap is not None:
             zeros = bytes(rsize)
-            found = self._bitmap.find(zeros, self.next)
+            found = bitmap.find(zeros, self.next)
             if found < 0:
-                found = self._bitmap.find(zeros, 0, min(self.next + rsize - 1, self.size))
+                found = bitmap.find(zeros, 0, min(self.next + rsize - 1, self.size))
             if found < 0:
                 return None
         else:
