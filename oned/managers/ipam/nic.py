@@ -3,7 +3,7 @@
 
 ``acquire_nic`` resolves the NIC's network (NETWORK_ID, or NETWORK owned by the VM
 owner / NETWORK_UNAME / NETWORK_UID), takes a lease for the VM (the given IP, IP6 or
-MAC, else the next free address, in AR_ID if given), charges the NETWORK quota and
+MAC, else the next free address of the first range that has one), charges the NETWORK quota and
 stages the network in the caller's ``Unit``; it returns the NIC attributes oned fills
 (IP/MAC/IP6_*, AR_ID, BRIDGE, BRIDGE_TYPE, VN_MAD, PHYDEV, VLAN_ID, NETWORK,
 NETWORK_ID, CLUSTER_ID, TARGET, SECURITY_GROUPS and the INHERIT_VNET_ATTR values).
@@ -51,7 +51,7 @@ def network_of(core: Core, nic: dict[str, str], uid: int) -> VirtualNetwork | No
     elif nic.get("NETWORK_UNAME"):
         user = core.users.by_name(nic["NETWORK_UNAME"])
         if user is None:
-            raise InternalError(f"User \"{nic['NETWORK_UNAME']}\" does not exist")
+            raise InternalError(f'User "{nic["NETWORK_UNAME"]}" does not exist')
         owner = user.oid
     for vn in core.vnets.objects():
         if vn.name == name and vn.uid == owner:
@@ -112,11 +112,10 @@ async def acquire_nic(
     ip, ip6, mac = out.get("IP", ""), out.get("IP6", ""), out.get("MAC", "")
     if sum(1 for v in (ip, ip6, mac) if v) > 1:
         raise InternalError(f"Cannot get IP/MAC lease from virtual network {vn.oid}.")
-    raw_ar = out.get("AR_ID", "").strip()
-    ar_id = int(raw_ar) if raw_ar.isdigit() else None
     try:
+        # As oned, every range is tried in order (a NIC's AR_ID is an output).
         got = await leases.take(
-            core, vn, changes, owner_of(OWNER_VM, vm_id), ip=ip, ip6=ip6, mac=mac, ar_id=ar_id
+            core, vn, changes, owner_of(OWNER_VM, vm_id), ip=ip, ip6=ip6, mac=mac
         )
     except leases.LeaseError:
         got = None
