@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from oned.core import Core
     from oned.managers.lifecycle.manager import LifeCycleManager
 
+VNC_BASE, VNC_LAST = 5900, 65535
+
 _FAILURES = {
     L.BOOT_FAILURE,
     L.BOOT_MIGRATE_FAILURE,
@@ -263,10 +265,42 @@ class DispatchManager:
                     raise ActionError(
                         f"virtual machine [{vid}] does not fit in host [{hid}]. {error}"
                     )
+            previous = vm.current
+            if previous is None or previous.action != VMAction.STOP:
+                self._vnc_port(tx, cid)
             self.lcm.new_history(tx, hid, hostname, cid, vm_mad, tm_mad, ds_id)
             self.lcm.deploy(tx)
 
         await self._run_hosts(vid, step, f"deploy VM {vid}", (hid,))
+
+    def _vnc_port(self, tx: Tx, cid: int) -> None:
+        """``set_vnc_port``: GRAPHICS/PORT free in the cluster (5900 + id when free)."""
+        graphics = tx.vm.template.get_vector("GRAPHICS")
+        if graphics is None:
+            return
+        used: set[int] = set()
+        for other in self.core.vms.objects():
+            current = other.current
+            if other.oid == tx.vm.oid or other.state == S.DONE or current is None:
+                continue
+            if current.cid != cid:
+                continue
+            port = (other.template.get_vector("GRAPHICS") or {}).get("PORT", "")
+            if port.strip().isdigit():
+                used.add(int(port))
+        wanted = graphics.get("PORT", "").strip()
+        if wanted.isdigit():
+            if int(wanted) in used:
+                raise ActionError("Requested VNC port already assigned to a VM")
+            return
+        base = VNC_BASE + tx.vm.oid
+        if base <= VNC_LAST and base not in used:
+            graphics["PORT"] = str(base)
+            return
+        port = next((p for p in range(VNC_BASE, VNC_LAST + 1) if p not in used), None)
+        if port is None:
+            raise ActionError("No free VNC ports available in the cluster")
+        graphics["PORT"] = str(port)
 
     async def _run_hosts(
         self, vid: int, step: object, desc: str, hosts: tuple[int, ...]

@@ -3,6 +3,8 @@ with scripted VMM/TM drivers (in-memory database, fake clock)."""
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 from lxml import etree
@@ -522,3 +524,22 @@ class MonitoringTests(LifecycleCase):
             "<MONITORING><CPU><![CDATA[5]]></CPU><MEMORY><![CDATA[1024]]></MEMORY></MONITORING>",
             self.h.ok("one.vmpool.info", -2, -1, -1, -1),
         )
+
+
+class SampleTests(LifecycleCase):
+    def test_running_document_matches_the_sample(self) -> None:
+        """A deployed VM is oned's RUNNING document (devices, times and ids aside)."""
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+        from test_vms import T18_NO_DEVICES, sample, strip_devices
+
+        vid = self.h.ok("one.vm.allocate", T18_NO_DEVICES, True)
+        self.h.ok("one.vm.action", "release", vid)
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+
+        def norm(doc: str) -> str:
+            doc = re.sub(r"<(\w*TIME)>\d+</\1>", r"<\1>T</\1>", doc)
+            return re.sub(r"<UUID><!\[CDATA\[[-0-9a-f]+\]\]></UUID>", "<UUID>U</UUID>", doc)
+
+        theirs = strip_devices(sample("one.vm.info.running.xml"))
+        self.assertEqual(norm(self.h.ok("one.vm.info", vid)), norm(theirs))
