@@ -10,6 +10,7 @@ the image/network seams once they exist (not here).
 
 from __future__ import annotations
 
+import random
 import re
 import uuid
 
@@ -45,6 +46,10 @@ _MOVED_AS_IS = (
     "VROUTER_KEEPALIVED_ID",
     "VROUTER_KEEPALIVED_PASSWORD",
 )
+
+
+#: UUIDs from a generator seeded once (``os.urandom`` per VM is slow on some hosts).
+_RANDOM = random.Random()  # noqa: S311 - an identifier, not a secret
 
 
 def _float(text: str | None) -> float | None:
@@ -200,7 +205,7 @@ def build_templates(oid: int, source: Template, hold: bool) -> tuple[str, Templa
     os_vector = dict(oses[0]) if oses else {}
     user.erase("OS")
     if not os_vector.get("UUID"):
-        os_vector["UUID"] = str(uuid.uuid4())
+        os_vector["UUID"] = str(uuid.UUID(int=_RANDOM.getrandbits(128), version=4))
     tmpl.add("OS", os_vector)
     for attr in _MOVED_AS_IS:
         _move(user, tmpl, attr)

@@ -297,10 +297,10 @@ class DispatchManager:
         if base <= VNC_LAST and base not in used:
             graphics["PORT"] = str(base)
             return
-        port = next((p for p in range(VNC_BASE, VNC_LAST + 1) if p not in used), None)
-        if port is None:
+        free = next((p for p in range(VNC_BASE, VNC_LAST + 1) if p not in used), None)
+        if free is None:
             raise ActionError("No free VNC ports available in the cluster")
-        graphics["PORT"] = str(port)
+        graphics["PORT"] = str(free)
 
     async def _run_hosts(
         self, vid: int, step: object, desc: str, hosts: tuple[int, ...]

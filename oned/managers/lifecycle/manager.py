@@ -41,7 +41,7 @@ class LifeCycleManager(LcmStates):
         self.tm = tm
         vmm.lcm = self
         tm.lcm = self
-        self.log_writer = VmLogWriter()
+        self.log_writer = VmLogWriter(core.clock)
 
     def schedule(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         """Run a callback on the next reactor turn (``Listener::trigger``)."""

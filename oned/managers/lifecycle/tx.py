@@ -24,6 +24,8 @@ from oned.objects.vm import LcmState, VirtualMachine, VmState
 from oned.pools.base import Locks, Pool
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
     from oned.core import Core
     from oned.managers.image.stage import Stage
     from oned.objects.host import Host
@@ -59,11 +61,18 @@ def append_vm_log(directory: Path, text: str) -> None:
         pass
 
 
+#: Seconds VM log lines wait on the reactor before going to the writer thread.
+HANDOFF_DELAY = 0.05
+
+
 class VmLogWriter:
     """Appends VM log lines from one worker thread, in order (file system calls cost
     more than the rest of a VM allocation on slow disks)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: IReactorTime | None = None) -> None:
+        self._clock = clock
+        self._buffer: list[tuple[Path, str]] = []
+        self._handoff_due = False
         self._queue: queue.SimpleQueue[tuple[Path, str] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._pending = 0
@@ -75,6 +84,7 @@ class VmLogWriter:
             self._thread.start()
 
     def stop(self) -> None:
+        self._handoff()
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(10)
@@ -85,12 +95,27 @@ class VmLogWriter:
         return self._thread is not None
 
     def put(self, directory: Path, text: str) -> None:
+        """Queue lines; they reach the thread in one hand-over per reactor turn."""
+        self._buffer.append((directory, text))
+        if not self._handoff_due and self._clock is not None:
+            self._handoff_due = True
+            self._clock.callLater(HANDOFF_DELAY, self._handoff)
+        elif self._clock is None:
+            self._handoff()
+
+    def _handoff(self) -> None:
+        self._handoff_due = False
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
         with self._idle:
-            self._pending += 1
-        self._queue.put((directory, text))
+            self._pending += len(batch)
+        for item in batch:
+            self._queue.put(item)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every queued line is written."""
+        self._handoff()
         with self._idle:
             self._idle.wait_for(lambda: self._pending == 0, timeout)
 
