@@ -27,7 +27,7 @@ def client(d: Daemon) -> pyone.OneServer:
     return pyone.OneServer(d.url, session=d.session, timeout=30)
 
 
-def wait_state(one: pyone.OneServer, oid: int, state: int, timeout: float = 20) -> None:
+def wait_state(one: pyone.OneServer, oid: int, state: int, timeout: float = 40) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if one.vn.info(oid).STATE == state:
@@ -104,16 +104,16 @@ def test_kill_during_lock_create_resumes(make_daemon: type[Daemon], tmp_path: Pa
     create.write_text("#!/bin/sh\nsleep 60\n")
     create.chmod(0o755)
     d = make_daemon(root, extra_conf='VN_MAD_CONF = [ NAME = "slow", BRIDGE_TYPE = "linux" ]')
-    d.start()
+    d.start(timeout=60)
     one = client(d)
     oid = one.vn.allocate(NET.replace('"dummy"', '"slow"'), -1)
-    time.sleep(0.5)
+    time.sleep(1)
     assert one.vn.info(oid).STATE == 2
     d.stop(signal.SIGKILL)
     create.write_text("#!/bin/sh\nexit 0\n")
-    d.start()
+    d.start(timeout=60)
     one = client(d)
-    wait_state(one, oid, 1)
+    wait_state(one, oid, 1, timeout=60)
     assert str(one.vn.info(oid).AR_POOL.AR[0].SIZE) == "50"
 
 
