@@ -376,8 +376,7 @@ async def delete(core: Core, call: Call, oid: int) -> int:
         vn = shared.get_object(core, VNET, oid)
         if vn.used_leases() > 0:
             raise ActionError(
-                "Cannot delete virtual network. Can not remove a virtual network with "
-                "leases in use"
+                "Cannot delete virtual network. Can not remove a virtual network with leases in use"
             )
         if vn.state in (vs.LOCK_CREATE, vs.LOCK_DELETE, vs.DONE):
             raise ActionError(

@@ -109,9 +109,7 @@ def _merge(core: Core, call: Call, tmpl: Template, extra: str) -> None:
         for attrs in ars:
             bad = ar_restricted(core, attrs)
             if bad:
-                raise AuthorizationError(
-                    f"Extra Template includes a restricted attribute AR/{bad}"
-                )
+                raise AuthorizationError(f"Extra Template includes a restricted attribute AR/{bad}")
         bad = restricted_in(core, user)
         if bad:
             raise AuthorizationError(f"Extra Template includes a restricted attribute {bad}")
@@ -160,6 +158,4 @@ async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: i
     return shared.pool_document("VNTEMPLATE_POOL", objs, core.vntemplates)
 
 
-declare(
-    VNTEMPLATE, "vntemplate", "info", "update", "rename", "chmod", "chown", "lock", "unlock"
-)
+declare(VNTEMPLATE, "vntemplate", "info", "update", "rename", "chmod", "chown", "lock", "unlock")

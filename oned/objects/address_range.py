@@ -491,9 +491,7 @@ class AddressRange:
         for block in self._blocks():
             text = self._alloc_blocks.get(block)
             if text is None:
-                text = "".join(
-                    f" {i} {self.allocated[i]}" for i in self._block_indexes(block)
-                )
+                text = "".join(f" {i} {self.allocated[i]}" for i in self._block_indexes(block))
                 self._alloc_blocks[block] = text
             parts.append(text)
         return parts

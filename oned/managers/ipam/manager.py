@@ -71,12 +71,8 @@ class IPAMManager:
     ) -> tuple[bool, str]:
         """``IPAMRequest``: one synchronous AR call; INFO decoded on both outcomes."""
         if not address:
-            address = (
-                "<ADDRESS><MAC/><IP/><IP6_GLOBAL/><IP6_ULA/><IP6/><SIZE/></ADDRESS>"
-            )
-        payload = b64encode(
-            f"<IPAM_DRIVER_ACTION_DATA>{ar_xml}{address}</IPAM_DRIVER_ACTION_DATA>"
-        )
+            address = "<ADDRESS><MAC/><IP/><IP6_GLOBAL/><IP6_ULA/><IP6/><SIZE/></ADDRESS>"
+        payload = b64encode(f"<IPAM_DRIVER_ACTION_DATA>{ar_xml}{address}</IPAM_DRIVER_ACTION_DATA>")
         ok, info = await self.drivers.request(Family.IPAM, action, payload)
         return ok, b64decode(info) if info else ""
 

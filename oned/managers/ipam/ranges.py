@@ -29,8 +29,17 @@ if TYPE_CHECKING:
     from oned.objects.vnet import VirtualNetwork
     from oned.template import Template
 
-INTERNAL_ATTRS = ("USED_LEASES", "LEASES", "MAC_END", "IP_END", "IP6_END", "IP6_ULA",
-                  "IP6_ULA_END", "IP6_GLOBAL", "IP6_GLOBAL_END")
+INTERNAL_ATTRS = (
+    "USED_LEASES",
+    "LEASES",
+    "MAC_END",
+    "IP_END",
+    "IP6_END",
+    "IP6_ULA",
+    "IP6_ULA_END",
+    "IP6_GLOBAL",
+    "IP6_GLOBAL_END",
+)
 
 
 async def add_ar(core: Core, call: Call, vn: VirtualNetwork, tmpl: Template) -> None:
@@ -177,9 +186,7 @@ def update_ar(core: Core, call: Call, vn: VirtualNetwork, tmpl: Template) -> Non
     vn.ars[index] = new
     inherited = set(core.attr_list("INHERIT_VNET_ATTR"))
     changed = {
-        k: old.attrs.get(k, "")
-        for k, v in vup.items()
-        if k in inherited and old.attrs.get(k) != v
+        k: old.attrs.get(k, "") for k, v in vup.items() if k in inherited and old.attrs.get(k) != v
     }
     changed.update({k: v for k, v in old.attrs.items() if k in inherited and k not in vup})
     if changed:
