@@ -11,6 +11,8 @@ with oned's texts. ``one.cluster.addvnet/delvnet`` are registered here too.
 
 from __future__ import annotations
 
+import re
+
 from oned.api import shared
 from oned.api.cluster import CLUSTER, Membership, _generic, stage_cluster_side
 from oned.api.codec import Escaped
@@ -234,7 +236,23 @@ def ready_for(vn: VirtualNetwork, method: str) -> None:
         )
 
 
+_SIMPLE_VECTOR = re.compile(
+    r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*\[\s*((?:[A-Za-z_][A-Za-z0-9_]*\s*=\s*"[^"\\\n\x00]*"'
+    r'\s*,\s*)*[A-Za-z_][A-Za-z0-9_]*\s*=\s*"[^"\\\n\x00]*")\s*\]\s*$'
+)
+_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"([^"\\\n\x00]*)"')
+_SPACE = " \t\n\v\f\r"
+
+
 def _parse(text: str) -> Template:
+    """A template; one plain vector (``LEASES=[IP="..."]``, the lease calls) is read
+    without the full parser, with the same result."""
+    simple = _SIMPLE_VECTOR.match(text)
+    if simple is not None:
+        vector: dict[str, str] = {}
+        for key, value in _PAIR.findall(simple.group(2)):
+            vector.setdefault(key.upper(), value.strip(_SPACE))
+        return Template([(simple.group(1).upper(), vector)])
     try:
         return parse_str_or_xml(text)
     except TemplateSyntaxError as exc:
