@@ -422,3 +422,20 @@ class JournalTests(VNetCase):
         self.assertEqual(
             conn.execute("SELECT COUNT(*) FROM network_lease_journal").fetchone()[0], 0
         )
+
+
+class LeaseTemplateTests(VNetCase):
+    def test_fast_lease_parse_matches_the_parser(self) -> None:
+        """The plain-vector fast path reads what the template parser reads."""
+        from oned.api.vnet import _parse
+        from oned.template import parse_str_or_xml
+
+        for text in (
+            'LEASES=[IP="10.0.0.1"]',
+            ' leases = [ ip = " 10.0.0.1 " , ar_id="0" ]\n',
+            'LEASES=[IP="1", IP="2"]',
+            'AR=[AR_ID="0", SIZE="40"]',
+            'LEASES=[IP="a\\"b"]',
+            'X="1"',
+        ):
+            self.assertEqual(_parse(text).items, parse_str_or_xml(text).items, text)
