@@ -55,7 +55,7 @@ VM = Family[VirtualMachine](
     restricted_attr="VM_RESTRICTED_ATTR",
 )
 
-declare(VM, "vm", "chmod", "chown", "lock", "unlock")
+declare(VM, "vm", "chmod", "lock", "unlock")
 
 _OPERATION_LISTS = (
     ("VM_ADMIN_OPERATIONS", Op.ADMIN),
@@ -337,4 +337,49 @@ async def recover(core: Core, call: Call, oid: int, op: int) -> int:
         await dispatcher(core).recover(oid, op, requester(call))
     except NoExistsError as exc:
         raise no_exists("virtual machine", oid) from exc
+    return oid
+
+
+@rpc("one.vm.chown", "iii")
+async def chown(core: Core, call: Call, oid: int, new_uid: int, new_gid: int) -> int:
+    """Changes the ownership of a virtual machine (its quota usage moves along)."""
+    vm = shared.get_object(core, VM, oid)
+    if new_uid == vm.uid:
+        new_uid = -1
+    if new_gid == vm.gid:
+        new_gid = -1
+    new_user = core.users.get(new_uid) if new_uid >= 0 else None
+    if new_uid >= 0 and new_user is None:
+        raise no_exists("user", new_uid)
+    new_group = core.groups.get(new_gid) if new_gid >= 0 else None
+    if new_gid >= 0 and new_group is None:
+        raise no_exists("group", new_gid)
+    requests = [(Op.MANAGE, VM.auth(core, vm))]
+    if new_user is not None:
+        requests.append((Op.MANAGE, shared.user_auth(core, new_user)))
+    if new_group is not None:
+        requests.append((Op.USE, shared.group_auth(core, new_group)))
+    core.acl.check_all(call.caller, requests)
+    if new_user is None and new_group is None:
+        return oid
+    owners: list[tuple[Pool[Any], int]] = [(core.users, u) for u in {vm.uid, new_uid} if u > 0]
+    owners += [(core.groups, g) for g in {vm.gid, new_gid} if g > 0]
+    async with Locks((core.vms, oid), *owners):
+        vm = shared.get_object(core, VM, oid).copy()
+        tx = Tx(core, vm, core.unit(), core.now())
+        moving = vm.state != VmState.DONE
+        amounts = quota.usage(vm, running=vm.state not in quota.OFF_STATES)
+        if moving:
+            tx.quota_change(amounts, count=False)
+        if new_user is not None:
+            vm.uid, vm.uname = new_user.oid, new_user.name
+        if new_group is not None:
+            vm.gid, vm.gname = new_group.oid, new_group.name
+        if moving:
+            error = tx.quota_add(amounts)
+            if error:
+                raise AuthorizationError(error)
+        tx.stage_quotas()
+        tx.unit.save(core.vms, vm)
+        await tx.unit.commit(f"chown VM {oid}")
     return oid

@@ -287,7 +287,7 @@ class Tx:
                 return f"group [{vm.gid}] {error}"
         return None
 
-    def _quota_change(self, amounts: dict[str, float], count: bool) -> None:
+    def quota_change(self, amounts: dict[str, float], count: bool) -> None:
         vm = self.vm
         for kind, oid, pool in (
             ("user", vm.uid, self.core.users),
@@ -303,11 +303,11 @@ class Tx:
         """RUNNING_* usage is held while the VM is not off; DONE gives back all."""
         was_on = old not in quota.OFF_STATES
         if new == VmState.DONE:
-            self._quota_change(quota.usage(self.vm, running=was_on), count=False)
+            self.quota_change(quota.usage(self.vm, running=was_on), count=False)
         elif was_on and new in quota.OFF_STATES:
-            self._quota_change(quota.usage(self.vm, allocated=False), count=False)
+            self.quota_change(quota.usage(self.vm, allocated=False), count=False)
         elif not was_on and new not in quota.OFF_STATES:
-            self._quota_change(quota.usage(self.vm, allocated=False), count=True)
+            self.quota_change(quota.usage(self.vm, allocated=False), count=True)
 
     def stage_quotas(self) -> None:
         core = self.core

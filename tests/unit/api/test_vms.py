@@ -296,3 +296,28 @@ class InstantiateTests(VmApiCase):
             self.err("one.template.instantiate", 9, ""),
             ("[one.template.instantiate] Error getting virtual machine template [9].", 0x400),
         )
+
+
+class ChownQuotaTests(VmApiCase):
+    def test_chown_moves_quota_usage(self) -> None:
+        """chown charges the new owner's VM quota (refused past its limit)."""
+        uid = self.h.ok("one.user.allocate", "q", "pw", "", [1])
+        self.h.ok("one.user.quota", uid, 'VM=[VMS="1", CPU="-2", MEMORY="-2"]')
+        first = self.h.ok("one.vm.allocate", "CPU=1\nMEMORY=64")
+        second = self.h.ok("one.vm.allocate", "CPU=1\nMEMORY=64")
+        self.h.ok("one.vm.chown", first, uid, -1)
+        user = etree.fromstring(self.h.ok("one.user.info", uid).encode())
+        self.assertEqual(user.findtext("VM_QUOTA/VM/VMS_USED"), "1")
+        self.assertEqual(
+            self.err("one.vm.chown", second, uid, -1),
+            (
+                f"[one.vm.chown] User [0] : user [{uid}] limit of 1 reached for VMS quota in VM.",
+                0x200,
+            ),
+        )
+        self.h.ok("one.vm.chown", first, 0, -1)
+        user = etree.fromstring(self.h.ok("one.user.info", uid).encode())
+        self.assertEqual(user.findtext("VM_QUOTA/VM/VMS_USED"), "0")
+        self.h.ok("one.vm.chown", second, uid, 1)
+        doc = etree.fromstring(self.h.ok("one.vm.info", second).encode())
+        self.assertEqual((doc.findtext("UNAME"), doc.findtext("GNAME")), ("q", "users"))
