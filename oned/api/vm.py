@@ -31,7 +31,8 @@ from oned.managers.lifecycle import quota
 from oned.managers.lifecycle.disks import acquire_all as acquire_images
 from oned.managers.lifecycle.disks import image_ids
 from oned.managers.lifecycle.nics import acquire_all, network_ids
-from oned.managers.lifecycle.tx import Tx, write_vm_log
+from oned.managers.lifecycle.tx import Tx
+from oned.managers.lifecycle.vmlog import write_vm_log
 from oned.objects.base import Op, Permissions
 from oned.objects.datastore import SYSTEM_DS
 from oned.objects.history import ACTION_NAMES, VMAction

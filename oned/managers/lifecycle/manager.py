@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from oned._async import background
 from oned.log import logger
 from oned.managers.lifecycle.states import LcmStates
-from oned.managers.lifecycle.tx import Tx, VmLogWriter, add_capacity, transition
+from oned.managers.lifecycle.tx import Tx, add_capacity, transition
+from oned.managers.lifecycle.vmlog import VmLogWriter
 from oned.objects.history import History, VMAction
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VirtualMachine

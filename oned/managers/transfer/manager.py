@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from oned.drivers.families import Family
 from oned.log import logger
-from oned.managers.lifecycle.tx import vm_dir, write_vm_log
+from oned.managers.lifecycle.vmlog import vm_dir, write_vm_log
 from oned.objects.vm import LcmState, VirtualMachine
 
 if TYPE_CHECKING:

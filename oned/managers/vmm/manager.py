@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from oned.drivers.families import Family
 from oned.drivers.message import b64encode
 from oned.log import logger
-from oned.managers.lifecycle.tx import vm_dir, write_vm_log
+from oned.managers.lifecycle.vmlog import vm_dir, write_vm_log
 from oned.managers.transfer.manager import ds_location
 from oned.objects.base import esc
 from oned.objects.vm import LcmState, VirtualMachine
