@@ -69,3 +69,26 @@ class FakeIPAMDrivers:
         for s in todo:
             self.reply(s.action, s.oid)
         return len(todo)
+
+
+def attach(core: Any, clock: Any) -> FakeIPAMDrivers:
+    """Give ``core`` an IPAMManager behind a fake driver (for other families' tests).
+
+    Networks then wait in LOCK_CREATE until ``settle(core, drivers, clock)``.
+    """
+    from twisted.internet.defer import Deferred
+
+    from oned.managers.ipam.manager import IPAMManager
+
+    drivers = FakeIPAMDrivers()
+    manager = IPAMManager(core, drivers, clock)
+    core.ipam_manager = manager
+    Deferred.fromCoroutine(manager.start())
+    return drivers
+
+
+def settle(drivers: FakeIPAMDrivers, clock: Any) -> None:
+    """Answer every pending VNET_CREATE/VNET_DELETE as the dummy driver does."""
+    while drivers.answer_all():
+        clock.advance(0)
+    clock.advance(0)
