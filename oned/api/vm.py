@@ -31,7 +31,7 @@ from oned.managers.lifecycle import quota
 from oned.managers.lifecycle.disks import acquire_all as acquire_images
 from oned.managers.lifecycle.disks import image_ids
 from oned.managers.lifecycle.nics import acquire_all, network_ids
-from oned.managers.lifecycle.tx import Tx
+from oned.managers.lifecycle.tx import QuotaRefusal, Tx
 from oned.managers.lifecycle.vmlog import write_vm_log
 from oned.objects.base import Op, Permissions
 from oned.objects.datastore import SYSTEM_DS
@@ -211,6 +211,8 @@ async def action(core: Core, call: Call, name: str, oid: int) -> int:
         raise ActionError(f'Action "{name}" is not supported')
     try:
         await dispatcher(core).action(name, oid, requester(call))
+    except QuotaRefusal:
+        raise
     except ActionError as exc:
         raise ActionError(f'Error performing action "{name}": {exc.message}') from exc
     except NoExistsError as exc:

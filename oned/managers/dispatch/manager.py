@@ -198,6 +198,8 @@ class DispatchManager:
     async def resume(self, vid: int, who: Requester) -> None:
         def step(tx: Tx) -> None:
             vm = tx.vm
+            if vm.state in (S.STOPPED, S.UNDEPLOYED, S.SUSPENDED, S.POWEROFF):
+                tx.check_running()
             if vm.state in (S.STOPPED, S.UNDEPLOYED):
                 tx.state(S.PENDING)
             elif vm.state == S.SUSPENDED:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from oned.errors import ActionError
 from oned.managers.lifecycle import quota
 from oned.managers.lifecycle.disks import images_of
 from oned.managers.lifecycle.vmlog import write_vm_log
@@ -60,6 +61,10 @@ def del_capacity(host: Host, vm: VirtualMachine) -> None:
     host.vms.discard(vm.oid)
 
 
+class QuotaRefusal(ActionError):
+    """An action refused by a quota (its text goes out without the action prefix)."""
+
+
 class Tx:
     """The working copy of one VM inside a transition."""
 
@@ -78,6 +83,7 @@ class Tx:
         self.lease_changes: list[LeaseChanges] = []
         #: Set when images change with the VM (its unit is this Tx's unit).
         self.stage_images: Stage | None = None
+        self.running_checked = False
 
     def image_stage(self) -> Stage:
         """A ``Stage`` sharing this transaction, for image usage changes."""
@@ -185,8 +191,18 @@ class Tx:
             self.quota_change(quota.usage(self.vm, running=was_on), count=False)
         elif was_on and new in quota.OFF_STATES:
             self.quota_change(quota.usage(self.vm, allocated=False), count=False)
-        elif not was_on and new not in quota.OFF_STATES:
+        elif not was_on and new not in quota.OFF_STATES and not self.running_checked:
             self.quota_change(quota.usage(self.vm, allocated=False), count=True)
+
+    def check_running(self) -> None:
+        """``quota_authorization`` of RUNNING_* usage before a resume (oned refuses
+        with the quota text); the state change then counts nothing more."""
+        if self.vm.state not in quota.OFF_STATES:
+            return
+        error = self.quota_add(quota.usage(self.vm, allocated=False))
+        if error:
+            raise QuotaRefusal(error)
+        self.running_checked = True
 
     def stage_quotas(self) -> None:
         core = self.core

@@ -543,3 +543,39 @@ class SampleTests(LifecycleCase):
 
         theirs = strip_devices(sample("one.vm.info.running.xml"))
         self.assertEqual(norm(self.h.ok("one.vm.info", vid)), norm(theirs))
+
+
+class RunningQuotaTests(LifecycleCase):
+    def test_running_quota_follows_power_state(self) -> None:
+        """POWEROFF gives RUNNING_* back; resume past the limit is refused with its text."""
+        uid = self.h.ok("one.user.allocate", "q", "pw", "", [1])
+        self.h.ok("one.user.quota", uid, 'VM=[RUNNING_VMS="1"]')
+        first = self.h.ok("one.vm.allocate", VM_TEMPLATE, session="q:pw")
+        self.h.ok("one.vm.deploy", first, self.hid)
+        self.settle()
+        self.action("poweroff", first)
+        self.settle()
+
+        def used() -> str:
+            user = etree.fromstring(self.h.ok("one.user.info", uid).encode())
+            return user.findtext("VM_QUOTA/VM/RUNNING_VMS_USED") or ""
+
+        self.assertEqual(used(), "0")
+        second = self.h.ok("one.vm.allocate", VM_TEMPLATE, session="q:pw")
+        self.assertEqual(used(), "1")
+        self.assertEqual(
+            self.action("resume", first),
+            [
+                False,
+                f"[one.vm.action] user [{uid}] limit of 1 reached for RUNNING_VMS quota in VM",
+                2048,
+                -1,
+                -1,
+            ],
+        )
+        self.action("terminate", second)
+        self.assertEqual(used(), "0")
+        self.assertEqual(self.action("resume", first)[:2], [True, first])
+        self.settle()
+        self.assertEqual(self.states(first), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(used(), "1")
