@@ -14,7 +14,7 @@ the ranges themselves replace range objects in the copy's list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -268,6 +268,7 @@ class LeaseChanges:
     """In-place lease changes of one network, undone if their commit fails."""
 
     undo: list[tuple[AddressRange, int, int | None, int]] = field(default_factory=list)
+    on_rollback: list[Callable[[], None]] = field(default_factory=list)
 
     def allocate(self, ar: AddressRange, index: int, owner: int) -> None:
         self.undo.append((ar, index, ar.allocated.get(index), ar.next))
@@ -293,3 +294,6 @@ class LeaseChanges:
                     ar.set_allocated(index, before)
             ar.next = nxt
         self.undo.clear()
+        for fn in reversed(self.on_rollback):
+            fn()
+        self.on_rollback.clear()

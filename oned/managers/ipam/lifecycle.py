@@ -383,5 +383,5 @@ def stage_drop(core: Core, unit: Unit, vn: VirtualNetwork) -> LeaseChanges:
                 freed += 1
     unit.save(core.vnets, parent)
     if freed:
-        quota.stage_del(core, unit, vn.uid, vn.gid, {vn.parent: freed})
+        quota.stage_del(core, unit, vn.uid, vn.gid, {vn.parent: freed}, changes)
     return changes

@@ -147,7 +147,7 @@ async def acquire_nic(
     sgs.update(vn.security_groups())
     out["SECURITY_GROUPS"] = ",".join(str(s) for s in sorted(sgs))
     if charge_quota:
-        problem = quota.stage_add(core, unit, uid, gid, {vn.oid: 1})
+        problem = quota.stage_add(core, unit, uid, gid, {vn.oid: 1}, changes)
         if problem:
             changes.rollback()
             raise InternalError(problem)
@@ -185,5 +185,5 @@ async def release_nic(
         ids.discard(vm_id)
     unit.save(core.vnets, vn)
     if freed and charge_quota:
-        quota.stage_del(core, unit, uid, gid, {vn.oid: 1})
+        quota.stage_del(core, unit, uid, gid, {vn.oid: 1}, changes)
     return changes

@@ -15,6 +15,7 @@ from oned.objects.quotas import NETWORK, Quotas
 
 if TYPE_CHECKING:
     from oned.core import Core
+    from oned.objects.vnet import LeaseChanges
     from oned.pools.base import Unit
     from oned.pools.quotas import QuotaTable
 
@@ -71,26 +72,66 @@ def _tables(core: Core, uid: int, gid: int) -> list[tuple[QuotaTable, int, str]]
     return out
 
 
-def stage_add(core: Core, unit: Unit, uid: int, gid: int, usage: dict[int, int]) -> str | None:
-    """Charge ``usage`` ({network id: leases}) to user and group, or say why not."""
+def stage_add(
+    core: Core,
+    unit: Unit,
+    uid: int,
+    gid: int,
+    usage: dict[int, int],
+    changes: LeaseChanges | None = None,
+) -> str | None:
+    """Charge ``usage`` ({network id: leases}) to user and group, or say why not.
+
+    The new usage is visible at once (two concurrent calls cannot both pass a limit or
+    overwrite each other's count); ``changes.rollback()`` gives it back if the unit
+    does not commit.
+    """
     staged: list[tuple[QuotaTable, int, Quotas]] = []
     for table, oid, word in _tables(core, uid, gid):
         quotas = table.get(oid).copy()
-        defaults = table.defaults
         for net_id, leases in sorted(usage.items()):
-            problem = check(quotas, defaults, net_id, leases)
+            problem = check(quotas, table.defaults, net_id, leases)
             if problem:
                 return f"{word} [{oid}] {problem}"
         staged.append((table, oid, quotas))
     for table, oid, quotas in staged:
-        unit.sql(table.save(oid, quotas), partial(table.remember, oid, quotas))
+        table.remember(oid, quotas)
+        unit.sql(table.save(oid, quotas))
+    if changes is not None:
+        changes.on_rollback.append(partial(_give_back, core, uid, gid, usage))
     return None
 
 
-def stage_del(core: Core, unit: Unit, uid: int, gid: int, usage: dict[int, int]) -> None:
-    """Give ``usage`` back to user and group."""
+def _give_back(core: Core, uid: int, gid: int, usage: dict[int, int]) -> None:
     for table, oid, _ in _tables(core, uid, gid):
         quotas = table.get(oid).copy()
         for net_id, leases in usage.items():
             release(quotas, net_id, leases)
-        unit.sql(table.save(oid, quotas), partial(table.remember, oid, quotas))
+        table.remember(oid, quotas)
+
+
+def stage_del(
+    core: Core,
+    unit: Unit,
+    uid: int,
+    gid: int,
+    usage: dict[int, int],
+    changes: LeaseChanges | None = None,
+) -> None:
+    """Give ``usage`` back to user and group (at once; undone by ``changes.rollback()``)."""
+    for table, oid, _ in _tables(core, uid, gid):
+        quotas = table.get(oid).copy()
+        for net_id, leases in usage.items():
+            release(quotas, net_id, leases)
+        table.remember(oid, quotas)
+        unit.sql(table.save(oid, quotas))
+    if changes is not None:
+        changes.on_rollback.append(partial(_charge_again, core, uid, gid, usage))
+
+
+def _charge_again(core: Core, uid: int, gid: int, usage: dict[int, int]) -> None:
+    for table, oid, _ in _tables(core, uid, gid):
+        quotas = table.get(oid).copy()
+        for net_id, leases in usage.items():
+            check(quotas, Quotas(), net_id, leases)
+        table.remember(oid, quotas)

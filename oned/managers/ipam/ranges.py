@@ -94,7 +94,7 @@ async def rm_ar(core: Core, vn: VirtualNetwork, ar_id: int, force: bool) -> None
                         freed += 1
             unit.save(core.vnets, parent)
             if freed:
-                quota.stage_del(core, unit, vn.uid, vn.gid, {parent.oid: freed})
+                quota.stage_del(core, unit, vn.uid, vn.gid, {parent.oid: freed}, changes)
     try:
         await unit.commit(f"remove address range {ar_id} of network {vn.oid}")
     except Exception:
@@ -280,10 +280,10 @@ async def _reserve_locked(
     if parent is None or reservation is None:
         raise ActionError("Virtual network does not exist")
     unit = core.unit()
-    problem = quota.stage_add(core, unit, reservation.uid, reservation.gid, {oid: size})
+    changes = LeaseChanges()
+    problem = quota.stage_add(core, unit, reservation.uid, reservation.gid, {oid: size}, changes)
     if problem:
         raise AuthorizationError(problem)
-    changes = LeaseChanges()
     owner = owner_of(OWNER_NET, rid)
     got = leases.reserve_from(parent, changes, owner, size, ar_id, ip, ip6, mac)
     if got is None:
