@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from oned.errors import ActionError, NoExistsError
+from oned.errors import ActionError, AuthorizationError, NoExistsError
 from oned.log import logger
-from oned.managers.lifecycle.tx import Tx, del_capacity, state_str, transition
+from oned.managers.lifecycle.tx import QuotaRefusal, Tx, del_capacity, state_str, transition
 from oned.objects.history import VMAction
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VirtualMachine
@@ -267,6 +267,11 @@ class DispatchManager:
                     raise ActionError(
                         f"virtual machine [{vid}] does not fit in host [{hid}]. {error}"
                     )
+            if vm.state in (S.STOPPED, S.UNDEPLOYED):
+                try:
+                    tx.check_running()
+                except QuotaRefusal as exc:
+                    raise AuthorizationError(exc.message) from exc
             previous = vm.current
             if previous is None or previous.action != VMAction.STOP:
                 self._vnc_port(tx, cid)
