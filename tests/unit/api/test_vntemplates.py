@@ -54,6 +54,9 @@ class VNTemplateTests(VNetCase):
             + "</VNET_POOL>",
         )
         self.assertIn("<TEMPLATE_ID>0</TEMPLATE_ID>", doc)
+        self.assertEqual(
+            doc, sample("one.vn.info.from-vntemplate.xml").replace("<ID>3</ID>", "<ID>0</ID>", 1)
+        )
         auto = self.one.ok("one.vntemplate.instantiate", 0, "", 'AR=[TYPE="ETHER", SIZE="2"]')
         self.settle()
         doc = self.raw_info(auto)
