@@ -391,8 +391,8 @@ class DispatchManager:
             host = tx.host(record.hid)
             if host is not None:
                 del_capacity(host, vm)
-            self.lcm.vmm.driver_cancel(vm)
             snapshot = vm.copy()
+            tx.then(lambda: self.lcm.vmm.driver_cancel(snapshot))
             tx.then(lambda: self.lcm.vmm.cleanup(snapshot))
             if vm.state == S.ACTIVE:
                 tx.lcm(L.LCM_INIT)

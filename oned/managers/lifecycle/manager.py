@@ -82,7 +82,7 @@ class LifeCycleManager(LcmStates):
         vm = tx.vm
         if vm.state == S.ACTIVE and vm.lcm_state in (L.RUNNING, L.UNKNOWN, L.SHUTDOWN):
             if vm.lcm_state == L.SHUTDOWN:
-                self.vmm.driver_cancel(vm)
+                tx.then(lambda: self.vmm.driver_cancel(vm))
             else:
                 tx.lcm(L.SHUTDOWN)
             vm.resched = 0
@@ -100,7 +100,7 @@ class LifeCycleManager(LcmStates):
     def poweroff(self, tx: Tx, hard: bool) -> None:
         vm = tx.vm
         if vm.lcm_state == L.SHUTDOWN_POWEROFF:
-            self.vmm.driver_cancel(vm)
+            tx.then(lambda: self.vmm.driver_cancel(vm))
         else:
             tx.lcm(L.SHUTDOWN_POWEROFF)
         vm.resched = 0
@@ -115,7 +115,7 @@ class LifeCycleManager(LcmStates):
             tx.then(lambda: self.tm.epilog_stop(vm))
             return
         if vm.lcm_state == L.SHUTDOWN_UNDEPLOY:
-            self.vmm.driver_cancel(vm)
+            tx.then(lambda: self.vmm.driver_cancel(vm))
         else:
             tx.lcm(L.SHUTDOWN_UNDEPLOY)
         vm.resched = 0
@@ -359,7 +359,7 @@ class LifeCycleManager(LcmStates):
         """``delete_action`` of an ACTIVE VM: cancel what runs, clean up, DONE now."""
         vm = tx.vm
         lcm = L(vm.lcm_state)
-        self.vmm.driver_cancel(vm)
+        tx.then(lambda: self.vmm.driver_cancel(vm))
         record = tx.history
         record.etime = tx.now
         host = tx.host(record.hid)
