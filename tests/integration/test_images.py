@@ -58,6 +58,8 @@ def test_image_lifecycle_through_pyone(make_daemon: type[Daemon], tmp_path: Path
     d.start()
     dummy_datastore(d)
     one = client(d)
+    one.datastore.update(0, 'TM_MAD="dummy"', 1)  # shared: monitored through tm/dummy/monitor
+    wait_for(lambda: one.datastore.info(0).TOTAL_MB == 4796800, what="system DS monitoring")
     datablock = one.image.allocate('NAME="db"\nTYPE="DATABLOCK"\nSIZE="256"', 1)
     os_img = one.image.allocate(
         'NAME="os"\nTYPE="OS"\nPATH="https://example.org/os.qcow2"\nDEV_PREFIX="vd"', 1
