@@ -20,7 +20,7 @@ from oned.objects.address_range import (
 from oned.objects.vnet import LeaseChanges
 from oned.testing.rpc import result_of
 
-from .vnet_case import NET_IP4, VNetCase
+from .vnet_case import NET_IP4, NET_MULTI, VNetCase
 
 BASE = 'NAME="n"\nVN_MAD="dummy"\nBRIDGE="br0"\n'
 
@@ -99,7 +99,7 @@ class ArithmeticTests(VNetCase):
             ("FOO=bar", "Wrong AR definition. AR vector attribute is missing."),
         ]
         for text, expected in cases:
-            msg, code = self.fail("one.vn.add_ar", oid, text)
+            msg, code = self.refused("one.vn.add_ar", oid, text)
             self.assertEqual((msg, code), (f"[one.vn.add_ar] {expected}", 0x2000), text)
         self.one.ok(
             "one.vn.add_ar", oid, 'AR=[TYPE="IP4", IP="255.255.255.250", SIZE="1099511627776"]'
@@ -124,16 +124,16 @@ class HoldReleaseTests(VNetCase):
         """A held lease cannot be held again; release frees it once; texts as oned's."""
         oid = self.net(NET_IP4)
         self.one.ok("one.vn.hold", oid, 'LEASES=[IP="10.0.0.12"]')
-        msg, code = self.fail("one.vn.hold", oid, 'LEASES=[IP="10.0.0.12"]')
+        msg, code = self.refused("one.vn.hold", oid, 'LEASES=[IP="10.0.0.12"]')
         self.assertEqual(msg, "[one.vn.hold] Address is not part of the address range or in use.")
         self.assertEqual(code, 0x2000)
-        self.fail("one.vn.hold", oid, 'LEASES=[IP="10.0.0.60"]')
-        self.fail("one.vn.hold", oid, 'LEASES=[IP="10.0.0.9"]')
-        msg, _ = self.fail("one.vn.hold", oid, 'LEASES=[IP="10.0.0.1", MAC="02:00:00:00:00:01"]')
+        self.refused("one.vn.hold", oid, 'LEASES=[IP="10.0.0.60"]')
+        self.refused("one.vn.hold", oid, 'LEASES=[IP="10.0.0.9"]')
+        msg, _ = self.refused("one.vn.hold", oid, 'LEASES=[IP="10.0.0.1", MAC="02:00:00:00:00:01"]')
         self.assertEqual(msg, "[one.vn.hold] Only one attribute MAC, IP or IP6 can be set.")
-        msg, _ = self.fail("one.vn.hold", oid, 'LEASES=[AR_ID="0"]')
+        msg, _ = self.refused("one.vn.hold", oid, 'LEASES=[AR_ID="0"]')
         self.assertEqual(msg, "[one.vn.hold] Missing MAC, IP or IP6.")
-        msg, _ = self.fail("one.vn.hold", oid, 'FOO="1"')
+        msg, _ = self.refused("one.vn.hold", oid, 'FOO="1"')
         self.assertEqual(msg, "[one.vn.hold] Empty lease description.")
         self.one.ok("one.vn.release", oid, 'LEASES=[IP="10.0.0.12"]')
         self.one.ok("one.vn.release", oid, 'LEASES=[IP="10.0.0.12"]')
@@ -265,11 +265,11 @@ class RangeCallTests(VNetCase):
         """rm_ar refuses ranges with leases unless forced; unknown ids are refused."""
         oid = self.net(NET_IP4)
         self.one.ok("one.vn.hold", oid, 'LEASES=[IP="10.0.0.12"]')
-        msg, _ = self.fail("one.vn.rm_ar", oid, 0)
+        msg, _ = self.refused("one.vn.rm_ar", oid, 0)
         self.assertEqual(msg, "[one.vn.rm_ar] Address Range has leases in use")
-        msg, _ = self.fail("one.vn.rm_ar", oid, 5)
+        msg, _ = self.refused("one.vn.rm_ar", oid, 5)
         self.assertEqual(msg, "[one.vn.rm_ar] Address Range does not exist")
-        msg, _ = self.fail("one.vn.delete", oid)
+        msg, _ = self.refused("one.vn.delete", oid)
         self.assertIn("Can not remove a virtual network with leases in use", msg)
         self.one.ok("one.vn.rm_ar", oid, 0, True)
         self.assertIn("<AR_POOL></AR_POOL>", self.info(oid))
@@ -284,15 +284,15 @@ class RangeCallTests(VNetCase):
         doc = self.raw_info(oid)
         self.assertIn("<FOO><![CDATA[x]]></FOO><IP><![CDATA[10.0.0.10]]></IP>", doc)
         self.assertIn("<SIZE><![CDATA[40]]></SIZE>", doc)
-        msg, _ = self.fail("one.vn.update_ar", oid, 'AR=[AR_ID="0", SIZE="20"]')
+        msg, _ = self.refused("one.vn.update_ar", oid, 'AR=[AR_ID="0", SIZE="20"]')
         self.assertEqual(
             msg,
             "[one.vn.update_ar] New SIZE cannot be applied. There are used leases that would "
             "fall outside the range.",
         )
-        msg, _ = self.fail("one.vn.update_ar", oid, 'AR=[AR_ID="9"]')
+        msg, _ = self.refused("one.vn.update_ar", oid, 'AR=[AR_ID="9"]')
         self.assertEqual(msg, "[one.vn.update_ar] Address Range with ID 9 was not found.")
-        msg, _ = self.fail("one.vn.update_ar", oid, 'AR=[SIZE="9"]')
+        msg, _ = self.refused("one.vn.update_ar", oid, 'AR=[SIZE="9"]')
         self.assertEqual(msg, "[one.vn.update_ar] AR/AR_ID attribute is missing.")
 
     def test_reservations(self) -> None:
@@ -329,7 +329,7 @@ class RangeCallTests(VNetCase):
             ),
         ]
         for net, text, expected in refusals:
-            msg, code = self.fail("one.vn.reserve", net, text)
+            msg, code = self.refused("one.vn.reserve", net, text)
             self.assertEqual((msg, code), (f"[one.vn.reserve] {expected}", 0x800), text)
         self.settle()
         self.assertEqual(len(self.one.core.vnets), 2)
@@ -347,7 +347,7 @@ class RangeCallTests(VNetCase):
         self.one.ok("one.user.quota", 2, "NETWORK=[ID=0, LEASES=3]")
         rid = self.one.ok("one.vn.reserve", oid, 'NAME="r"\nSIZE="2"', session=alice)
         self.settle()
-        msg, code = self.fail("one.vn.reserve", oid, 'NAME="r2"\nSIZE="2"', session=alice)
+        msg, code = self.refused("one.vn.reserve", oid, 'NAME="r2"\nSIZE="2"', session=alice)
         self.assertEqual(code, 0x200)
         self.assertIn("limit of 3 reached for LEASES quota in NETWORK with ID: 0", msg)
         self.settle()
@@ -374,7 +374,7 @@ class IpamTests(VNetCase):
         actions = [r.action for r in self.drivers.requests]
         self.assertEqual(actions, ["REGISTER_ADDRESS_RANGE", "ALLOCATE_ADDRESS", "FREE_ADDRESS"])
         self.drivers.replies["ALLOCATE_ADDRESS"] = (False, "taken")
-        self.fail("one.vn.hold", oid, 'LEASES=[IP="10.5.0.3"]')
+        self.refused("one.vn.hold", oid, 'LEASES=[IP="10.5.0.3"]')
         self.drivers.replies["REGISTER_ADDRESS_RANGE"] = (False, "no space")
         bad = self.net(
             'NAME="b"\nVN_MAD="dummy"\nBRIDGE="x"\nAR=[TYPE="IP4", IPAM_MAD="dummy", SIZE="10"]'
@@ -439,3 +439,26 @@ class LeaseTemplateTests(VNetCase):
             'X="1"',
         ):
             self.assertEqual(_parse(text).items, parse_str_or_xml(text).items, text)
+
+
+class VmLeaseSampleTests(VNetCase):
+    def test_vm_lease_document_is_oneds(self) -> None:
+        """A VM NIC after a reservation and a hold: oned's vn.info sample byte for byte."""
+        from .vnet_case import sample
+
+        self.one.ok("one.cluster.allocate", "c100")
+        self.one.ok("one.secgroup.allocate", 'NAME="sg"')
+        oid = self.net(NET_IP4)
+        self.net(NET_MULTI)
+        self.one.ok("one.vn.reserve", oid, 'NAME="r"\nSIZE=4')
+        self.settle()
+        self.one.ok("one.cluster.addvnet", 100, oid)
+        core = self.one.core
+        unit = core.unit()
+        filled, _ = result_of(
+            Deferred.fromCoroutine(nic.acquire_nic(core, unit, {"NETWORK_ID": "0"}, 0, 0, 0))
+        )
+        result_of(Deferred.fromCoroutine(unit.commit("vm 0")))
+        self.assertEqual(filled["IP"], "10.0.0.14")
+        self.one.ok("one.vn.hold", oid, 'LEASES=[IP="10.0.0.15"]')
+        self.assertEqual(self.info(oid), sample("one.vn.info.ip4-with-vm-lease.xml"))

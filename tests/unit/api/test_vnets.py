@@ -67,7 +67,7 @@ class StateMachineTests(VNetCase):
         doc = self.info(oid)
         self.assertIn("<STATE><![CDATA[5]]></STATE>", doc)
         self.assertRegex(doc, r"<ERROR><!\[CDATA\[.* : no bridge\]\]></ERROR>")
-        msg, _ = self.fail("one.vn.recover", oid, 3)
+        msg, _ = self.refused("one.vn.recover", oid, 3)
         self.assertEqual(
             msg,
             f"[one.vn.recover] Could not perform 'recover retry' on VN {oid}, wrong state ERROR.",
@@ -83,12 +83,12 @@ class StateMachineTests(VNetCase):
         self.drivers.sent.clear()
         self.one.ok("one.vn.recover", oid, 0)
         self.assertIn("Failure forced by user", self.info(oid))
-        msg, _ = self.fail("one.vn.recover", oid, 0)
+        msg, _ = self.refused("one.vn.recover", oid, 0)
         self.assertIn("wrong state ERROR", msg)
-        self.fail("one.vn.recover", oid, 7)
+        self.refused("one.vn.recover", oid, 7)
         self.one.ok("one.vn.recover", oid, 2)
         self.one.clock.advance(0)
-        self.fail("one.vn.info", oid)
+        self.refused("one.vn.info", oid)
         self.assertEqual([s.action for s in self.drivers.pending()], ["VNET_DELETE"])
         self.assertNotIn(f"<ID>{oid}</ID>", self.one.ok("one.cluster.info", 0).split("<VNETS>")[1])
 
@@ -98,14 +98,14 @@ class StateMachineTests(VNetCase):
         self.assertIn(f"<VNETS><ID>{oid}</ID></VNETS>", self.one.ok("one.cluster.info", 0))
         self.one.ok("one.vn.delete", oid)
         self.assertIn("<STATE><![CDATA[3]]></STATE>", self.info(oid))
-        msg, code = self.fail("one.vn.delete", oid)
+        msg, code = self.refused("one.vn.delete", oid)
         self.assertEqual(
             msg,
             "[one.vn.delete] Cannot delete virtual network. Can not remove a Virtual "
             "Network, wrong state LOCK_DELETE",
         )
         self.settle()
-        self.fail("one.vn.info", oid)
+        self.refused("one.vn.info", oid)
         self.assertIn("<VNETS></VNETS>", self.one.ok("one.cluster.info", 0))
 
     def test_delete_failure_is_error(self) -> None:
@@ -132,7 +132,7 @@ class StateMachineTests(VNetCase):
         drivers.answer_all()
         self.one.clock.advance(0)
         self.assertIn("<STATE><![CDATA[1]]></STATE>", self.info(a))
-        self.fail("one.vn.info", b)
+        self.refused("one.vn.info", b)
 
     def test_reply_in_wrong_state_is_ignored(self) -> None:
         """A VNET_CREATE reply for a READY network changes nothing."""
@@ -165,12 +165,12 @@ class AllocateTests(VNetCase):
             ('NAME="a;b"\nVN_MAD="bridge"', "Invalid NAME, char ';' is not allowed"),
         ]
         for text, expected in cases:
-            msg, code = self.fail("one.vn.allocate", text, -1)
+            msg, code = self.refused("one.vn.allocate", text, -1)
             self.assertEqual((msg, code), (f"[one.vn.allocate] {expected}", 0x2000), text)
         self.net('NAME="x"\nVN_MAD="bridge"')
-        msg, _ = self.fail("one.vn.allocate", 'NAME="x"\nVN_MAD="bridge"', -1)
+        msg, _ = self.refused("one.vn.allocate", 'NAME="x"\nVN_MAD="bridge"', -1)
         self.assertEqual(msg, "[one.vn.allocate] NAME is already taken by NET 0.")
-        msg, _ = self.fail("one.vn.allocate", 'NAME="y"\nVN_MAD="bridge"', 77)
+        msg, _ = self.refused("one.vn.allocate", 'NAME="y"\nVN_MAD="bridge"', 77)
         self.assertEqual(msg, "[one.vn.allocate] Error getting cluster [77].")
 
     def test_driver_defaults(self) -> None:
@@ -208,7 +208,7 @@ class AllocateTests(VNetCase):
         for rule in ("@1 CLUSTER/* ADMIN", "@1 NET/* CREATE"):
             user, res, rights, _ = acl.parse_rule_string(rule, 0)
             self.one.ok("one.acl.addrule", f"{user:x}", f"{res:x}", f"{rights:x}")
-        msg, code = self.fail(
+        msg, code = self.refused(
             "one.vn.allocate", 'NAME="n"\nVN_MAD="dummy"\nBRIDGE="b"', -1, session=alice
         )
         self.assertEqual(code, 0x200)
@@ -225,7 +225,7 @@ class VlanRuleTests(VNetCase):
             user, res, rights, _ = acl.parse_rule_string(rule, 0)
             self.one.ok("one.acl.addrule", f"{user:x}", f"{res:x}", f"{rights:x}")
         net = 'NAME="v"\nVLAN_ID="{}"'
-        msg, code = self.fail("one.vn.allocate", net.format(10), -1, session=alice)
+        msg, code = self.refused("one.vn.allocate", net.format(10), -1, session=alice)
         self.assertEqual(
             (msg, code),
             (
@@ -233,12 +233,12 @@ class VlanRuleTests(VNetCase):
                 0x200,
             ),
         )
-        msg, _ = self.fail("one.vn.allocate", net.format("x"), -1, session=alice)
+        msg, _ = self.refused("one.vn.allocate", net.format("x"), -1, session=alice)
         self.assertIn("Invalid VLAN_ID specification.", msg)
         self.one.ok("one.group.vlan", 1, 'RULE=[ID="5-20", SCOPE="VLAN_ID"]')
-        msg, _ = self.fail("one.vn.allocate", net.format(10), -1, session=alice)
+        msg, _ = self.refused("one.vn.allocate", net.format(10), -1, session=alice)
         self.assertIn("No VN_MAD in template", msg)
-        msg, _ = self.fail("one.vn.allocate", net.format(30), -1, session=alice)
+        msg, _ = self.refused("one.vn.allocate", net.format(30), -1, session=alice)
         self.assertIn("not authorized to use the requested VLAN_ID", msg)
 
 
@@ -255,12 +255,12 @@ class UpdateTests(VNetCase):
         self.assertNotIn("<DNS>", doc)
         self.assertIn("<BRIDGE><![CDATA[br0]]></BRIDGE>", doc)
         self.assertIn("<VNET_UPDATE><MTU><![CDATA[]]></MTU></VNET_UPDATE>", doc)
-        msg, _ = self.fail("one.vn.update", oid, 'MTU="1"', 0)
+        msg, _ = self.refused("one.vn.update", oid, 'MTU="1"', 0)
         self.assertEqual(
             msg,
             "[one.vn.update] Cannot update template. No VN_MAD in template for Virtual Network.",
         )
-        self.fail("one.vn.update", oid, "X", 5)
+        self.refused("one.vn.update", oid, "X", 5)
         self.assertIn("<MTU><![CDATA[9000]]></MTU>", self.info(oid))
 
     def test_rename_chmod_lock(self) -> None:
@@ -283,5 +283,5 @@ class UpdateTests(VNetCase):
         self.one.ok("one.cluster.delvnet", 0, oid)
         self.assertIn("<CLUSTERS><ID>100</ID></CLUSTERS>", self.info(oid))
         self.assertIn("<VNETS></VNETS>", self.one.ok("one.cluster.info", 0))
-        msg, _ = self.fail("one.cluster.delete", cid)
+        msg, _ = self.refused("one.cluster.delete", cid)
         self.assertIn("contains 1 vnets", msg)

@@ -67,17 +67,17 @@ class VNTemplateTests(VNetCase):
         """clone copies, names are unique per owner, VN_MAD is mandatory, delete drops."""
         self.one.ok("one.vntemplate.allocate", VNT)
         self.assertEqual(self.one.ok("one.vntemplate.clone", 0, "copy"), 1)
-        msg, _ = self.fail("one.vntemplate.allocate", VNT)
+        msg, _ = self.refused("one.vntemplate.allocate", VNT)
         self.assertEqual(msg, "[one.vntemplate.allocate] NAME is already taken by VN TEMPLATE 0.")
-        msg, _ = self.fail("one.vntemplate.allocate", 'NAME="x"')
+        msg, _ = self.refused("one.vntemplate.allocate", 'NAME="x"')
         self.assertEqual(
             msg, "[one.vntemplate.allocate] Error inserting Template in DB. VN_MAD is mandatory"
         )
         self.one.ok("one.vntemplate.update", 1, 'FOO="1"', 1)
         self.assertIn("<FOO><![CDATA[1]]></FOO>", self.one.ok("one.vntemplate.info", 1))
         self.one.ok("one.vntemplate.delete", 1)
-        self.fail("one.vntemplate.info", 1)
-        msg, _ = self.fail("one.vntemplate.instantiate", 0, "n", 'VN_MAD="nope"')
+        self.refused("one.vntemplate.info", 1)
+        msg, _ = self.refused("one.vntemplate.instantiate", 0, "n", 'VN_MAD="nope"')
         self.assertEqual(
             msg,
             "[one.vntemplate.instantiate] Error allocating a new virtual network. "

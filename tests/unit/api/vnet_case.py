@@ -59,7 +59,7 @@ class VNetCase(SynchronousTestCase):
             self.settle()
         return int(oid)
 
-    def fail(self, method: str, *params: Any, session: str | None = None) -> tuple[str, int]:
+    def refused(self, method: str, *params: Any, session: str | None = None) -> tuple[str, int]:
         reply = self.one.call(method, *params, session=session)
         assert not reply[0], reply
         return str(reply[1]), int(reply[2])
