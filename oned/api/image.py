@@ -8,7 +8,7 @@ send the action afterwards (``ImageManager``); the driver's reply moves it on.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from oned.api import shared
 from oned.api.context import Call
@@ -37,11 +37,31 @@ from oned.objects.image import Image
 from oned.pools.base import Locks, Pool
 from oned.template import Template
 
+
+class _SavedImages:
+    """``core.images`` as the shared calls see it: every save sets PREV_STATE to STATE,
+    as ``ImagePool::update`` does (update, rename, chmod, chown, lock of an image)."""
+
+    def __init__(self, pool: Pool[Image]) -> None:
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def update(self, obj: Image) -> Any:
+        obj.prev_state = obj.state
+        return self._pool.update(obj)
+
+
+def _images(core: Core) -> Pool[Image]:
+    return cast("Pool[Image]", _SavedImages(core.images))
+
+
 IMAGE = Family[Image](
     type_name="IMAGE",
     word="image",
     pool_root="IMAGE_POOL",
-    pool=lambda core: core.images,
+    pool=_images,
     auth=shared.owned_auth("IMAGE"),
     lockable=True,
     restricted_attr="IMAGE_RESTRICTED_ATTR",

@@ -124,6 +124,13 @@ class DocumentTests(ImageCase):
             reply, [False, "[one.image.info] Error getting image [9999].", 1024, 9999, -1]
         )
 
+    def test_any_save_sets_prev_state(self) -> None:
+        """PREV_STATE is INIT right after allocate and STATE after any later save."""
+        oid = self.one.ok("one.image.allocate", T6, 1)
+        self.assertIn("<STATE>4</STATE><PREV_STATE>0</PREV_STATE>", self.info(oid))
+        self.one.ok("one.image.update", oid, "LABEL=x", 1)
+        self.assertIn("<STATE>4</STATE><PREV_STATE>4</PREV_STATE>", self.info(oid))
+
     def test_source_given_is_ready_at_once(self) -> None:
         """SOURCE (with FORMAT) skips the driver: READY at once, PREV_STATE READY."""
         oid = self.one.ok("one.image.allocate", "NAME=s\nSOURCE=/x\nFORMAT=raw\nSIZE=10", 1)
