@@ -12,6 +12,7 @@ with oned's texts. ``one.cluster.addvnet/delvnet`` are registered here too.
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 from oned.api import shared
 from oned.api.cluster import CLUSTER, Membership, _generic, stage_cluster_side
@@ -379,7 +380,22 @@ async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> 
             raise InternalError(f"Cannot update template. {exc}") from exc
         vn.prev_state = vn.state
         await shared.save(core, VNET, vn, f"update virtual network {oid}")
+    if vn.template.get_vector("VNET_UPDATE") is not None:
+        trigger_updatevnet(core, oid)
     return oid
+
+
+class NetworkUpdater(Protocol):
+    """What the VM side offers to push changed network attributes to its VMs."""
+
+    def trigger_updatevnet(self, vnet_id: int) -> None: ...
+
+
+def trigger_updatevnet(core: Core, vnet_id: int) -> None:
+    """``LifeCycleManager::trigger_updatevnet`` once the VM family provides it."""
+    lcm: NetworkUpdater | None = getattr(core, "lcm", None)
+    if lcm is not None and hasattr(lcm, "trigger_updatevnet"):
+        lcm.trigger_updatevnet(vnet_id)
 
 
 def _restricted_names(core: Core) -> set[str]:
@@ -550,6 +566,8 @@ async def update_ar(core: Core, call: Call, oid: int, text: str) -> int:
         ranges.update_ar(core, call, vn, tmpl)
         vn.prev_state = vn.state
         await shared.save(core, VNET, vn, f"update address range of network {oid}")
+    if vn.template.get_vector("VNET_UPDATE") is not None:
+        trigger_updatevnet(core, oid)
     return oid
 
 
