@@ -121,6 +121,32 @@ def test_kill9_during_copy_resumes(
     assert one.datastore.info(1).IMAGES.ID == [0, 1]
 
 
+def test_driver_death_fails_the_copy(
+    make_daemon: type[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The datastore driver dies during a copy: the image goes to ERROR (not LOCKED for
+    ever) and images work again once the driver is restarted."""
+    monkeypatch.setenv("ONE_DUMMY_DS_DELAY", "30")
+    d = make_daemon(tmp_path / "one", replace_conf=FAST_MONITOR)
+    d.start()
+    dummy_datastore(d)
+    one = client(d)
+    oid = one.image.allocate('NAME="slow"\nTYPE=OS\nPATH="http://example.org/a.img"', 1)
+    assert d.proc is not None
+    ps = subprocess.run(
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(d.proc.pid)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    pids = [int(line.split()[0]) for line in ps.stdout.splitlines() if "one_datastore" in line]
+    assert pids, ps.stdout
+    os.kill(pids[0], signal.SIGKILL)
+    wait_for(lambda: state(one, oid) == 5, what="image in ERROR")
+    assert "Error copying image in the datastore" in one.image.info(oid).TEMPLATE["ERROR"]
+    assert d.alive()
+
+
 SOURCE = os.environ.get("ONE_SOURCE_TREE", "")
 NO_RUBY_DRIVER = (
     "ONE_SOURCE_TREE does not point at an OpenNebula source tree"
