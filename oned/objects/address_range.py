@@ -13,117 +13,65 @@ costs the same with 60,000 leases as with none.
 from __future__ import annotations
 
 import random
-import re
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from oned.objects.addresses import (
+    ID_MASK,
+    _ulong,
+    escape,
+    ip6_to_i,
+    ip6_to_s,
+    ip_to_i,
+    ip_to_s,
+    mac_plus,
+    mac_to_i,
+    mac_to_s,
+    prefix6_to_i,
+    slaac,
+    static6_plus,
+)
 from oned.template import cdata
+
+__all__ = [
+    "BITMAP_LIMIT",
+    "BLOCK",
+    "HOLD_OWNER",
+    "ID_MASK",
+    "OWNER_NET",
+    "OWNER_VM",
+    "OWNER_VROUTER",
+    "TYPES",
+    "ARError",
+    "AddressRange",
+    "escape",
+    "ip6_to_i",
+    "ip6_to_s",
+    "ip_to_i",
+    "ip_to_s",
+    "mac_plus",
+    "mac_to_i",
+    "mac_to_s",
+    "owner_of",
+    "prefix6_to_i",
+    "slaac",
+    "split_owner",
+    "static6_plus",
+]
 
 #: ``PoolObjectSQL::ObjectType`` bits used as lease owners.
 OWNER_VM = 0x0000001000000000
 OWNER_NET = 0x0000004000000000
 OWNER_VROUTER = 0x0004000000000000
-ID_MASK = 0xFFFFFFFF
 HOLD_OWNER = OWNER_VM | ID_MASK
 
 TYPES = ("ETHER", "IP4", "IP6", "IP6_STATIC", "IP4_6", "IP4_6_STATIC")
 BLOCK = 64
 BITMAP_LIMIT = 1 << 22
 
-_MAC_RE = re.compile(r"^([0-9a-fA-F]{1,2}:){5}[0-9a-fA-F]{1,2}$")
-
 
 class ARError(ValueError):
     """An address range that cannot be built or changed (oned's text)."""
-
-
-# -- address arithmetic (AddressRange::*_to_i / *_to_s) ---------------------------
-
-
-def mac_to_i(text: str) -> int | None:
-    """48-bit MAC, or None when malformed (``ff:ff:ff:ff:ff:ff`` is refused too)."""
-    if not text:
-        return 0
-    if not _MAC_RE.match(text):
-        return None
-    value = 0
-    for octet in text.split(":"):
-        value = (value << 8) | int(octet, 16)
-    return None if value == 0xFFFFFFFFFFFF else value
-
-
-def mac_to_s(mac: int) -> str:
-    return ":".join(f"{(mac >> s) & 0xFF:02x}" for s in (40, 32, 24, 16, 8, 0))
-
-
-def mac_plus(mac: int, index: int) -> int:
-    """``mac[0] + index`` with the low 32 bits wrapping as unsigned int."""
-    return (mac & 0xFFFF00000000) | ((mac + index) & ID_MASK)
-
-
-def ip_to_i(text: str) -> int | None:
-    if not text or text.strip("0123456789.") != "" or text.count(".") != 3:
-        return None
-    value = 0
-    for part in text.split("."):
-        if not part or len(part) > 10 or int(part) > 255:
-            return None
-        value = (value << 8) | int(part)
-    return value
-
-
-def ip_to_s(ip: int) -> str:
-    ip &= ID_MASK
-    return f"{ip >> 24}.{(ip >> 16) & 255}.{(ip >> 8) & 255}.{ip & 255}"
-
-
-def ip6_to_i(text: str) -> int | None:
-    if not text:
-        return None
-    try:
-        return int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
-    except (OSError, ValueError):
-        return None
-
-
-def prefix6_to_i(text: str) -> int | None:
-    """The upper 64 bits of an IPv6 prefix (0 when empty), None when malformed."""
-    if not text:
-        return 0
-    value = ip6_to_i(text)
-    return None if value is None else value >> 64
-
-
-def ip6_to_s(value: int) -> str:
-    return socket.inet_ntop(socket.AF_INET6, (value & ((1 << 128) - 1)).to_bytes(16, "big"))
-
-
-def slaac(prefix: int, mac: int) -> str:
-    """``ip6_to_s(prefix, mac)``: the EUI-64 interface id of ``mac`` under ``prefix``."""
-    hi, lo = mac >> 32, mac & ID_MASK
-    eui1 = ((((hi ^ 0x0200) << 16) & ID_MASK) + ((lo & 0xFF000000) >> 16) + 0xFF) & ID_MASK
-    eui0 = (0xFE000000 + (lo & 0x00FFFFFF)) & ID_MASK
-    return ip6_to_s((prefix << 64) | (eui1 << 32) | eui0)
-
-
-def static6_plus(ip6: int, index: int) -> int:
-    """``ip6[0] + index`` wrapping in its 32 bits, as ``set_ip6_static`` does."""
-    return (ip6 & ~ID_MASK) | ((ip6 + index) & ID_MASK)
-
-
-def escape(text: str) -> str:
-    """Escape for an XML-RPC ``<string>`` (as the codec does)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _ulong(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    raw = raw.strip()
-    if not raw.isdigit() or int(raw) >= 1 << 64:
-        return None
-    return int(raw)
 
 
 def owner_of(kind: int, oid: int) -> int:
