@@ -216,13 +216,13 @@ def assign_vlans(core: Core, vn: VirtualNetwork) -> None:
 
 
 def _vxlan_start(core: Core) -> int:
-    conf = (core.config.vectors("VXLAN_IDS") or [{}])[0]
+    conf = (core.config.vectors("VXLAN_IDS") or [{}])[-1]
     start = conf.get("START", "2").strip()
     return int(start) if start.isdigit() else 2
 
 
 def _free_vlan(core: Core, vnid: int) -> int:
-    conf = (core.config.vectors("VLAN_IDS") or [{}])[0]
+    conf = (core.config.vectors("VLAN_IDS") or [{}])[-1]
     raw = conf.get("START", "2").strip()
     start = int(raw) if raw.isdigit() else 2
     taken = _reserved(conf.get("RESERVED", ""))

@@ -215,6 +215,32 @@ class AllocateTests(VNetCase):
         self.assertIn("VNET Template includes a restricted attribute VN_MAD", msg)
 
 
+class VlanPoolTests(VNetCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.one.close()
+        from oned.managers.ipam.testing import attach
+        from oned.testing.rpc import OnedHarness
+
+        self.one = OnedHarness('VLAN_IDS = [ START = "4092", RESERVED = "4093, 4095" ]')
+        self.addCleanup(self.one.close)
+        self.drivers = attach(self.one.core, self.one.clock)
+
+    def test_exhausted_vlan_pool_refuses_the_network(self) -> None:
+        """Automatic VLAN ids come from VLAN_IDS (START, RESERVED); none left: refused."""
+        q = 'VN_MAD="802.1Q"\nPHYDEV="eth0"\nAUTOMATIC_VLAN_ID="YES"\n'
+        got = set()
+        for i in range(2):
+            oid = self.net(f'NAME="v{i}"\n{q}')
+            got.add(re.findall(r"<VLAN_ID><!\[CDATA\[(\d+)\]\]>", self.info(oid))[0])
+        self.assertEqual(got, {"4092", "4094"})
+        msg, _ = self.refused("one.vn.allocate", f'NAME="v9"\n{q}', -1)
+        self.assertEqual(msg, "[one.vn.allocate] Cannot automatically assign VLAN_ID to network.")
+        self.one.ok("one.vn.delete", 0)
+        self.settle()
+        self.net(f'NAME="again"\n{q}')
+
+
 class VlanRuleTests(VNetCase):
     def test_group_vlan_rules_gate_user_vlans(self) -> None:
         """Users may only ask for VLAN ids their group's VLAN rules allow."""
