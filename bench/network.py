@@ -16,7 +16,8 @@ OpenNebula's own ``oned`` with dummy drivers):
   one 65,536-address IP4 range, ``--leases`` in all;
 - ``one.vn.info`` p50 of that network (then holding ``--leases`` leases);
 - ``one.vnpool.info`` p50 with ``--pool-nets`` networks;
-- ``one.templatepool.info`` p50 with ``--templates`` VM templates.
+- ``one.templatepool.info`` p50 with ``--templates`` VM templates;
+- ``one.vn.hold`` p50 in an empty 65,536-address range and in one with 60,000 leases.
 
 Objects it created are deleted at the end unless ``--no-cleanup``.
 """
@@ -227,6 +228,31 @@ def main(argv: list[str] | None = None) -> int:
             created_tpls.extend(chunk)
         p50 = _p50(client, max(args.samples // 3, 5), "one.templatepool.info", -2, -1, -1)
         print(f"templatepool.info p50 with {len(created_tpls)} templates: {p50:.1f} ms", flush=True)
+        # 6. a hold in a 65,536-address range with 60,000 leases vs an empty one
+        pair = []
+        for label, b in (("empty", 251), ("full", 252)):
+            name = f"{PREFIX}-{label}-{os.getpid()}"
+            pair.append(client.call("one.vn.allocate", _net(name, BIG_AR.format(b=b)), -1))
+        created_nets.extend(pair)
+        _wait_ready(client, pair, args.ready_wait)
+        created_nets.append(
+            client.call("one.vn.reserve", pair[1], f'NAME="{PREFIX}-r-{os.getpid()}"\nSIZE=60000')
+        )
+        raw = RawClient(Endpoint.parse(url))
+        cost = {}
+        for oid, b in ((pair[0], 251), (pair[1], 252)):
+            lat = []
+            for i in range(args.samples * 10):
+                ip = f"10.{b}.{(61000 + i) >> 8}.{(61000 + i) & 255}"
+                t0 = time.perf_counter()
+                raw.call("one.vn.hold", args.session, oid, f'LEASES=[IP="{ip}"]')
+                lat.append(time.perf_counter() - t0)
+            cost[oid] = percentile(sorted(lat), 0.5) * 1000
+        print(
+            f"vn.hold p50: {cost[pair[0]]:.2f} ms empty range, "
+            f"{cost[pair[1]]:.2f} ms with 60,000 leases",
+            flush=True,
+        )
     finally:
         if not args.no_cleanup:
             for tid in created_tpls:
