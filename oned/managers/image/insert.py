@@ -29,12 +29,32 @@ class InsertError(ValueError):
     """The image cannot be created (the message is oned's)."""
 
 
+#: oned.conf values by config object (read once: a lookup scans the whole file).
+_SETTINGS: dict[int, tuple[object, dict[str, object]]] = {}
+
+
+def _cache(core: Core) -> dict[str, object]:
+    entry = _SETTINGS.get(id(core.config))
+    if entry is None or entry[0] is not core.config:
+        entry = _SETTINGS[id(core.config)] = (core.config, {})
+    return entry[1]
+
+
+def setting(core: Core, name: str) -> str | None:
+    """``core.config.get(name)``, cached (oned.conf does not change while running)."""
+    cache = _cache(core)
+    if name not in cache:
+        cache[name] = core.config.get(name)
+    value = cache[name]
+    return value if isinstance(value, str) else None
+
+
 def _yes(value: str | None) -> bool:
     return (value or "").strip().upper() == "YES"
 
 
 def default_type(core: Core) -> str:
-    value = (core.config.get("DEFAULT_IMAGE_TYPE") or "OS").upper()
+    value = (setting(core, "DEFAULT_IMAGE_TYPE") or "OS").upper()
     return value if value in ("OS", "CDROM", "DATABLOCK") else "OS"
 
 
@@ -52,7 +72,7 @@ def config_attr(core: Core, uid: int, gid: int, name: str) -> str | None:
         vector = holder.template.get_vector("OPENNEBULA") or {}
         if name in vector:
             return vector[name]
-    return core.config.get(name)
+    return setting(core, name)
 
 
 def test_set_persistent(core: Core, tmpl: Template, uid: int, gid: int, allocate: bool) -> bool:
@@ -82,15 +102,18 @@ def avail_mb(core: Core, ds: Datastore) -> tuple[bool, int]:
     avail = max(avail, 0)
     check = ds.template.get("DATASTORE_CAPACITY_CHECK")
     if check is None:
-        check = core.config.get("DATASTORE_CAPACITY_CHECK") or "NO"
+        check = setting(core, "DATASTORE_CAPACITY_CHECK") or "NO"
     return _yes(check), avail
 
 
 def _conf_vector(core: Core, section: str, name: str) -> dict[str, str] | None:
-    for vector in core.config.vectors(section):
-        if vector.get("NAME") == name:
-            return vector
-    return None
+    key = f"{section}/{name}"
+    cache = _cache(core)
+    if key not in cache:
+        found = [v for v in core.config.vectors(section) if v.get("NAME") == name]
+        cache[key] = found[0] if found else None
+    value = cache[key]
+    return value if isinstance(value, dict) else None
 
 
 def persistent_only(core: Core, ds: Datastore) -> bool:
@@ -233,7 +256,7 @@ def build(core: Core, tmpl: Template, new: NewImage) -> im.Image:
     if img.type in (im.OS, im.DATABLOCK):
         img.persistent = int(_yes(persistent_attr))
         if not tmpl.get("DEV_PREFIX"):
-            prefix = core.config.get("DEFAULT_DEVICE_PREFIX") or "hd"
+            prefix = setting(core, "DEFAULT_DEVICE_PREFIX") or "hd"
             tmpl.set("DEV_PREFIX", prefix)
     elif img.type == im.BACKUP:
         img.persistent = 1

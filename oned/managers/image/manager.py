@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 #: Seconds replies of one datastore are gathered before it is monitored again.
 MONITOR_DEBOUNCE = 1.0
+#: Image ids of a datastore document still sent to the driver (see ``ds_xml``).
+DRIVER_IMAGES_LIMIT = 1000
 
 
 class DatastoreDrivers(Protocol):
@@ -110,14 +112,25 @@ class ImageManager:
     # -- sending ---------------------------------------------------------------------
 
     def ds_xml(self, ds: Datastore) -> str:
-        """The datastore document sent to the driver."""
+        """The datastore document sent to the driver.
+
+        No driver reads ``IMAGES``; past ``DRIVER_IMAGES_LIMIT`` ids the list is left
+        out, or a datastore of 10,000 images would ship ~150 KB with every action.
+        """
         mad = ds_mad_of(ds)
         tm = ds.template.get("TM_MAD") or ds.tm_mad
         if mad == ds.ds_mad and tm == ds.tm_mad:
-            return self.core.datastores.body(ds.oid)
-        copy = ds.copy()
-        copy.ds_mad, copy.tm_mad = mad, tm
-        return copy.to_xml()
+            body = self.core.datastores.body(ds.oid)
+        else:
+            copy = ds.copy()
+            copy.ds_mad, copy.tm_mad = mad, tm
+            body = copy.to_xml()
+        if len(ds.images) <= DRIVER_IMAGES_LIMIT:
+            return body
+        start, end = body.find("<IMAGES>"), body.find("</IMAGES>")
+        if start < 0 or end < 0:
+            return body
+        return body[: start + len("<IMAGES>")] + body[end:]
 
     def send(self, action: str, oid: int, payload: str) -> bool:
         if self.drivers is None:

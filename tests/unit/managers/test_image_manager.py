@@ -238,3 +238,19 @@ class VmDiskMonitorTests(SynchronousTestCase):
             if s.oid == 0
         ]
         self.assertEqual(flags, ["1", "0", "1", "0"])
+
+
+class DriverDocumentTests(ManagerCase):
+    def test_large_images_list_is_left_out_of_driver_documents(self) -> None:
+        """Past DRIVER_IMAGES_LIMIT ids the datastore copy sent to the driver has an
+        empty IMAGES (no driver reads it); the stored document keeps them all."""
+        from oned.managers.image import manager as manager_module
+
+        self.patch(manager_module, "DRIVER_IMAGES_LIMIT", 2)
+        for i in range(3):
+            self.one.ok("one.image.allocate", f"NAME=l{i}\nTYPE=DATABLOCK\nSIZE=1", 1)
+        docs = [s.document for s in self.drivers.pending("MKFS")]
+        self.assertIn("<IMAGES><ID>0</ID><ID>1</ID></IMAGES>", docs[1])
+        self.assertIn("<IMAGES></IMAGES><TEMPLATE>", docs[2])
+        stored = self.one.core.datastores.body(1)
+        self.assertIn("<IMAGES><ID>0</ID><ID>1</ID><ID>2</ID></IMAGES>", stored)
