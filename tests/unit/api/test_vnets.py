@@ -311,3 +311,17 @@ class UpdateTests(VNetCase):
         self.assertIn("<VNETS></VNETS>", self.one.ok("one.cluster.info", 0))
         msg, _ = self.refused("one.cluster.delete", cid)
         self.assertIn("contains 1 vnets", msg)
+
+
+class VisibilityTests(VNetCase):
+    def test_users_without_manage_see_only_their_leases(self) -> None:
+        """vn.info for a USE-only caller lists no holds and no other owners' leases."""
+        alice = self.user()
+        oid = self.net(NET_IP4)
+        self.one.ok("one.vn.chmod", oid, 1, 1, 0, 0, 0, 0, 1, 0, 0)
+        self.one.ok("one.vn.hold", oid, 'LEASES=[IP="10.0.0.12"]')
+        doc = self.one.ok("one.vn.info", oid, session=alice)
+        self.assertIn("<USED_LEASES>1</USED_LEASES><LEASES></LEASES>", doc)
+        self.assertIn("10.0.0.12", self.one.ok("one.vn.info", oid))
+        msg, code = self.refused("one.vn.hold", oid, 'LEASES=[IP="10.0.0.13"]', session=alice)
+        self.assertEqual(code, 0x200)
