@@ -353,7 +353,23 @@ class Host:
         )
 
     def copy(self) -> Host:
-        return _copy.deepcopy(self)
+        share = _copy.copy(self.share)
+        share.datastores = self.share.datastores.copy()
+        share.pci = [dict(d) for d in self.share.pci]
+        share.numa = {
+            n: NumaNode(
+                node.node_id,
+                [dict(c) for c in node.cores],
+                [dict(p) for p in node.pages],
+                dict(node.memory) if node.memory is not None else None,
+            )
+            for n, node in self.share.numa.items()
+        }
+        new = _copy.copy(self)
+        new.share = share
+        new.vms = set(self.vms)
+        new.template = self.template.copy()
+        return new
 
     @property
     def clusters(self) -> tuple[int, ...]:

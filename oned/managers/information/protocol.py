@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,6 +30,8 @@ from oned.template import Template, TemplateSyntaxError, parse_text
 #: ``MonitorDriverProtocol::_start_monitor``: parts of a MONITOR_MESSAGES reply.
 START_PARTS = ("MONITOR_VM", "BEACON_HOST", "MONITOR_HOST", "SYSTEM_HOST", "STATE_VM", "EXEC_VM")
 #: Types whose timestamps must not go backwards (``test_set_timestamp``).
+#: A single-line ``NAME=value`` attribute (no vector, no open quote).
+_ONE_LINE = re.compile(r'\s*[A-Za-z_][\w\-.]*\s*=\s*("[^"\\]*"|[^"\[\s][^"\[]*)?\s*')
 ORDERED = frozenset({"MONITOR_VM", "SYSTEM_HOST", "STATE_VM", "EXEC_VM", "MONITOR_HOST"})
 
 
@@ -63,6 +66,7 @@ class Reports:
         self.now = now
         self.state_of = state_of
         self.hosts: dict[int, HostRecord] = {}
+        self._heads: dict[str, Template] = {}
         self.received = 0
         self.ignored = 0
 
@@ -241,7 +245,7 @@ class Reports:
 
     def _parse(self, hid: int, text: str) -> Template | None:
         try:
-            return parse_text(text)
+            return self._parse_cached(text)
         except TemplateSyntaxError as exc:
             self.log.error(
                 "Error parsing monitoring template for host {hid}\nMessage: {p}\nError: {e}",
@@ -250,6 +254,24 @@ class Reports:
                 e=str(exc),
             )
             return None
+
+    def _parse_cached(self, text: str) -> Template:
+        """``parse_text``, reusing the parse of everything but a last one-line
+        attribute: hosts of one kind send the same SYSTEM_HOST but for a line such as
+        HOSTNAME, and thousands of them must not be parsed in full."""
+        body = text.rstrip("\n")
+        head, _, last = body.rpartition("\n")
+        if len(head) < 1024 or not _ONE_LINE.fullmatch(last):
+            return parse_text(text)
+        cached = self._heads.get(head)
+        if cached is None:
+            cached = parse_text(head)
+            if len(self._heads) >= 32:
+                self._heads.pop(next(iter(self._heads)))
+            self._heads[head] = cached
+        tmpl = cached.copy()
+        tmpl.items.extend(parse_text(last).items)
+        return tmpl
 
     _handlers: dict[str, Callable[[Reports, DriverMessage], None]] = {
         "START_MONITOR": _start_monitor,

@@ -142,7 +142,8 @@ _SYSTEM_TAIL = _topology() + _pci()
 
 
 def system_host(hostname: str) -> str:
-    return f"{_STATIC}HOSTNAME={hostname}\n{_SYSTEM_TAIL}"
+    """The SYSTEM_HOST report; HOSTNAME comes last, as the shell script sends it."""
+    return f"{_STATIC}{_SYSTEM_TAIL}HOSTNAME={hostname}\n"
 
 
 def monitor_host() -> str:
