@@ -13,7 +13,8 @@ OpenNebula's own ``oned`` with dummy drivers):
 - ``one.vn.allocate`` of networks with a 65,536-address IP4 range per second, and the
   time from the first allocation until every one is READY;
 - lease holds per second (``one.vn.hold`` of distinct IPs) from ``--procs`` processes on
-  one 65,536-address IP4 range, ``--leases`` in all;
+  one 65,536-address IP4 range, ``--leases`` in all; then leases taken by VMs allocated on
+  hold with one NIC (``--leases``/10 VMs), when the daemon has VMs;
 - ``one.vn.info`` p50 of that network (then holding ``--leases`` leases);
 - ``one.vnpool.info`` p50 with ``--pool-nets`` networks;
 - ``one.templatepool.info`` p50 with ``--templates`` VM templates;
@@ -92,6 +93,17 @@ def _hold_worker(url: str, session: str, vnet: int, ips: list[str], out: Any) ->
     out.put(errors)
 
 
+def _vm_worker(url: str, session: str, text: str, count: int, out: Any) -> None:
+    raw = RawClient(Endpoint.parse(url))
+    ids = []
+    for _ in range(count):
+        reply = raw.call("one.vm.allocate", session, text, True)
+        if b"<boolean>1</boolean>" in reply:
+            start = reply.index(b"<i4>") + 4
+            ids.append(int(reply[start : reply.index(b"</i4>", start)]))
+    out.put(ids)
+
+
 def _alloc_worker(url: str, session: str, method: str, texts: list[str], out: Any) -> None:
     proxy = xmlrpc.client.ServerProxy(url)
     fn = getattr(proxy, method)
@@ -165,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     client = OneClient(endpoint, args.session)
     created_nets: list[int] = []
     created_tpls: list[int] = []
+    created_vms: list[int] = []
     try:
         # 1. allocate networks with a 65,536-address range, then wait for READY
         t0 = time.monotonic()
@@ -192,6 +205,25 @@ def main(argv: list[str] | None = None) -> int:
             f"({sum(errors)} errors)",
             flush=True,
         )
+
+        # 2b. leases through VMs with one NIC, allocated on hold (when VMs exist)
+        nic_net = created_nets[1] if len(created_nets) > 1 else vnet
+        vm_tmpl = f'NAME="{PREFIX}-vm"\nCPU="0.1"\nMEMORY="16"\nNIC=[NETWORK_ID="{nic_net}"]'
+        vm_count = max(args.leases // 10, args.procs)
+        vm_chunks = [
+            (url, args.session, vm_tmpl, vm_count // args.procs) for _ in range(args.procs)
+        ]
+        elapsed, vm_results = _parallel(_vm_worker, vm_chunks)
+        vm_ids = [i for chunk in vm_results for i in chunk]
+        if vm_ids:
+            print(
+                f"vm.allocate (on hold, one NIC): {len(vm_ids) / elapsed:.0f} VMs (leases)/s "
+                f"from {args.procs} clients ({vm_count - len(vm_ids)} errors)",
+                flush=True,
+            )
+        else:
+            print("vm.allocate with a NIC: not supported by this daemon", flush=True)
+        created_vms.extend(vm_ids)
 
         # 3. vn.info with the leases
         p50 = _p50(client, args.samples, "one.vn.info", vnet)
@@ -255,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         if not args.no_cleanup:
+            for vid in created_vms:
+                try:
+                    client.call("one.vm.recover", vid, 3)
+                except Exception:
+                    continue
             for tid in created_tpls:
                 try:
                     client.call("one.template.delete", tid)
