@@ -15,6 +15,7 @@ no network is returned unchanged (the scheduler picks its network later).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from oned.errors import InternalError
@@ -152,7 +153,8 @@ async def acquire_nic(
             changes.rollback()
             raise InternalError(problem)
     vn.updated.add(vm_id)
-    unit.save(core.vnets, vn)
+    changes.on_rollback.append(lambda: vn.updated.discard(vm_id))
+    core.vnets.stage_leases(unit, vn, changes)
     return out, changes
 
 
@@ -181,9 +183,11 @@ async def release_nic(
         )
     else:
         freed = await leases.free(core, vn, changes, owner, mac=nic.get("MAC", ""), ar_id=ar_id)
-    for ids in (vn.updated, vn.updating, vn.error_vms, vn.outdated):
+    lists = [ids for ids in (vn.updated, vn.updating, vn.error_vms, vn.outdated) if vm_id in ids]
+    for ids in lists:
         ids.discard(vm_id)
-    unit.save(core.vnets, vn)
+    changes.on_rollback.extend(partial(ids.add, vm_id) for ids in lists)
+    core.vnets.stage_leases(unit, vn, changes)
     if freed and charge_quota:
         quota.stage_del(core, unit, uid, gid, {vn.oid: 1}, changes)
     return changes

@@ -1,13 +1,15 @@
 """``VirtualNetworkPool``'s storage: the write-through pool plus a lease journal.
 
 A lease change (hold, release, NIC lease) commits a few journal rows
-(``network_lease_journal``: network, AR, index, owner or NULL, NEXT_INDEX) instead of
-the network's whole body, so it costs the same with 60,000 leases as with none. The
-body, with ``ALLOCATED`` as oned stores it, is written again shortly after
-(``FLUSH_DELAY``), by any other change of the network, and at load; a trigger drops
-the journal rows a body write makes obsolete. At load the rows left by a crash are
-replayed onto the bodies in order. Between two body writes ``body()`` renders the
-changed networks from memory, so listings are never stale.
+(``network_lease_journal``: network, AR, index, the new owner or minus the freed one,
+NEXT_INDEX) instead of the network's whole body, so it costs the same with 60,000
+leases as with none. The body, with ``ALLOCATED`` as oned stores it, is written again
+shortly after (``FLUSH_DELAY``), by any other change of the network, and at load; a
+trigger drops the journal rows a body write makes obsolete. At load the rows left by
+a crash are replayed onto the bodies in order (a VM lease also puts its VM back in
+UPDATED_VMS, a freed one takes it out of the VM lists, as the NIC seam does). Between
+two body writes ``body()`` renders the changed networks from memory, so listings are
+never stale.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from oned._async import background
-from oned.objects.address_range import escape
+from oned.objects.address_range import OWNER_VM, AddressRange, escape
 from oned.objects.vnet import LeaseChanges, VirtualNetwork
 from oned.pools.base import Pool, Unit
 
@@ -41,6 +43,13 @@ def _thd_journal(conn: sqlite3.Connection) -> list[tuple[int, int, int, int | No
     ]
 
 
+def _vm_of(owner: int) -> int | None:
+    """The VM id of a VM lease owner (not a hold, not a network or router)."""
+    if owner & OWNER_VM and owner & 0xFFFFFFFF != 0xFFFFFFFF:
+        return owner & 0xFFFFFFFF
+    return None
+
+
 class VirtualNetworkPool(Pool[VirtualNetwork]):
     """``network_pool`` with journaled lease changes."""
 
@@ -58,12 +67,19 @@ class VirtualNetworkPool(Pool[VirtualNetwork]):
         for oid, ar_id, idx, owner, nxt in rows:
             vn = self.get(oid)
             ar = vn.ar(ar_id) if vn is not None else None
-            if ar is None:
+            if vn is None or ar is None:
                 continue
-            if owner is None:
+            if owner is None or owner < 0:
                 ar.free_index(idx)
-            else:
+                vm = _vm_of(-owner if owner is not None else 0)
+                if vm is not None:
+                    for ids in (vn.updated, vn.updating, vn.error_vms, vn.outdated):
+                        ids.discard(vm)
+            elif idx >= 0:
                 ar.set_allocated(idx, owner)
+                vm = _vm_of(owner)
+                if vm is not None:
+                    vn.updated.add(vm)
             ar.next = nxt
             self._dirty.add(oid)
         if self._dirty:
@@ -98,12 +114,18 @@ class VirtualNetworkPool(Pool[VirtualNetwork]):
 
     def stage_leases(self, unit: Unit, vn: VirtualNetwork, changes: LeaseChanges) -> None:
         """Stage the lease changes of ``vn`` (changed in place) as journal rows."""
-        seen: set[tuple[int, int]] = set()
-        for ar, index, _, _ in changes.undo:
-            if index < 0 or (ar.ar_id, index) in seen:
-                continue
-            seen.add((ar.ar_id, index))
-            unit.sql((_INSERT, (vn.oid, ar.ar_id, index, ar.allocated.get(index), ar.next)))
+        first: dict[tuple[int, int], int | None] = {}
+        rows: dict[tuple[int, int], AddressRange] = {}
+        for ar, index, before, _ in changes.undo:
+            if index >= 0 and (ar.ar_id, index) not in first:
+                first[(ar.ar_id, index)] = before
+                rows[(ar.ar_id, index)] = ar
+        for (ar_id, index), ar in rows.items():
+            owner = ar.allocated.get(index)
+            before = first[(ar_id, index)]
+            if owner is None and before is not None:
+                owner = -before
+            unit.sql((_INSERT, (vn.oid, ar_id, index, owner, ar.next)))
         for ar, index, _, _ in changes.undo:
             if index < 0:
                 unit.sql((_INSERT, (vn.oid, ar.ar_id, -1, None, ar.next)))

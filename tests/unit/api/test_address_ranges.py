@@ -462,3 +462,39 @@ class VmLeaseSampleTests(VNetCase):
         self.assertEqual(filled["IP"], "10.0.0.14")
         self.one.ok("one.vn.hold", oid, 'LEASES=[IP="10.0.0.15"]')
         self.assertEqual(self.info(oid), sample("one.vn.info.ip4-with-vm-lease.xml"))
+
+
+class NicJournalTests(VNetCase):
+    def test_nic_leases_replay_with_their_vm_lists(self) -> None:
+        """NIC leases are journaled; a reload puts the VM in UPDATED_VMS, a release out."""
+        from oned.managers.ipam.vnpool import VirtualNetworkPool
+
+        oid = self.net(NET_IP4)
+        core = self.one.core
+        for vm in (7, 8):
+            unit = core.unit()
+            result_of(
+                Deferred.fromCoroutine(nic.acquire_nic(core, unit, {"NETWORK_ID": "0"}, vm, 0, 0))
+            )
+            result_of(Deferred.fromCoroutine(unit.commit("vm")))
+        unit = core.unit()
+        result_of(
+            Deferred.fromCoroutine(
+                nic.release_nic(
+                    core,
+                    unit,
+                    {"NETWORK_ID": "0", "AR_ID": "0", "MAC": "02:00:0a:00:00:0a"},
+                    7,
+                    0,
+                    0,
+                )
+            )
+        )
+        result_of(Deferred.fromCoroutine(unit.commit("release")))
+        fresh = VirtualNetworkPool(self.one.db)
+        result_of(Deferred.fromCoroutine(fresh.load()))
+        vn = fresh.get(oid)
+        assert vn is not None
+        self.assertEqual(vn.ars[0].allocated, {1: 0x1000000008})
+        self.assertEqual(vn.updated, {8})
+        self.assertEqual(vn.ars[0].next, 2)
