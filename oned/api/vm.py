@@ -125,6 +125,10 @@ async def create_vm(
         leases: list[Any] = []
         try:
             name, vm_tmpl, user_tmpl, on_hold = build_templates(oid, tmpl, hold)
+            secret = core.attr_list("VM_ENCRYPTED_ATTR")
+            if secret:
+                vm_tmpl = core.one_key.encrypt_template(vm_tmpl, secret)
+                user_tmpl = core.one_key.encrypt_template(user_tmpl, secret)
             acquire_images(core, stage, vm_tmpl, oid, uid)
             leases = await acquire_all(core, unit, vm_tmpl, oid, uid, gid)
         except Exception:
@@ -169,7 +173,13 @@ async def create_vm(
 @rpc("one.vm.info", "ib", required=1)
 async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
     """Returns virtual machine instance information."""
-    shared.get_authorized(core, call, VM, oid, Op.USE, ignore_lock=True)
+    vm: VirtualMachine = shared.get_authorized(core, call, VM, oid, Op.USE, ignore_lock=True)
+    secret = core.attr_list("VM_ENCRYPTED_ATTR")
+    if decrypt and call.is_admin and secret:
+        clear = vm.copy()
+        clear.template = core.one_key.decrypt_template(vm.template, secret)
+        clear.user_template = core.one_key.decrypt_template(vm.user_template, secret)
+        return clear.info_xml()
     return core.vms.info_body(oid)
 
 
@@ -192,6 +202,9 @@ async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> 
             vm.user_template = new
         else:
             vm.user_template.merge(new)
+        secret = core.attr_list("VM_ENCRYPTED_ATTR")
+        if secret:
+            vm.user_template = core.one_key.encrypt_template(vm.user_template, secret)
         await shared.save(core, VM, vm, f"update VM {oid}")
     return oid
 

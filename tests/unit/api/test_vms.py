@@ -321,3 +321,18 @@ class ChownQuotaTests(VmApiCase):
         self.h.ok("one.vm.chown", second, uid, 1)
         doc = etree.fromstring(self.h.ok("one.vm.info", second).encode())
         self.assertEqual((doc.findtext("UNAME"), doc.findtext("GNAME")), ("q", "users"))
+
+
+class EncryptionTests(VmApiCase):
+    def test_context_password_is_stored_encrypted(self) -> None:
+        """VM_ENCRYPTED_ATTR values are stored encrypted; admins may decrypt on info."""
+        vid = self.h.ok(
+            "one.vm.allocate",
+            'CPU=1\nMEMORY=64\nCONTEXT=[PASSWORD="s3cret"]\nONEAPP_ONEKS_CLUSTER_SPEC="x"',
+        )
+        plain = etree.fromstring(self.h.ok("one.vm.info", vid).encode())
+        self.assertNotEqual(plain.findtext("TEMPLATE/CONTEXT/PASSWORD"), "s3cret")
+        self.assertNotEqual(plain.findtext("USER_TEMPLATE/ONEAPP_ONEKS_CLUSTER_SPEC"), "x")
+        clear = etree.fromstring(self.h.ok("one.vm.info", vid, True).encode())
+        self.assertEqual(clear.findtext("TEMPLATE/CONTEXT/PASSWORD"), "s3cret")
+        self.assertEqual(clear.findtext("USER_TEMPLATE/ONEAPP_ONEKS_CLUSTER_SPEC"), "x")
