@@ -14,13 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from twisted.internet.protocol import DatagramProtocol
 
-from oned.drivers.families import Family
 from oned.drivers.message import DriverMessage, MessageFormatError, parse_line
 from oned.log import logger
 from oned.objects.base import parse_xml
@@ -30,9 +30,25 @@ from oned.template import Template, TemplateSyntaxError, parse_text
 #: ``MonitorDriverProtocol::_start_monitor``: parts of a MONITOR_MESSAGES reply.
 START_PARTS = ("MONITOR_VM", "BEACON_HOST", "MONITOR_HOST", "SYSTEM_HOST", "STATE_VM", "EXEC_VM")
 #: Types whose timestamps must not go backwards (``test_set_timestamp``).
+#: Largest inflated probe report accepted over UDP.
+MAX_REPORT = 4 * 1024 * 1024
 #: A single-line ``NAME=value`` attribute (no vector, no open quote).
 _ONE_LINE = re.compile(r'\s*[A-Za-z_][\w\-.]*\s*=\s*("[^"\\]*"|[^"\[\s][^"\[]*)?\s*')
 ORDERED = frozenset({"MONITOR_VM", "SYSTEM_HOST", "STATE_VM", "EXEC_VM", "MONITOR_HOST"})
+
+
+def _inflate(payload: str) -> str:
+    """zlib+base64 payload of a probe datagram, refusing to inflate past
+    ``MAX_REPORT`` bytes (a few KB can otherwise expand to many MB)."""
+    try:
+        raw = base64.b64decode(payload.strip(), validate=False)
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(raw, MAX_REPORT)
+    except (binascii.Error, zlib.error, ValueError) as exc:
+        raise MessageFormatError(f"bad zlib+base64 payload: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise MessageFormatError(f"report larger than {MAX_REPORT} bytes")
+    return data.decode("utf-8", "replace")
 
 
 @dataclass
@@ -79,7 +95,7 @@ class Reports:
                 continue
             try:
                 raw = parse_line(line, has_timestamp=True)
-                payload = Family.MONITOR.spec.decode_payload(raw.payload)
+                payload = _inflate(raw.payload)
             except MessageFormatError as exc:
                 self.ignored += 1
                 self.log.warn("Ignoring malformed monitoring message: {e}", e=str(exc))

@@ -246,3 +246,16 @@ class DummySenderTests(SynchronousTestCase):
             kind, status, hid, ts, packed = sock.recv(65535).decode().split()
         self.assertEqual((kind, status, hid, ts), ("MONITOR_HOST", "SUCCESS", "3", "1"))
         self.assertIn("USEDCPU=", zlib.decompress(base64.b64decode(packed)).decode())
+
+
+class BombTests(SynchronousTestCase):
+    def test_report_inflating_too_much_is_ignored(self) -> None:
+        """A small datagram that would inflate past 4 MiB is dropped, not parsed."""
+        one = OnedHarness()
+        self.addCleanup(one.close)
+        im = InformationManager(one.core, FakeDrivers(), one.clock)
+        result_of(Deferred.fromCoroutine(im.start()))
+        bomb = base64.b64encode(zlib.compress(b"A" * (8 * 1024 * 1024), 9))
+        self.assertLess(len(bomb), 65000)
+        im.reports.datagram(b"MONITOR_HOST SUCCESS 0 1 " + bomb)
+        self.assertEqual((im.reports.ignored, im.reports.received), (1, 0))
