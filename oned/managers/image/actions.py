@@ -58,6 +58,9 @@ async def create_image(
         except InsertError as exc:
             raise AllocateError(str(exc)) from exc
         oid = img.oid = stage.allocate_oid()
+        encrypted = core.attr_list("IMAGE_ENCRYPTED_ATTR")
+        if encrypted:  # Image::insert -> encrypt()
+            img.template = core.one_key.encrypt_template(img.template, encrypted)
         if cloning_id >= 0:
             _start_clone(stage, cloning_id, oid)
         stage.add_image(img)

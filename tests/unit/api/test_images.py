@@ -608,3 +608,20 @@ class CrossDatastoreTests(ImageCase):
             self.fail("one.image.restore", oid, backups, ""),
             ["[one.image.restore] Destination can be only an image datastore", 0x800],
         )
+
+
+class EncryptedTests(SynchronousTestCase):
+    def test_encrypted_attributes_at_allocate(self) -> None:
+        """IMAGE_ENCRYPTED_ATTR values are stored encrypted; admins may decrypt them."""
+        one = OnedHarness('IMAGE_ENCRYPTED_ATTR = "SECRET"')
+        self.addCleanup(one.close)
+        one.ok("one.datastore.update", 1, 'DS_MAD="dummy"\nTM_MAD="dummy"', 1)
+        manager = ImageManager(one.core, FakeDatastoreDrivers(), one.clock)
+        one.core.image_manager = manager
+        oid = one.ok(
+            "one.image.allocate", "NAME=s\nSOURCE=/s\nFORMAT=raw\nSIZE=1\nSECRET=pw", 1, True
+        )
+        stored = etree.fromstring(one.ok("one.image.info", oid))
+        self.assertNotIn(stored.findtext("TEMPLATE/SECRET"), ("pw", None))
+        clear = etree.fromstring(one.ok("one.image.info", oid, True))
+        self.assertEqual(clear.findtext("TEMPLATE/SECRET"), "pw")
