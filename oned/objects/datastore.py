@@ -92,4 +92,10 @@ class Datastore:
         )
 
     def copy(self) -> Datastore:
-        return _copy.deepcopy(self)
+        """A copy to change: the id sets and the template are copied, not shared."""
+        new = _copy.copy(self)
+        new.perms = _copy.copy(self.perms)
+        new.clusters = set(self.clusters)
+        new.images = set(self.images)
+        new.template = self.template.copy()
+        return new
