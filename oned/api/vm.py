@@ -14,6 +14,7 @@ from oned.api.context import Call
 from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family, ObjectAuth
+from oned.api.vm_context import parse_context
 from oned.api.vm_template import build_templates
 from oned.core import Core
 from oned.errors import (
@@ -125,13 +126,24 @@ async def create_vm(
         leases: list[Any] = []
         try:
             name, vm_tmpl, user_tmpl, on_hold = build_templates(oid, tmpl, hold)
+            acquire_images(core, stage, vm_tmpl, oid, uid)
+            leases = await acquire_all(core, unit, vm_tmpl, oid, uid, gid)
+            owner_vars = {
+                "UID": str(uid),
+                "UNAME": user.name if user is not None else "",
+                "GID": str(gid),
+                "GNAME": group.name if group is not None else "",
+                "NAME": name,
+                "VMID": str(oid),
+            }
+            parse_context(core, vm_tmpl, user_tmpl, owner_vars)
             secret = core.attr_list("VM_ENCRYPTED_ATTR")
             if secret:
                 vm_tmpl = core.one_key.encrypt_template(vm_tmpl, secret)
                 user_tmpl = core.one_key.encrypt_template(user_tmpl, secret)
-            acquire_images(core, stage, vm_tmpl, oid, uid)
-            leases = await acquire_all(core, unit, vm_tmpl, oid, uid, gid)
         except Exception:
+            for changes in reversed(leases):
+                changes.rollback()
             unit.rollback()
             raise
         umask = core.umask_of(user) if user is not None else core.config.default_umask

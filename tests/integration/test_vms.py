@@ -157,13 +157,29 @@ def test_nic_leases_follow_the_vm(daemon: Daemon) -> None:
     one = client(daemon)
     [hid] = setup_infra(one)
     vn = one.vn.allocate(
-        'NAME="n"\nVN_MAD="dummy"\nBRIDGE="br0"\nAR=[TYPE="IP4", IP="10.0.0.1", SIZE="1"]', -1
+        'NAME="n"\nVN_MAD="dummy"\nBRIDGE="br0"\nDNS="10.0.0.254"\nGATEWAY="10.0.0.254"\n'
+        'NETWORK_MASK="255.255.255.0"\nAR=[TYPE="IP4", IP="10.0.0.1", SIZE="1"]',
+        -1,
     )
     deadline = time.monotonic() + 10
     while one.vn.info(vn).STATE != 1:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    vid = one.vm.allocate(f'CPU="1"\nMEMORY="64"\nNIC=[NETWORK_ID="{vn}"]', False)
+    vid = one.vm.allocate(
+        f'CPU="1"\nMEMORY="64"\nNIC=[NETWORK_ID="{vn}"]\nCONTEXT=[NETWORK="YES"]', False
+    )
+    context = one.vm.info(vid).TEMPLATE["CONTEXT"]
+    assert (context["ETH0_IP"], context["ETH0_DNS"], context["ETH0_MASK"]) == (
+        "10.0.0.1",
+        "10.0.0.254",
+        "255.255.255.0",
+    )
+    sample = xsd.XSD_DIR.parent / "samples" / "one.vm.info.hold.xml"
+    if sample.exists():
+        theirs = {c.tag for c in etree.fromstring(sample.read_bytes()).find("TEMPLATE/CONTEXT")}
+        assert {k for k in context if k.startswith("ETH0_")} == {
+            t for t in theirs if t.startswith("ETH0_")
+        }
     nic = one.vm.info(vid).TEMPLATE["NIC"]
     assert (nic["IP"], nic["NIC_ID"], nic["NAME"], nic["TARGET"]) == (
         "10.0.0.1",
