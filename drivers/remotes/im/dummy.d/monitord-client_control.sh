@@ -8,7 +8,9 @@
 # <driver pid>-<host id> holding the host name and the base64 configuration. Plain sh
 # and one awk: thousands of hosts start without an interpreter start-up each.
 
-LIB="$(dirname "$0")/../lib"
+HERE=${0%/*}
+[ "$HERE" = "$0" ] && HERE=.
+LIB="$HERE/../lib"
 ACTION=start
 if [ "$1" = "stop" ]; then
     ACTION=stop
@@ -27,8 +29,8 @@ if [ "$ACTION" = "stop" ]; then
     exit 0
 fi
 
-TMP="$HOSTS/.$KEY.$$"
-printf '%s\n%s\n' "$HOST_NAME" "$CONFIG" > "$TMP" && mv -f "$TMP" "$HOSTS/$KEY"
+# one small write: the sender ignores a file it finds still empty and reads it again
+printf '%s\n%s\n' "$HOST_NAME" "$CONFIG" > "$HOSTS/$KEY"
 
 PID=
 read -r PID < "$STATE/sender.pid" 2>/dev/null

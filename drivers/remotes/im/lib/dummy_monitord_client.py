@@ -296,9 +296,12 @@ class Sender:
                     if known is not None and known[0] == mtime:
                         continue
                     with open(entry.path, encoding="utf-8") as fh:
-                        info = _host_info(fh.read())
+                        text = fh.read()
                 except OSError:
                     continue
+                if not text.endswith("\n") or "\n" not in text[:-1]:
+                    continue  # being written: read it again at the next scan
+                info = _host_info(text)
                 self.hosts[entry.name] = (mtime, info)
                 periods: dict[str, float] = info["periods"]  # type: ignore[assignment]
                 for kind, period in periods.items():
