@@ -123,6 +123,17 @@ def _core_attribute(core_id: str, cpus: str, vms_thread: int) -> dict[str, str]:
     }
 
 
+def _core_free(core: dict[str, str], vms_thread: int) -> int:
+    """``Core::set_cpu_usage``: free slots of a core for its CPUS usage."""
+    if core.get("DEDICATED") == "YES":
+        return 0
+    cpus = [c.split(":") for c in core.get("CPUS", "").split(",") if c]
+    reserved = sum(1 for c in cpus if len(c) > 1 and c[1] == "-2")
+    used = sum(1 for c in cpus if len(c) > 1 and c[1].isdigit())
+    free = (len({c[0] for c in cpus}) - reserved) * vms_thread
+    return max(free - used, 0)
+
+
 @dataclass
 class HostShare:
     """``HOST_SHARE``: allocated capacity of a host (``HostShare.h``)."""
@@ -447,6 +458,9 @@ class Host:
                 vthread = 1
                 self.template.set("VMS_THREAD", "1")
             share.vms_thread = vthread
+            for node in share.numa.values():
+                for core in node.cores:
+                    core["FREE"] = str(_core_free(core, vthread))
 
     def post_update_template(self, cluster_template: Template | None) -> None:
         """After ``one.host.update``: IM_MAD/VM_MAD follow the template, capacity too."""

@@ -190,3 +190,16 @@ class HostShareTests(SynchronousTestCase):
         self.assertEqual(Host.from_xml(host.to_xml()).to_xml(), host.to_xml())
         self.assertEqual(host.state, 3)
         self.assertIn("Error monitoring Host host01 (0): boom", host.template.get("ERROR") or "")
+
+
+class VmsThreadTests(SynchronousTestCase):
+    def test_vms_thread_scales_core_slots(self) -> None:
+        """VMS_THREAD in the template sets HOST_SHARE/VMS_THREAD and each core's FREE."""
+        host = monitored()
+        host.template.set("VMS_THREAD", "2")
+        host.post_update_template(None)
+        self.assertEqual(host.share.vms_thread, 2)
+        self.assertEqual({c["FREE"] for n in host.share.numa.values() for c in n.cores}, {"8"})
+        host.template.set("VMS_THREAD", "0")
+        host.post_update_template(None)
+        self.assertEqual((host.share.vms_thread, host.template.get("VMS_THREAD")), (1, "1"))
