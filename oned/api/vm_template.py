@@ -216,7 +216,6 @@ def build_templates(oid: int, source: Template, hold: bool) -> tuple[str, Templa
     context = tmpl.get_vector("CONTEXT")
     if context is not None:
         context.setdefault("DISK_ID", str(len(tmpl.vectors("DISK"))))
-        context.setdefault("TARGET", "sda")
     automatic_requirements(tmpl, set())
     deploy_id = user.get("DEPLOY_ID")
     user.erase("DEPLOY_ID")

@@ -70,7 +70,7 @@ class VirtualMachinePool(Pool[VirtualMachine]):
         super().__init__(db, "vm_pool", loader)
         self._short: dict[int, str] = {}
         #: Bodies escaped for an XML-RPC ``<string>``, made on first listing.
-        self._escaped: dict[tuple[int, bool], str] = {}
+        self._vm_escaped: dict[tuple[int, bool], str] = {}
 
     async def load(self) -> None:
         await super().load()
@@ -87,14 +87,14 @@ class VirtualMachinePool(Pool[VirtualMachine]):
         super()._remember(obj, body)
         short = obj.__dict__.pop("_short_cache", None)
         self._short[obj.oid] = short if short is not None else obj.short_xml()
-        self._escaped.pop((obj.oid, True), None)
-        self._escaped.pop((obj.oid, False), None)
+        self._vm_escaped.pop((obj.oid, True), None)
+        self._vm_escaped.pop((obj.oid, False), None)
 
     def _forget(self, oid: int) -> None:
         super()._forget(oid)
         self._short.pop(oid, None)
-        self._escaped.pop((oid, True), None)
-        self._escaped.pop((oid, False), None)
+        self._vm_escaped.pop((oid, True), None)
+        self._vm_escaped.pop((oid, False), None)
 
     def short_body(self, oid: int) -> str:
         return self._short[oid]
@@ -102,11 +102,11 @@ class VirtualMachinePool(Pool[VirtualMachine]):
     def escaped(self, oid: int, extended: bool) -> str:
         """The short (or stored) body escaped for a listing, cached until it changes."""
         key = (oid, extended)
-        text = self._escaped.get(key)
+        text = self._vm_escaped.get(key)
         if text is None:
             raw = self._bodies[oid] if extended else self._short[oid]
             text = raw.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            self._escaped[key] = text
+            self._vm_escaped[key] = text
         return text
 
     def info_body(self, oid: int) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from oned.errors import InternalError
 from oned.managers.image import usage
+from oned.objects import image as im
 from oned.vm_disks import disk_image_id, extended_disks
 
 if TYPE_CHECKING:
@@ -52,6 +53,62 @@ def acquire_all(core: Core, stage: Stage, tmpl: Template, vid: int, uid: int) ->
         img = stage.image(iid)
         if img is not None:
             disk["IMAGE_STATE"] = str(img.state)
+    assign_targets(core, tmpl)
+
+
+def _letters(index: int) -> str:
+    """``a``..``z``, ``aa``..: the device suffix of ``index``."""
+    out = chr(ord("a") + index % 26)
+    quotient = index // 26
+    while quotient > 0:
+        remainder = (quotient - 1) % 26
+        out = chr(ord("a") + remainder) + out
+        quotient = (quotient - 1) // 26
+    return out
+
+
+def _assign(queue: list[tuple[str, dict[str, str]]], used: set[str]) -> None:
+    for prefix, disk in queue:
+        index = 0
+        while f"{prefix}{_letters(index)}" in used:
+            index += 1
+        disk["TARGET"] = f"{prefix}{_letters(index)}"
+        used.add(disk["TARGET"])
+
+
+def assign_targets(core: Core, tmpl: Template) -> None:
+    """``assign_disk_targets``: the first OS disk, then CDROMs and the context, then
+    the rest get the first free ``<DEV_PREFIX><letter>``."""
+    default = core.config.get("DEFAULT_DEVICE_PREFIX") or "sd"
+    cdrom_prefix = core.config.get("DEFAULT_CDROM_DEVICE_PREFIX") or "sd"
+    used: set[str] = set()
+    os_disk: list[tuple[str, dict[str, str]]] = []
+    cdroms: list[tuple[str, dict[str, str]]] = []
+    others: list[tuple[str, dict[str, str]]] = []
+    for disk in tmpl.vectors("DISK"):
+        if disk.get("TARGET"):
+            used.add(disk["TARGET"])
+            continue
+        raw = disk.get("IMAGE_ID", "").strip()
+        img = core.images.get(int(raw)) if raw.isdigit() else None
+        if img is None:
+            continue
+        prefix = disk.get("DEV_PREFIX") or default
+        if img.type == im.OS and not os_disk:
+            os_disk.append((prefix, disk))
+        elif img.type == im.CDROM:
+            cdroms.append((disk.get("DEV_PREFIX") or cdrom_prefix, disk))
+        elif img.type in (im.OS, im.DATABLOCK):
+            others.append((prefix, disk))
+    _assign(os_disk, used)
+    context = tmpl.get_vector("CONTEXT")
+    if context is not None:
+        if context.get("TARGET"):
+            used.add(context["TARGET"])
+        else:
+            cdroms.append((context.get("DEV_PREFIX") or cdrom_prefix, context))
+    _assign(cdroms, used)
+    _assign(others, used)
 
 
 def release_all(stage: Stage, vm: VirtualMachine, now: int) -> None:

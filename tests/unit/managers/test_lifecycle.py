@@ -459,9 +459,15 @@ class DiskTests(LifecycleCase):
         pers = self.image('NAME="p"\nTYPE="DATABLOCK"\nSIZE="64"\nPERSISTENT="YES"')
         self.assertEqual(self.image_state(img), ("1", "0"))
         vid = self.h.ok(
-            "one.vm.allocate", f'{VM_TEMPLATE}\nDISK=[IMAGE_ID={img}]\nDISK=[IMAGE="p"]'
+            "one.vm.allocate",
+            f'{VM_TEMPLATE}\nDISK=[IMAGE_ID={img}]\nDISK=[IMAGE="p"]\nCONTEXT=[A="1"]',
         )
         disks = self.vm(vid).findall("TEMPLATE/DISK")
+        self.assertEqual([d.findtext("TARGET") for d in disks], ["sdb", "sdc"])
+        self.assertEqual(
+            [self.vm(vid).findtext(f"TEMPLATE/CONTEXT/{k}") for k in ("DISK_ID", "TARGET")],
+            ["2", "sda"],
+        )
         self.assertEqual([d.findtext("DISK_ID") for d in disks], ["0", "1"])
         self.assertEqual([d.findtext("IMAGE_ID") for d in disks], [str(img), str(pers)])
         self.assertEqual(self.image_state(img), ("2", "1"))
