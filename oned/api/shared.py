@@ -459,5 +459,8 @@ def list_order_desc(core: Core, call: Call) -> bool:
 
 
 def pool_document(root: str, objs: Iterable[Any], pool: Pool[Any]) -> str:
-    """A pool listing from the stored bodies."""
-    return f"<{root}>" + "".join(pool.body(o.oid) for o in objs) + f"</{root}>"
+    """A pool listing from the stored bodies, joined already escaped for the wire."""
+    from oned.api.codec import Escaped
+
+    body = pool.escaped_body
+    return Escaped(f"&lt;{root}&gt;" + "".join(body(o.oid) for o in objs) + f"&lt;/{root}&gt;")

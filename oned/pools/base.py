@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from twisted.internet.defer import DeferredLock
 
 from oned.db.database import Database, Statement
+from oned.template import xml_escape
 
 
 class Stored(Protocol):
@@ -48,6 +49,7 @@ class Pool(Generic[T]):
         self._objects: dict[int, T] = {}
         self._bodies: dict[int, str] = {}
         self._by_name: dict[str, int] = {}
+        self._wire: dict[int, str] = {}
         self.last_oid = -1
         self._first_oid = first_oid
         self._locks: dict[int, DeferredLock] = {}
@@ -67,10 +69,12 @@ class Pool(Generic[T]):
             self._by_name.pop(old.name, None)
         self._objects[obj.oid] = obj
         self._bodies[obj.oid] = obj.to_xml() if body is None else body
+        self._wire.pop(obj.oid, None)
         self._by_name[obj.name] = obj.oid
 
     def _forget(self, oid: int) -> None:
         self._bodies.pop(oid, None)
+        self._wire.pop(oid, None)
         old = self._objects.pop(oid, None)
         if old is not None and self._by_name.get(old.name) == oid:
             del self._by_name[old.name]
@@ -83,6 +87,14 @@ class Pool(Generic[T]):
     def body(self, oid: int) -> str:
         """The stored XML body of a committed object (rendered once per change)."""
         return self._bodies[oid]
+
+    def escaped_body(self, oid: int) -> str:
+        """``body(oid)`` escaped for an XML-RPC ``<string>``, once per change (pool
+        listings are joined from these)."""
+        text = self._wire.get(oid)
+        if text is None:
+            text = self._wire[oid] = xml_escape(self.body(oid))
+        return text
 
     def by_name(self, name: str) -> T | None:
         oid = self._by_name.get(name)
