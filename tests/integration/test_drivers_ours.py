@@ -160,6 +160,8 @@ async def test_bad_drivers_do_not_hang_start(tmp_path: Path) -> None:
     (mads / "exits").write_text("#!/bin/sh\nexit 3\n")
     (mads / "silent").write_text("#!/bin/sh\nexec sleep 60\n")
     (mads / "garbage").write_text("#!/bin/sh\necho 'LOG I -1 hello'\nexec sleep 60\n")
+    # oned adds a default SCHED_MAD to any configuration: a well-behaved stand-in.
+    (mads / "sched").write_text("#!/bin/sh\necho 'INIT SUCCESS'\nexec cat >/dev/null\n")
     for exe in mads.iterdir():
         exe.chmod(0o755)
     for exe, error in (
@@ -167,7 +169,10 @@ async def test_bad_drivers_do_not_hang_start(tmp_path: Path) -> None:
         ("garbage", "expected INIT SUCCESS"),
         ("silent", "time out"),
     ):
-        text = f'VM_MAD = [ NAME = "x", EXECUTABLE = "{exe}" ]'
+        text = (
+            f'VM_MAD = [ NAME = "x", EXECUTABLE = "{exe}" ]\n'
+            'SCHED_MAD = [ EXECUTABLE = "sched" ]'
+        )
         manager = DriverManager(
             make_config(tmp_path, text), reactor, fallback_mads=None, prefix_mads=None
         )
