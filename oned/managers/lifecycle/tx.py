@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from oned.errors import ActionError
+from oned.log import logger
 from oned.managers.lifecycle import quota
 from oned.managers.lifecycle.disks import images_of
 from oned.managers.lifecycle.vmlog import write_vm_log
@@ -59,6 +60,9 @@ def del_capacity(host: Host, vm: VirtualMachine) -> None:
     share.mem_usage -= mem
     share.running_vms = max(0, share.running_vms - 1)
     host.vms.discard(vm.oid)
+
+
+_log = logger("LCM")
 
 
 class QuotaRefusal(ActionError):
@@ -283,7 +287,10 @@ async def transition(
                 raise
         write_vm_log(core, vid, tx.logs, now)
         for step in tx.after:
-            step()
+            try:
+                step()
+            except Exception as exc:  # committed: a failed follow-up is logged, not raised
+                _log.failure("follow-up of {desc} failed: {exc}", desc=desc, exc=exc)
         return tx.vm
 
 
