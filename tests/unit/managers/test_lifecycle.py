@@ -324,8 +324,13 @@ class RestartTests(LifecycleCase):
         """After a restart each in-flight driver step is sent again and completes."""
         shutdown = self.running_vm()
         saving = self.running_vm()
+        epilog = self.running_vm()
         self.action("terminate-hard", shutdown)
         self.action("suspend", saving)
+        self.action("terminate", epilog)
+        self.flush()
+        self.drivers.reply("SHUTDOWN", epilog)
+        self.flush()
         prolog = self.h.ok("one.vm.allocate", VM_TEMPLATE)
         self.h.ok("one.vm.deploy", prolog, self.hid)
         boot = self.h.ok("one.vm.allocate", VM_TEMPLATE)
@@ -338,6 +343,7 @@ class RestartTests(LifecycleCase):
             boot: L.BOOT,
             shutdown: L.SHUTDOWN,
             saving: L.SAVE_SUSPEND,
+            epilog: L.EPILOG,
         }
         for vid, lcm in expected.items():
             self.assertEqual(self.states(vid), (S.ACTIVE, lcm))
@@ -346,7 +352,13 @@ class RestartTests(LifecycleCase):
         self.assertEqual(
             sorted((s.action, s.oid) for s in drivers.sent),
             sorted(
-                [("TRANSFER", prolog), ("DEPLOY", boot), ("CANCEL", shutdown), ("SAVE", saving)]
+                [
+                    ("TRANSFER", prolog),
+                    ("DEPLOY", boot),
+                    ("CANCEL", shutdown),
+                    ("SAVE", saving),
+                    ("TRANSFER", epilog),
+                ]
             ),
         )
         self.settle()
@@ -354,6 +366,7 @@ class RestartTests(LifecycleCase):
         self.assertEqual(self.states(boot), (S.ACTIVE, L.RUNNING))
         self.assertEqual(self.states(shutdown), (S.DONE, 0))
         self.assertEqual(self.states(saving), (S.SUSPENDED, 0))
+        self.assertEqual(self.states(epilog), (S.DONE, 0))
         self.assertEqual(self.share()[2], 3)
 
 
