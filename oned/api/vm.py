@@ -15,7 +15,7 @@ from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family, ObjectAuth
 from oned.api.vm_context import parse_context
-from oned.api.vm_template import build_templates
+from oned.api.vm_template import automatic_requirements, build_templates, cluster_requirements
 from oned.core import Core
 from oned.errors import (
     ActionError,
@@ -137,6 +137,7 @@ async def create_vm(
                 "VMID": str(oid),
             }
             parse_context(core, vm_tmpl, user_tmpl, owner_vars)
+            automatic_requirements(vm_tmpl, cluster_requirements(vm_tmpl))
             secret = core.attr_list("VM_ENCRYPTED_ATTR")
             if secret:
                 vm_tmpl = core.one_key.encrypt_template(vm_tmpl, secret)

@@ -102,6 +102,45 @@ def is_pinned(tmpl: Template) -> bool:
     return policy not in ("", "NONE")
 
 
+def _cluster_set(value: str) -> set[int]:
+    return {int(p) for p in value.split(",") if p.strip().lstrip("-").isdigit()}
+
+
+def cluster_requirements(tmpl: Template) -> set[int]:
+    """``get_cluster_requirements``: the clusters every DISK datastore and NIC network
+    share (raises ``InternalError`` with oned's texts)."""
+    clusters: set[int] = set()
+    joined = ""
+    for kind, word, vectors in (
+        ("DISK", "Datastore", tmpl.vectors("DISK")),
+        (
+            "NIC",
+            "Network",
+            [n for n in tmpl.vectors("NIC") if n.get("NETWORK_MODE", "").upper() != "DUMMY"],
+        ),
+    ):
+        for index, vector in enumerate(vectors):
+            if "CLUSTER_ID" not in vector:
+                continue
+            own = _cluster_set(vector["CLUSTER_ID"])
+            if not own:
+                raise InternalError(
+                    f"Missing clusters. {word} for {kind} {index} is not in any cluster"
+                )
+            if not clusters:
+                clusters = own
+                continue
+            common = clusters & own
+            if not common:
+                joined = ",".join(str(c) for c in sorted(clusters))
+                raise InternalError(
+                    f"Incompatible clusters in {kind}. {word} for {kind} {index} is not in "
+                    f"the same cluster as the one used by other VM elements (cluster {joined})"
+                )
+            clusters = common
+    return clusters
+
+
 def automatic_requirements(tmpl: Template, cluster_ids: set[int]) -> None:
     """``automatic_requirements``: host requirements from clusters and pinning."""
     for name in (
@@ -122,6 +161,10 @@ def automatic_requirements(tmpl: Template, cluster_ids: set[int]) -> None:
     if cluster_ids:
         ids = sorted(cluster_ids)
         ds = "(" + " | ".join(f'"CLUSTERS/ID" @> {c}' for c in ids) + ")"
+        tmpl.add("AUTOMATIC_NIC_REQUIREMENTS", ds)
+        system = tmpl.get("TM_MAD_SYSTEM")
+        if system is not None:
+            ds += f' & (TM_MAD = "{system.strip()}")'
         tmpl.add("AUTOMATIC_DS_REQUIREMENTS", ds)
 
 
@@ -216,7 +259,6 @@ def build_templates(oid: int, source: Template, hold: bool) -> tuple[str, Templa
     context = tmpl.get_vector("CONTEXT")
     if context is not None:
         context.setdefault("DISK_ID", str(len(tmpl.vectors("DISK"))))
-    automatic_requirements(tmpl, set())
     deploy_id = user.get("DEPLOY_ID")
     user.erase("DEPLOY_ID")
     if deploy_id and re.match(r"^one-\d+$", deploy_id):

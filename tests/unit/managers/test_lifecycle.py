@@ -477,6 +477,16 @@ class DiskTests(LifecycleCase):
         )
         disks = self.vm(vid).findall("TEMPLATE/DISK")
         self.assertEqual([d.findtext("TARGET") for d in disks], ["sdb", "sdc"])
+        tmpl = self.vm(vid).find("TEMPLATE")
+        assert tmpl is not None
+        self.assertEqual(
+            [tmpl.findtext(f"AUTOMATIC_{k}REQUIREMENTS") for k in ("", "DS_", "NIC_")],
+            [
+                "(CLUSTER_ID = 0) & !(PIN_POLICY = PINNED)",
+                '("CLUSTERS/ID" @> 0)',
+                '("CLUSTERS/ID" @> 0)',
+            ],
+        )
         self.assertEqual(
             [self.vm(vid).findtext(f"TEMPLATE/CONTEXT/{k}") for k in ("DISK_ID", "TARGET")],
             ["2", "sda"],
