@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from oned.errors import ActionError, AuthorizationError, NoExistsError
+from oned.errors import ActionError, AuthorizationError, InternalError, NoExistsError
 from oned.log import logger
 from oned.managers.lifecycle.tx import QuotaRefusal, Tx, del_capacity, state_str, transition
 from oned.objects.history import VMAction
@@ -169,9 +169,21 @@ class DispatchManager:
         def step(tx: Tx) -> None:
             if tx.vm.state != S.HOLD:
                 raise not_available(tx.vm)
+            self._requirements(tx, "release")
             tx.state(S.PENDING)
 
         await self._run(vid, step, f"release VM {vid}")
+
+    def _requirements(self, tx: Tx, verb: str) -> None:
+        """``automatic_requirements`` again before the VM goes back to PENDING."""
+        from oned.api.vm_template import automatic_requirements, cluster_requirements
+
+        try:
+            automatic_requirements(tx.vm.template, cluster_requirements(tx.vm.template))
+        except InternalError as exc:
+            raise ActionError(
+                f"Could not {verb} VM {tx.vm.oid}, error updating requirements. {exc.message}"
+            ) from exc
 
     async def stop(self, vid: int, who: Requester) -> None:
         def step(tx: Tx) -> None:
@@ -201,6 +213,7 @@ class DispatchManager:
             if vm.state in (S.STOPPED, S.UNDEPLOYED, S.SUSPENDED, S.POWEROFF):
                 tx.check_running()
             if vm.state in (S.STOPPED, S.UNDEPLOYED):
+                self._requirements(tx, "resume")
                 tx.state(S.PENDING)
             elif vm.state == S.SUSPENDED:
                 self._act(tx, VMAction.RESUME, who)
