@@ -12,6 +12,7 @@ from __future__ import annotations
 from oned.api import shared
 from oned.api.context import Call
 from oned.api.declare import declare
+from oned.api.instantiate import _as_uid_gid as as_uid_gid
 from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.api.vnet import ar_restricted, create, restricted_in
@@ -138,9 +139,10 @@ async def instantiate(core: Core, call: Call, oid: int, name: str, extra: str = 
     tmpl.set("TEMPLATE_ID", str(oid))
     if name:
         tmpl.set("NAME", name)
+    owner = as_uid_gid(core, call, tmpl)
     shared.authorize(core, call, VNTEMPLATE, source, Op.USE)
     try:
-        return await create(core, call, tmpl, clusters, template_id=oid)
+        return await create(core, call, tmpl, clusters, template_id=oid, owner=owner)
     except InternalError as exc:
         raise AllocateError(exc.message, word="virtual network") from exc
 

@@ -83,3 +83,15 @@ class VNTemplateTests(VNetCase):
             "[one.vntemplate.instantiate] Error allocating a new virtual network. "
             'VN_MAD named "nope" is not defined in oned.conf',
         )
+
+    def test_instantiate_as_another_owner(self) -> None:
+        """AS_UID/AS_GID in the extra template make another user and group the owner."""
+        self.one.ok("one.vntemplate.allocate", VNT)
+        self.user()
+        oid = self.one.ok("one.vntemplate.instantiate", 0, "theirs", 'AS_UID="2"\nAS_GID="1"')
+        self.settle()
+        doc = self.info(oid)
+        self.assertIn("<UID>2</UID><GID>1</GID><UNAME>alice</UNAME><GNAME>users</GNAME>", doc)
+        self.assertNotIn("AS_UID", doc)
+        msg, _ = self.refused("one.vntemplate.instantiate", 0, "x", 'AS_UID="77"')
+        self.assertEqual(msg, "[one.vntemplate.instantiate] Error getting user [77].")
