@@ -12,6 +12,7 @@ GET/ALLOCATE/FREE_ADDRESS) are short synchronous requests.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from oned._async import background
@@ -25,6 +26,17 @@ if TYPE_CHECKING:
 
     from oned.core import Core
     from oned.objects.vnet import VirtualNetwork
+
+
+_B64 = re.compile(r"^[A-Za-z0-9+/=]*$")
+
+
+def _info(payload: str) -> str:
+    """``payload64()``: the decoded INFO; a failure the driver manager made up (driver
+    dead, timeout) is plain text and kept as it is."""
+    if not payload or payload == "-":
+        return ""
+    return b64decode(payload) if _B64.match(payload) else payload
 
 
 class IPAMManager:
@@ -85,9 +97,9 @@ class IPAMManager:
         background(self.apply_delete(msg), f"VNET_DELETE reply of {msg.oid}")
 
     async def apply_create(self, msg: DriverMessage) -> None:
-        info = b64decode(msg.payload) if msg.payload and msg.payload != "-" else ""
+        info = _info(msg.payload)
         await lifecycle.create_reply(self.core, msg.oid, msg.status == "SUCCESS", info)
 
     async def apply_delete(self, msg: DriverMessage) -> None:
-        info = b64decode(msg.payload) if msg.payload and msg.payload != "-" else ""
+        info = _info(msg.payload)
         await lifecycle.delete_reply(self.core, msg.oid, msg.status == "SUCCESS", info)

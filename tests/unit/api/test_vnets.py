@@ -77,6 +77,16 @@ class StateMachineTests(VNetCase):
         self.assertIn("<STATE><![CDATA[1]]></STATE>", doc)
         self.assertNotIn("<ERROR>", doc)
 
+    def test_driver_death_failure_text_is_kept(self) -> None:
+        """A FAILURE the driver manager makes up (plain text, not base64) is the error."""
+        from oned.drivers.message import DriverMessage
+
+        oid = self.net(NET_IP4, ready=False)
+        self.drivers.sent.clear()
+        msg = DriverMessage("VNET_CREATE", "FAILURE", oid, "Driver ipam_exe exited")
+        result_of(Deferred.fromCoroutine(self.manager.apply_create(msg)))
+        self.assertIn(" : Driver ipam_exe exited]]></ERROR>", self.info(oid))
+
     def test_recover_failure_and_delete(self) -> None:
         """recover 0 forces ERROR from LOCK_CREATE; recover 2 drops it and sends VNET_DELETE."""
         oid = self.net(NET_IP4, ready=False)
