@@ -242,3 +242,24 @@ def test_opennebula_ipam_driver(
     while time.monotonic() < deadline and one.vnpool.info(-2, -1, -1).VNET:
         time.sleep(0.1)
     assert not one.vnpool.info(-2, -1, -1).VNET
+
+
+def test_kill_after_holds_keeps_every_lease(make_daemon: type[Daemon], tmp_path: Path) -> None:
+    """kill -9 right after acknowledged holds (journal rows, body not yet rewritten):
+    the restart replays them; release and the pool listing agree."""
+    d = make_daemon(tmp_path / "one")
+    d.start(timeout=60)
+    one = client(d)
+    oid = one.vn.allocate(NET, -1)
+    wait_state(one, oid, 1)
+    for i in range(30):
+        one.vn.hold(oid, f'LEASES=[IP="10.0.0.{10 + i}"]')
+    d.stop(signal.SIGKILL)
+    d.start(timeout=60)
+    one = client(d)
+    assert one.vn.info(oid).USED_LEASES == 30
+    assert one.vnpool.info(-2, -1, -1).VNET[0].USED_LEASES == 30
+    with pytest.raises(pyone.OneInternalException):
+        one.vn.hold(oid, 'LEASES=[IP="10.0.0.10"]')
+    one.vn.release(oid, 'LEASES=[IP="10.0.0.10"]')
+    assert one.vn.info(oid).USED_LEASES == 29
