@@ -4,13 +4,13 @@
 Usage::
 
     bench/lifecycle.py --endpoint http://127.0.0.1:2633/RPC2 --session oneadmin:PASSWORD \
-        [--vms 10000] [--running 1000] [--hosts 100] [--clients 4] [--pid PID] [--json]
+        [--vms 10000] [--nic-vms 1000] [--running 1000] [--hosts 100] [--clients 4] [--pid PID]
 
 Only standard OpenNebula XML-RPC calls are made, so the same script measures this daemon
 and OpenNebula's own ``oned``. It prints:
 
 * ``one.vm.allocate`` (on hold) per second from ``--clients`` processes, until the pool
-  holds ``--vms`` VMs;
+  holds ``--vms`` VMs, and with one NIC each (``--nic-vms`` more, on a dummy network);
 * p50/p99 of ``one.vmpool.info``, ``one.vmpool.infoextended`` and ``one.vm.info``;
 * the latency of ``one.vm.info`` made while a ``vmpool.infoextended`` is being answered,
   against its idle latency;
@@ -47,16 +47,16 @@ def call(server: xmlrpc.client.ServerProxy, session: str, method: str, *args: An
     return reply[1]
 
 
-def _allocator(endpoint: str, session: str, count: int, offset: int) -> None:
+def _allocator(endpoint: str, session: str, count: int, offset: int, extra: str) -> None:
     server = proxy(endpoint)
     for i in range(count):
-        call(server, session, "one.vm.allocate", TEMPLATE.format(i=offset + i), True)
+        call(server, session, "one.vm.allocate", TEMPLATE.format(i=offset + i) + extra, True)
 
 
-def allocate_rate(endpoint: str, session: str, total: int, clients: int) -> float:
+def allocate_rate(endpoint: str, session: str, total: int, clients: int, extra: str = "") -> float:
     per = max(1, total // clients)
     procs = [
-        multiprocessing.Process(target=_allocator, args=(endpoint, session, per, c * per))
+        multiprocessing.Process(target=_allocator, args=(endpoint, session, per, c * per, extra))
         for c in range(clients)
     ]
     start = time.perf_counter()
@@ -152,6 +152,31 @@ def lifecycle(endpoint: str, session: str, running: int, hosts: int) -> tuple[fl
     return up, time.perf_counter() - start
 
 
+def bench_network(endpoint: str, session: str, size: int) -> int:
+    """A dummy network with ``size`` leases, READY (created once)."""
+    server = proxy(endpoint)
+    doc = call(server, session, "one.vnpool.info", -2, -1, -1)
+    cut = doc.find("<NAME>bench-net</NAME>")
+    if cut >= 0:
+        return int(doc[doc.rfind("<ID>", 0, cut) + 4 : doc.rfind("</ID>", 0, cut)])
+    vnid = int(
+        call(
+            server,
+            session,
+            "one.vn.allocate",
+            f'NAME="bench-net"\nVN_MAD="dummy"\nBRIDGE="br0"\n'
+            f'AR=[TYPE="IP4", IP="10.128.0.1", SIZE="{size}"]',
+            -1,
+        )
+    )
+    deadline = time.monotonic() + 30
+    while "<STATE><![CDATA[1]]></STATE>" not in call(server, session, "one.vn.info", vnid):
+        if time.monotonic() > deadline:
+            raise RuntimeError("bench-net did not become READY")
+        time.sleep(0.1)
+    return vnid
+
+
 def rss_mb(pid: int | None) -> float | None:
     if pid is None:
         return None
@@ -170,6 +195,7 @@ def main() -> None:
     parser.add_argument("--running", type=int, default=1_000)
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--nic-vms", type=int, default=1000, help="allocations with one NIC")
     parser.add_argument("--pid", type=int)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -179,6 +205,12 @@ def main() -> None:
     if have < args.vms:
         out["allocate_per_s"] = round(
             allocate_rate(args.endpoint, args.session, args.vms - have, args.clients), 1
+        )
+    if args.nic_vms:
+        vnid = bench_network(args.endpoint, args.session, args.nic_vms + args.clients)
+        nic = f'\nNIC=[NETWORK_ID="{vnid}"]'
+        out["allocate_nic_per_s"] = round(
+            allocate_rate(args.endpoint, args.session, args.nic_vms, args.clients, nic), 1
         )
     listing = call(server, args.session, "one.vmpool.info", -2, -1, -1, -2)
     first = int(listing.split("<ID>")[1].split("<")[0])
