@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from weakref import WeakKeyDictionary
 
+from twisted.internet.defer import Deferred
+
 from oned.api import shared
 from oned.api.codec import Escaped
 from oned.api.context import Call
@@ -33,11 +35,20 @@ HOST = Family[Host](
     encrypted_attr="HOST_ENCRYPTED_ATTR",
 )
 
+#: Hosts escaped per slice before a reactor turn (a listing never holds calls long).
+SLICE = 500
 #: Per pool: host id -> (stored body, its XML-RPC escaping), redone only on change.
 _ESCAPED: WeakKeyDictionary[Pool[Host], dict[int, tuple[str, str]]] = WeakKeyDictionary()
 
 ENABLED, DISABLED, OFFLINE = 0, 1, 2
 DEFAULT_EXPIRATION = 43200
+
+
+async def _yield(core: Core) -> None:
+    """Let the reactor run other work (timers, I/O, reports) before going on."""
+    d: Deferred[None] = Deferred()
+    core.clock.callLater(0, d.callback, None)
+    await d
 
 
 def escape(text: str) -> str:
@@ -225,7 +236,13 @@ async def pool_info(core: Core, call: Call) -> str:
         for oid in [o for o in cache if pool.get(o) is None]:
             del cache[oid]
     parts = ["&lt;HOST_POOL&gt;"]
-    for host in hosts:
+    yielded = False
+    for n, host in enumerate(hosts):
+        if n and not n % SLICE:
+            await _yield(core)
+            yielded = True
+        if yielded and pool.get(host.oid) is None:
+            continue  # deleted meanwhile
         body = pool.body(host.oid)
         hit = cache.get(host.oid)
         if hit is None or hit[0] is not body:
