@@ -121,3 +121,43 @@ def test_host_errors_and_garbage(monitored: Daemon) -> None:
     assert one.host.info(bad).STATE == 0
     assert "message ignored for unknown host 999" in monitored.log()
     assert monitored.alive()
+
+
+def test_failing_and_hanging_probes(tmp_path: Path) -> None:
+    """A probe that fails, one that prints garbage and one that hangs past the driver's
+    timeout put their hosts in ERROR with oned's TEMPLATE/ERROR; the daemon stays up."""
+    import shutil
+
+    from oned.drivers.manager import CHECKOUT_MADS
+
+    root = tmp_path / "one"
+    im = root / "var" / "remotes" / "im"
+    shutil.copytree(CHECKOUT_MADS.parent / "remotes" / "im", im)
+    probes = {
+        "failing": "#!/bin/sh\necho 'probe exploded' >&2\nexit 2\n",
+        "garbage": "#!/bin/sh\necho '<<<not xml'\n",
+        "hanging": "#!/bin/sh\nsleep 30\n",
+    }
+    for name, script in probes.items():
+        (im / f"{name}.d").mkdir()
+        probe = im / f"{name}.d" / "probe.sh"
+        probe.write_text(script)
+        probe.chmod(0o755)
+    extra = FAST_PROBES + "".join(
+        f'IM_MAD = [ NAME = "{n}", EXECUTABLE = "one_im_sh", ARGUMENTS = "-t 5 -w 3 {n}" ]\n'
+        for n in probes
+    )
+    d = Daemon(root, extra_conf=extra)
+    d.start()
+    try:
+        one = pyone.OneServer(d.url, session=d.session, timeout=30)
+        ids = {n: one.host.allocate(f"{n}-host", n, "dummy", -1) for n in probes}
+        ok = one.host.allocate("good-host", "dummy", "dummy", -1)
+        assert wait_for(lambda: all(one.host.info(i).STATE == 3 for i in ids.values()), 30)
+        for name, hid in ids.items():
+            error = one.host.info(hid).TEMPLATE["ERROR"]
+            assert error.endswith(f"Error monitoring Host {name}-host ({hid}): "), error
+        assert wait_for(lambda: one.host.info(ok).STATE == 2)
+        assert d.alive()
+    finally:
+        d.stop()
