@@ -15,6 +15,19 @@ from oned.template import cdata
 
 DB_HIDDEN = ("BACKEND", "SERVER", "PORT", "USER", "PASSWD", "DB_NAME")
 
+#: Host monitoring settings. OpenNebula 7 keeps them in monitord.conf, so oned's
+#: configuration never shows them; this daemon embeds monitord and reads them from
+#: oned.conf, but answers ``one.system.config`` as oned does.
+MONITORD_SETTINGS = frozenset(
+    {
+        "MONITORING_INTERVAL_HOST",
+        "HOST_MONITORING_EXPIRATION_TIME",
+        "VM_MONITORING_EXPIRATION_TIME",
+        "MONITOR_NETWORK",
+        "PROBES_PERIOD",
+    }
+)
+
 
 @rpc("one.system.version", "")
 async def version(core: Core, call: Call) -> str:
@@ -25,6 +38,8 @@ async def version(core: Core, call: Call) -> str:
 def config_xml(core: Core, masked: bool) -> str:
     out = ["<OPENNEBULA_CONFIGURATION>"]
     for name, value in core.config.template.sorted_items():
+        if name in MONITORD_SETTINGS:
+            continue
         if isinstance(value, dict):
             out.append(f"<{name}>")
             for key in sorted(value):
