@@ -13,6 +13,7 @@ A timer (``MANAGER_TIMER``) restarts monitoring of hosts silent for
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IListeningPort, IReactorUDP
@@ -37,6 +38,8 @@ FLUSH_DELAY = 0.2
 #: monitord restarts a monitor stuck "in progress" this long.
 MONITOR_EXPIRE = 300
 DEFAULT_PORT = 4124
+#: Receive buffer asked for the probes' UDP socket (bytes).
+UDP_BUFFER = 8 * 1024 * 1024
 PROBES_PERIOD = {
     "BEACON_HOST": "30",
     "SYSTEM_HOST": "600",
@@ -118,8 +121,20 @@ class InformationManager:
             )
             self._udp = udp.listenUDP(0, listener, interface=address, maxPacketSize=65535)
         assert self._udp is not None
+        self._grow_buffer(self._udp)
         self.port = int(getattr(self._udp.getHost(), "port", port))
         self.log.info("Listening for monitoring reports on {a}:{p}", a=address, p=self.port)
+
+    def _grow_buffer(self, port: IListeningPort) -> None:
+        """Thousands of hosts report in bursts: a receive buffer of a few MB (as
+        large as ``net.core.rmem_max`` allows) keeps a busy reactor from dropping them."""
+        sock = getattr(port, "socket", None)
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER)
+        except OSError as exc:
+            self.log.warn("Cannot enlarge the monitoring receive buffer: {e}", e=str(exc))
 
     async def stop(self) -> None:
         """Stop timers and the listener, then apply what is pending."""

@@ -383,9 +383,14 @@ class Sender:
 
     def loop(self) -> None:
         idle_since = time.time()
-        shepherd_at = 0.0
+        shepherd_at = scan_at = 0.0
         while True:
             now = time.time()
+            if now - scan_at < 1.0:
+                self.send(now)  # reports spread over the second, not in one burst
+                time.sleep(0.1)
+                continue
+            scan_at = now
             self.scan(now)
             if self.hosts:
                 idle_since = now
@@ -397,7 +402,7 @@ class Sender:
                     return
                 self.reap()
             self.send(now)
-            time.sleep(1.0)
+            time.sleep(0.1)
 
 
 def run_sender(state: str) -> None:
