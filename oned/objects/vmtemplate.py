@@ -1,13 +1,15 @@
-"""The VMTEMPLATE object (mirrors ``VMTemplate.h``).
+"""The VMTEMPLATE object (mirrors ``VMTemplate.h``), and what it shares with
+``VNTEMPLATE``.
 
-An owned, lockable VM template: the ``TEMPLATE`` a VM is instantiated from (NAME is
-kept apart, as oned erases it from the template on insert), and its registration time.
+An owned, lockable template: the ``TEMPLATE`` a VM (or a network) is instantiated from
+(NAME is kept apart, as oned erases it from the template on insert), and its
+registration time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from oned.objects.base import (
     Lock,
@@ -25,7 +27,9 @@ from oned.template import Template
 
 
 @dataclass
-class VMTemplate:
+class TemplateObject:
+    """``VMTemplate``/``VNTemplate``: the same document under its own ROOT."""
+
     oid: int
     name: str
     uid: int = 0
@@ -37,23 +41,23 @@ class VMTemplate:
     regtime: int = 0
     template: Template = field(default_factory=Template)
 
-    TABLE: ClassVar[str] = "template_pool"
-    ROOT: ClassVar[str] = "VMTEMPLATE"
+    TABLE: ClassVar[str] = ""
+    ROOT: ClassVar[str] = ""
 
     def to_xml(self, tmpl: Template | None = None) -> str:
         """The document; ``tmpl`` replaces the stored template (``info`` extended)."""
         body = (self.template if tmpl is None else tmpl).to_xml()
         return (
-            f"<VMTEMPLATE><ID>{self.oid}</ID>{owner_xml(self)}"
+            f"<{self.ROOT}><ID>{self.oid}</ID>{owner_xml(self)}"
             f"<NAME>{esc(self.name)}</NAME>{self.lock.to_xml()}{self.perms.to_xml()}"
-            f"<REGTIME>{self.regtime}</REGTIME>{body}</VMTEMPLATE>"
+            f"<REGTIME>{self.regtime}</REGTIME>{body}</{self.ROOT}>"
         )
 
     def columns(self) -> dict[str, Any]:
         return owner_columns(self)
 
     @classmethod
-    def from_xml(cls, body: str) -> VMTemplate:
+    def from_xml(cls, body: str) -> Self:
         root = parse_xml(body)
         return cls(
             oid=int_of(root, "ID"),
@@ -64,8 +68,8 @@ class VMTemplate:
             template=template_of(root),
         )
 
-    def copy(self) -> VMTemplate:
-        return VMTemplate(
+    def copy(self) -> Self:
+        return type(self)(
             self.oid,
             self.name,
             self.uid,
@@ -77,6 +81,12 @@ class VMTemplate:
             self.regtime,
             self.template.copy(),
         )
+
+
+@dataclass
+class VMTemplate(TemplateObject):
+    TABLE: ClassVar[str] = "template_pool"
+    ROOT: ClassVar[str] = "VMTEMPLATE"
 
     def is_vrouter(self) -> bool:
         """``VROUTER=YES`` (the first single VROUTER, case-insensitive, as oned reads a bool)."""

@@ -1,80 +1,15 @@
-"""The VNTEMPLATE object (mirrors ``VNTemplate.h``).
-
-An owned, lockable virtual-network template: the ``TEMPLATE`` a network is
-instantiated from (NAME is kept apart, as oned erases it from the template on insert),
-and its registration time.
-"""
+"""The VNTEMPLATE object (mirrors ``VNTemplate.h``): the ``TEMPLATE`` a virtual network is
+instantiated from; the document is a VM template's under its own root."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
-from oned.objects.base import (
-    Lock,
-    Permissions,
-    esc,
-    int_of,
-    owner_columns,
-    owner_fields,
-    owner_xml,
-    parse_xml,
-    template_of,
-    text_of,
-)
-from oned.template import Template
+from oned.objects.vmtemplate import TemplateObject
 
 
 @dataclass
-class VNTemplate:
-    oid: int
-    name: str
-    uid: int = 0
-    gid: int = 0
-    uname: str = "oneadmin"
-    gname: str = "oneadmin"
-    perms: Permissions = field(default_factory=Permissions)
-    lock: Lock = field(default_factory=Lock)
-    regtime: int = 0
-    template: Template = field(default_factory=Template)
-
+class VNTemplate(TemplateObject):
     TABLE: ClassVar[str] = "vn_template_pool"
     ROOT: ClassVar[str] = "VNTEMPLATE"
-
-    def to_xml(self, tmpl: Template | None = None) -> str:
-        """The document; ``tmpl`` replaces the stored template (``info`` extended)."""
-        body = (self.template if tmpl is None else tmpl).to_xml()
-        return (
-            f"<VNTEMPLATE><ID>{self.oid}</ID>{owner_xml(self)}"
-            f"<NAME>{esc(self.name)}</NAME>{self.lock.to_xml()}{self.perms.to_xml()}"
-            f"<REGTIME>{self.regtime}</REGTIME>{body}</VNTEMPLATE>"
-        )
-
-    def columns(self) -> dict[str, Any]:
-        return owner_columns(self)
-
-    @classmethod
-    def from_xml(cls, body: str) -> VNTemplate:
-        root = parse_xml(body)
-        return cls(
-            oid=int_of(root, "ID"),
-            name=text_of(root, "NAME"),
-            **owner_fields(root),
-            lock=Lock.from_xml(root),
-            regtime=int_of(root, "REGTIME"),
-            template=template_of(root),
-        )
-
-    def copy(self) -> VNTemplate:
-        return VNTemplate(
-            self.oid,
-            self.name,
-            self.uid,
-            self.gid,
-            self.uname,
-            self.gname,
-            Permissions(*self.perms.values()),
-            Lock(self.lock.locked, self.lock.owner, self.lock.time, self.lock.req_id),
-            self.regtime,
-            self.template.copy(),
-        )
