@@ -80,9 +80,34 @@ class Escaped(str):
     """A string value already escaped for ``<string>`` (big listings built in slices)."""
 
 
-def _value(value: Any, depth: int = 0) -> str:
+class WireParts(list[bytes]):
+    """A ``<string>`` value already escaped and UTF-8 encoded, in pieces (pool listings
+    joined from cached bodies): the response carries the pieces as they are, so a
+    listing of tens of megabytes is never copied into one string."""
+
+    def preview(self, limit: int) -> str:
+        """The first ``limit`` characters, as a log line shows them."""
+        head = b"".join(self[:4])[: limit * 6].decode("utf-8", "replace")
+        return head.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")[:limit]
+
+    @property
+    def size(self) -> int:
+        return sum(len(piece) for piece in self)
+
+
+#: Stands for a ``WireParts`` value while the rest of a response is rendered as text;
+#: NUL bytes never reach a rendered value (XML cannot carry them).
+_WIRE = "\x00\x01wire\x01\x00"
+
+
+def _value(value: Any, depth: int = 0, wires: list[WireParts] | None = None) -> str:
     if depth > 64:
         raise ValueError("value nested too deeply")
+    if isinstance(value, WireParts):
+        if wires is None:
+            return "<value><string>" + b"".join(value).decode() + "</string></value>"
+        wires.append(value)
+        return "<value><string>" + _WIRE + "</string></value>"
     if value is True or value is False:
         return f"<value><boolean>{1 if value else 0}</boolean></value>"
     if isinstance(value, I8):
@@ -98,11 +123,11 @@ def _value(value: Any, depth: int = 0) -> str:
     if isinstance(value, float):
         return f"<value><double>{value!r}</double></value>"
     if isinstance(value, (list, tuple)):
-        inner = "".join(_value(v, depth + 1) for v in value)
+        inner = "".join(_value(v, depth + 1, wires) for v in value)
         return f"<value><array><data>{inner}</data></array></value>"
     if isinstance(value, dict):
         members = "".join(
-            f"<member><name>{_escape(str(k))}</name>{_value(v, depth + 1)}</member>"
+            f"<member><name>{_escape(str(k))}</name>{_value(v, depth + 1, wires)}</member>"
             for k, v in value.items()
         )
         return f"<value><struct>{members}</struct></value>"
@@ -115,9 +140,23 @@ _HEAD = '<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n<params>\
 _TAIL = "</param>\r\n</params>\r\n</methodResponse>\r\n"
 
 
+def dumps_response_parts(value: Any) -> list[bytes]:
+    """A ``methodResponse`` carrying one value, as pieces to write in order."""
+    wires: list[WireParts] = []
+    text = _HEAD + _value(value, 0, wires) + _TAIL
+    if not wires:
+        return [text.encode("utf-8", "xmlcharrefreplace")]
+    out: list[bytes] = []
+    for n, piece in enumerate(text.split(_WIRE)):
+        out.append(piece.encode("utf-8", "xmlcharrefreplace"))
+        if n < len(wires):
+            out.extend(wires[n])
+    return out
+
+
 def dumps_response(value: Any) -> bytes:
     """A ``methodResponse`` carrying one value."""
-    return (_HEAD + _value(value) + _TAIL).encode("utf-8", "xmlcharrefreplace")
+    return b"".join(dumps_response_parts(value))
 
 
 def dumps_fault(code: int, message: str) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from oned.api import shared
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.registry import Handler, rpc
 from oned.api.shared import Family
@@ -26,7 +27,7 @@ def _info(family: Family[Any]) -> Handler:
 
 
 def _pool(family: Family[Any], root: str) -> Handler:
-    async def pool_info(core: Core, call: Call) -> str:
+    async def pool_info(core: Core, call: Call) -> WireParts:
         objs = shared.filtered(core, call, family)
         return shared.pool_document(root, objs, family.pool(core))
 

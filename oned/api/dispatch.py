@@ -15,7 +15,14 @@ from xmlrpc.client import Fault
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
-from oned.api.codec import I8, CallParseError, dumps_fault, dumps_response, loads_call
+from oned.api.codec import (
+    I8,
+    CallParseError,
+    WireParts,
+    dumps_fault,
+    dumps_response_parts,
+    loads_call,
+)
 from oned.api.context import Call
 from oned.api.registry import Registry
 from oned.core import Core
@@ -139,23 +146,27 @@ class RequestManager:
 
     async def handle_body(self, body: bytes, peer: str = "") -> bytes:
         """Parse, execute and serialise one HTTP request body."""
+        return b"".join(await self.handle_body_parts(body, peer))
+
+    async def handle_body_parts(self, body: bytes, peer: str = "") -> list[bytes]:
+        """``handle_body`` as pieces to write in order (big listings are not joined)."""
         self.in_flight += 1
         try:
             return await self._handle_body(body, peer)
         finally:
             self.in_flight -= 1
 
-    async def _handle_body(self, body: bytes, peer: str) -> bytes:
+    async def _handle_body(self, body: bytes, peer: str) -> list[bytes]:
         try:
             name, params = loads_call(body)
         except CallParseError as exc:
-            return _fault(-503, f"Call XML not a proper XML-RPC call.  {exc}")
+            return [_fault(-503, f"Call XML not a proper XML-RPC call.  {exc}")]
         if name == "system.multicall":
-            return dumps_response(await self._multicall(params, peer))
+            return dumps_response_parts(await self._multicall(params, peer))
         try:
-            return dumps_response(await self.execute(name, params, peer))
+            return dumps_response_parts(await self.execute(name, params, peer))
         except RpcFault as fault:
-            return _fault(fault.fault_code, fault.message)
+            return [_fault(fault.fault_code, fault.message)]
 
     async def execute(self, name: str, params: tuple[Any, ...], peer: str = "") -> Any:
         """Run one call; returns the XML-RPC value (array) or raises ``RpcFault``."""
@@ -224,8 +235,11 @@ class RequestManager:
             return "true" if value else "false"
         if isinstance(value, int):
             return str(value)
-        text = str(value)
         limit = self._result_length
+        if isinstance(value, WireParts):
+            text = value.preview(limit + 1)
+        else:
+            text = str(value[: limit + 1] if isinstance(value, str) else value)
         return f'"{text[:limit]}..."' if len(text) > limit else f'"{text}"'
 
     def _failure(self, name: str, exc: OneError, uid: int) -> list[Any]:

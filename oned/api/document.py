@@ -8,6 +8,7 @@ delete, filtered pool), which is why OneFlow can keep its state in them.
 from __future__ import annotations
 
 from oned.api import shared
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.declare import declare
 from oned.api.registry import rpc
@@ -81,7 +82,7 @@ async def clone(core: Core, call: Call, oid: int, name: str) -> int:
 @rpc("one.documentpool.info", "iiii", required=4)
 async def pool_info(
     core: Core, call: Call, filter_flag: int, start: int, end: int, doc_type: int
-) -> str:
+) -> WireParts:
     """Returns the document pool, filtered, of one TYPE (-1 any)."""
     docs = shared.filtered(
         core,

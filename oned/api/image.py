@@ -11,6 +11,7 @@ import re
 from typing import Any, cast
 
 from oned.api import shared
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.declare import declare
 from oned.api.registry import rpc
@@ -458,7 +459,7 @@ async def restore(core: Core, call: Call, oid: int, ds_id: int, options: str) ->
 
 
 @rpc("one.imagepool.info", "iii")
-async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> str:
+async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> WireParts:
     """Returns the image pool."""
     images = shared.filtered(core, call, IMAGE, filter_flag, start, end)
     return shared.pool_document("IMAGE_POOL", images, core.images)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from oned.api import shared
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.api.shared import Family
@@ -170,7 +171,7 @@ async def delete(core: Core, call: Call, oid: int) -> int:
 
 
 @rpc("one.secgrouppool.info", "iii", help="Returns the security group pool")
-async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> str:
+async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> WireParts:
     """Returns the security group pool."""
     groups = shared.filtered(core, call, SECGROUP, filter_flag, start, end)
     return shared.pool_document("SECURITY_GROUP_POOL", groups, core.secgroups)

@@ -76,19 +76,21 @@ class OneXMLRPC(Resource):
 
         async def respond() -> None:
             try:
-                payload = await self._manager.handle_body(body, peer_text)
+                payload = await self._manager.handle_body_parts(body, peer_text)
             except Exception:
                 self.log.failure("Unexpected error serving a call")
-                payload = b""
+                payload = []
             if finished["done"]:
                 return
             if not payload:
                 request.setResponseCode(500)
-                payload = b"Internal error\n"
+                payload = [b"Internal error\n"]
             else:
                 request.setHeader(b"content-type", b"text/xml")
-            request.setHeader(b"content-length", str(len(payload)).encode())
-            request.write(payload)
+            size = sum(len(piece) for piece in payload)
+            request.setHeader(b"content-length", str(size).encode())
+            for piece in payload:
+                request.write(piece)
             request.finish()
 
         background(respond(), "XML-RPC call")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.auth.authorize import ObjectAuth
 from oned.core import Core
@@ -458,9 +459,11 @@ def list_order_desc(core: Core, call: Call) -> bool:
     return core.config.api_list_order_desc
 
 
-def pool_document(root: str, objs: Iterable[Any], pool: Pool[Any]) -> str:
-    """A pool listing from the stored bodies, joined already escaped for the wire."""
-    from oned.api.codec import Escaped
-
-    body = pool.escaped_body
-    return Escaped(f"&lt;{root}&gt;" + "".join(body(o.oid) for o in objs) + f"&lt;/{root}&gt;")
+def pool_document(root: str, objs: Iterable[Any], pool: Pool[Any]) -> WireParts:
+    """A pool listing: the stored bodies, each escaped and encoded once per change,
+    written to the client piece by piece."""
+    body = pool.wire_body
+    parts = WireParts([f"&lt;{root}&gt;".encode()])
+    parts.extend(body(o.oid) for o in objs)
+    parts.append(f"&lt;/{root}&gt;".encode())
+    return parts

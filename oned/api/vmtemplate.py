@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from oned.api import shared
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.api.shared import Family
@@ -311,7 +312,7 @@ async def chmod(core: Core, call: Call, oid: int, *args: Any) -> int:
 
 
 @rpc("one.templatepool.info", "iii", help="Returns the Template pool")
-async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> str:
+async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> WireParts:
     """Returns the virtual machine template pool."""
     templates = shared.filtered(core, call, TEMPLATE, filter_flag, start, end)
     return shared.pool_document("VMTEMPLATE_POOL", templates, core.templates)

@@ -10,6 +10,7 @@ CLUSTER_IDS (default cluster 0), with TEMPLATE_ID and TEMPLATE_NAME recorded.
 from __future__ import annotations
 
 from oned.api import shared
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.declare import declare
 from oned.api.instantiate import _as_uid_gid as as_uid_gid
@@ -154,7 +155,7 @@ async def delete(core: Core, call: Call, oid: int) -> int:
 
 
 @rpc("one.vntemplatepool.info", "iii")
-async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> str:
+async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> WireParts:
     """Returns the virtual network template pool."""
     objs = shared.filtered(core, call, VNTEMPLATE, filter_flag, start, end)
     return shared.pool_document("VNTEMPLATE_POOL", objs, core.vntemplates)

@@ -49,7 +49,7 @@ class Pool(Generic[T]):
         self._objects: dict[int, T] = {}
         self._bodies: dict[int, str] = {}
         self._by_name: dict[str, int] = {}
-        self._wire: dict[int, str] = {}
+        self._wire: dict[int, bytes] = {}
         self.last_oid = -1
         self._first_oid = first_oid
         self._locks: dict[int, DeferredLock] = {}
@@ -88,13 +88,13 @@ class Pool(Generic[T]):
         """The stored XML body of a committed object (rendered once per change)."""
         return self._bodies[oid]
 
-    def escaped_body(self, oid: int) -> str:
-        """``body(oid)`` escaped for an XML-RPC ``<string>``, once per change (pool
-        listings are joined from these)."""
-        text = self._wire.get(oid)
-        if text is None:
-            text = self._wire[oid] = xml_escape(self.body(oid))
-        return text
+    def wire_body(self, oid: int) -> bytes:
+        """``body(oid)`` escaped for an XML-RPC ``<string>`` and encoded, once per change
+        (pool listings are written from these pieces)."""
+        data = self._wire.get(oid)
+        if data is None:
+            data = self._wire[oid] = xml_escape(self.body(oid)).encode("utf-8", "xmlcharrefreplace")
+        return data
 
     def by_name(self, name: str) -> T | None:
         oid = self._by_name.get(name)
