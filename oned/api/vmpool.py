@@ -10,7 +10,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 
 from oned.api import shared
-from oned.api.codec import Escaped
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.api.vm import VM
@@ -34,16 +34,19 @@ async def _yield(core: Core) -> None:
     await d
 
 
-async def _join(core: Core, root: str, vms: list[VirtualMachine], extended: bool) -> str:
-    """The listing, escaped slice by slice (a reactor turn between slices)."""
+async def _join(
+    core: Core, root: str, vms: list[VirtualMachine], extended: bool
+) -> WireParts:
+    """The listing as cached escaped pieces, gathered slice by slice (a reactor turn
+    between slices, for bodies escaped for the first time)."""
     escaped = core.vms.escaped
-    parts = [f"&lt;{root}&gt;"]
+    parts = WireParts([f"&lt;{root}&gt;".encode()])
     for start in range(0, len(vms), SLICE):
         if start:
             await _yield(core)
         parts.extend(escaped(vm.oid, extended) for vm in vms[start : start + SLICE])
-    parts.append(f"&lt;/{root}&gt;")
-    return Escaped("".join(parts))
+    parts.append(f"&lt;/{root}&gt;".encode())
+    return parts
 
 
 def _select(
@@ -66,7 +69,7 @@ def _select(
 @rpc("one.vmpool.info", "iiiis", required=4)
 async def pool_info(
     core: Core, call: Call, flag: int, start: int, end: int, state: int, query: str = ""
-) -> str:
+) -> WireParts:
     """Returns the virtual machine instances pool."""
     return await _join(core, "VM_POOL", _select(core, call, flag, start, end, state, query), False)
 
@@ -74,13 +77,15 @@ async def pool_info(
 @rpc("one.vmpool.infoextended", "iiiis", required=4)
 async def pool_info_extended(
     core: Core, call: Call, flag: int, start: int, end: int, state: int, query: str = ""
-) -> str:
+) -> WireParts:
     """Returns the virtual machine instances pool in extended format."""
     return await _join(core, "VM_POOL", _select(core, call, flag, start, end, state, query), True)
 
 
 @rpc("one.vmpool.infoset", "sb")
-async def pool_info_set(core: Core, call: Call, ids_text: str, extended: bool) -> str:
+async def pool_info_set(
+    core: Core, call: Call, ids_text: str, extended: bool
+) -> str | WireParts:
     """Returns a virtual machine instances set."""
     ids: set[int] = set()
     for part in ids_text.split(","):

@@ -70,7 +70,7 @@ class VirtualMachinePool(Pool[VirtualMachine]):
         super().__init__(db, "vm_pool", loader)
         self._short: dict[int, str] = {}
         #: Bodies escaped for an XML-RPC ``<string>``, made on first listing.
-        self._vm_escaped: dict[tuple[int, bool], str] = {}
+        self._vm_escaped: dict[tuple[int, bool], bytes] = {}
 
     async def load(self) -> None:
         await super().load()
@@ -99,15 +99,16 @@ class VirtualMachinePool(Pool[VirtualMachine]):
     def short_body(self, oid: int) -> str:
         return self._short[oid]
 
-    def escaped(self, oid: int, extended: bool) -> str:
-        """The short (or stored) body escaped for a listing, cached until it changes."""
+    def escaped(self, oid: int, extended: bool) -> bytes:
+        """The short (or stored) body escaped and encoded for a listing, cached until
+        it changes."""
         key = (oid, extended)
-        text = self._vm_escaped.get(key)
-        if text is None:
+        data = self._vm_escaped.get(key)
+        if data is None:
             raw = self._bodies[oid] if extended else self._short[oid]
             text = raw.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            self._vm_escaped[key] = text
-        return text
+            data = self._vm_escaped[key] = text.encode("utf-8", "xmlcharrefreplace")
+        return data
 
     def info_body(self, oid: int) -> str:
         """``one.vm.info``: the stored body, or one with every history record."""
