@@ -202,7 +202,32 @@ async def update(core: Core, call: Call, oid: int, text: str, mode: int = 0) -> 
 async def rename(core: Core, call: Call, oid: int, name: str) -> int:
     """Renames the host."""
     shared.get_authorized(core, call, HOST, oid, Op.ADMIN)
-    return await shared.rename(core, call, HOST, oid, name)
+    await shared.rename(core, call, HOST, oid, name)
+    await _rename_vms(core, oid)
+    return oid
+
+
+async def _rename_vms(core: Core, oid: int) -> None:
+    """``HostAPI::batch_rename``: VMs placed on the host show its new HOSTNAME."""
+    host = core.hosts.get(oid)
+    if host is None:
+        return
+    for vid in sorted(host.vms):
+        async with core.vms.lock(vid):
+            vm = core.vms.get(vid)
+            current = vm.current if vm is not None else None
+            if vm is None or current is None or current.hid != oid:
+                continue
+            if current.hostname == host.name:
+                continue
+            vm = vm.copy()
+            record = vm.current
+            assert record is not None
+            record.hostname = host.name
+            unit = core.unit()
+            unit.save(core.vms, vm)
+            unit.sql(core.vms.history_row(vm, record))
+            await unit.commit(f"hostname of vm {vid}")
 
 
 @rpc("one.host.status", "ii")

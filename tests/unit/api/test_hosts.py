@@ -203,3 +203,37 @@ class VmsThreadTests(SynchronousTestCase):
         host.template.set("VMS_THREAD", "0")
         host.post_update_template(None)
         self.assertEqual((host.share.vms_thread, host.template.get("VMS_THREAD")), (1, "1"))
+
+
+class HostWithVmTests(SynchronousTestCase):
+    def test_vm_blocks_delete_and_follows_rename(self) -> None:
+        """A host running a VM cannot be deleted; renaming it renames the VM's HOSTNAME."""
+        from twisted.internet.defer import Deferred
+
+        from oned.managers.lifecycle.testing import FakeVmDrivers
+        from oned.managers.lifecycle.wiring import use_drivers
+        from oned.testing.rpc import result_of
+
+        one = OnedHarness()
+        self.addCleanup(one.close)
+        one.ok("one.datastore.update", 0, 'TM_MAD="dummy"', 1)
+        hid = one.ok("one.host.allocate", "host01", "dummy", "dummy", -1)
+        drivers = FakeVmDrivers()
+        lcm = use_drivers(one.core, drivers)
+        result_of(Deferred.fromCoroutine(lcm.start()))
+        self.addCleanup(lcm.log_writer.stop)
+        vid = one.ok("one.vm.allocate", 'NAME="v"\nCPU="0.5"\nVCPU="1"\nMEMORY="256"')
+        one.ok("one.vm.deploy", vid, hid)
+        for _ in range(20):
+            for _ in range(10):
+                one.core.eventually.flush()
+            if not drivers.answer_all():
+                break
+        doc = etree.fromstring(one.ok("one.host.info", hid))
+        self.assertEqual(doc.findtext("HOST_SHARE/RUNNING_VMS"), "1")
+        self.assertEqual(one.call("one.host.delete", hid)[1:3], [
+            "[one.host.delete] Cannot delete host. Can not remove a host with running VMs", 2048,
+        ])  # fmt: skip
+        one.ok("one.host.rename", hid, "host99")
+        vm = etree.fromstring(one.ok("one.vm.info", vid))
+        self.assertEqual(vm.findall("HISTORY_RECORDS/HISTORY/HOSTNAME")[-1].text, "host99")
