@@ -296,6 +296,7 @@ class InformationManager:
         samples, self._samples = self._samples, []
         unit = core.unit()
         held = []
+        failed: list[int] = []
         saved = 0
         for hid, todo in events.items():
             lock = core.hosts.lock(hid)
@@ -311,6 +312,8 @@ class InformationManager:
             if new is not None:
                 unit.save(core.hosts, new.saved())
                 saved += 1
+                if new.state == ERROR and host.state != ERROR and new.vms:
+                    failed.extend(sorted(new.vms))
         store = self.monitoring
         for hid, ts, body in samples:
             if core.hosts.get(hid) is None:
@@ -319,6 +322,8 @@ class InformationManager:
             if statement is not None:
                 unit.sql(statement)
             unit.then(lambda hid=hid, body=body: store.remember(hid, body))  # type: ignore[misc]
+        if failed:
+            unit.then(lambda: self._monitor_done(failed))
         try:
             await unit.commit(f"monitoring of {saved} hosts, {len(samples)} samples")
         except Exception:
@@ -326,6 +331,15 @@ class InformationManager:
         finally:
             for lock in held:
                 lock.release()
+
+    def _monitor_done(self, vids: list[int]) -> None:
+        """oned's ``_host_state``: every VM of a host gone to ERROR gets
+        ``monitor_done`` (RUNNING to UNKNOWN), once the lifecycle manager offers it."""
+        done = getattr(self.core.lifecycle_manager, "monitor_done", None)
+        if done is None:
+            return
+        for vid in vids:
+            self.core.eventually(done, vid)
 
     def _absorb(self, host: Host, todo: list[tuple[str, Any]]) -> Host | None:
         """Apply a host's queued SYSTEM_HOST templates and errors (oned's
