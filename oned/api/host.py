@@ -8,12 +8,8 @@ deleted hosts (it is ``None`` in driverless unit tests, and then nothing is moni
 
 from __future__ import annotations
 
-from weakref import WeakKeyDictionary
-
-from twisted.internet.defer import Deferred
-
 from oned.api import shared
-from oned.api.codec import Escaped
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.api.shared import Family
@@ -21,7 +17,6 @@ from oned.core import Core
 from oned.errors import ActionError, AllocateError, ApiError, InternalError, no_exists
 from oned.objects.base import Op
 from oned.objects.host import EMPTY_MONITORING, Host
-from oned.pools.base import Pool
 from oned.pools.monitoring import HostMonitoringStore
 
 HOST = Family[Host](
@@ -35,25 +30,8 @@ HOST = Family[Host](
     encrypted_attr="HOST_ENCRYPTED_ATTR",
 )
 
-#: Hosts escaped per slice before a reactor turn (a listing never holds calls long).
-SLICE = 500
-#: Per pool: host id -> (stored body, its XML-RPC escaping), redone only on change.
-_ESCAPED: WeakKeyDictionary[Pool[Host], dict[int, tuple[str, str]]] = WeakKeyDictionary()
-
 ENABLED, DISABLED, OFFLINE = 0, 1, 2
 DEFAULT_EXPIRATION = 43200
-
-
-async def _yield(core: Core) -> None:
-    """Let the reactor run other work (timers, I/O, reports) before going on."""
-    d: Deferred[None] = Deferred()
-    core.clock.callLater(0, d.callback, None)
-    await d
-
-
-def escape(text: str) -> str:
-    """XML-RPC ``<string>`` escaping of a stored body."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def hostname_problem(name: str) -> str | None:
@@ -252,29 +230,9 @@ async def status(core: Core, call: Call, oid: int, new_status: int) -> int:
 
 
 @rpc("one.hostpool.info", "")
-async def pool_info(core: Core, call: Call) -> str:
+async def pool_info(core: Core, call: Call) -> WireParts:
     """Returns the host pool (stored bodies, each escaped once per change)."""
-    hosts = shared.filtered(core, call, HOST)
-    pool = core.hosts
-    cache = _ESCAPED.setdefault(pool, {})
-    if len(cache) > len(pool) + 256:
-        for oid in [o for o in cache if pool.get(o) is None]:
-            del cache[oid]
-    parts = ["&lt;HOST_POOL&gt;"]
-    yielded = False
-    for n, host in enumerate(hosts):
-        if n and not n % SLICE:
-            await _yield(core)
-            yielded = True
-        if yielded and pool.get(host.oid) is None:
-            continue  # deleted meanwhile
-        body = pool.body(host.oid)
-        hit = cache.get(host.oid)
-        if hit is None or hit[0] is not body:
-            hit = cache[host.oid] = (body, escape(body))
-        parts.append(hit[1])
-    parts.append("&lt;/HOST_POOL&gt;")
-    return Escaped("".join(parts))
+    return shared.pool_document("HOST_POOL", shared.filtered(core, call, HOST), core.hosts)
 
 
 @rpc("one.host.monitoring", "i")
