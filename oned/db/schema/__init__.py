@@ -1,8 +1,9 @@
 """Versioned schema files and upgrades (mirrors ``onedb`` and ``SqlDB::bootstrap``).
 
-A new database gets ``oned-v<N>.sql`` for the newest N in one transaction. An existing one
-at version M < N is first copied to ``<db>.backup-v<M>`` and then upgraded by applying
-``upgrade-to-v<K>.sql`` for each K in M+1..N, each in its own transaction.
+A new database gets ``oned-v1.sql`` and then every ``upgrade-to-v<K>.sql`` up to the newest
+version, so the schema is written once. An existing one at version M < N is first copied to
+``<db>.backup-v<M>`` and then upgraded by applying ``upgrade-to-v<K>.sql`` for each K in
+M+1..N, each in its own transaction.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def ensure(conn: sqlite3.Connection, path: Path | None) -> None:
     """Create or upgrade the schema of ``conn`` to ``SCHEMA_VERSION``."""
     current = _version(conn)
     if current is None:
-        sql = _read(f"oned-v{SCHEMA_VERSION}.sql")
+        sql = _read("oned-v1.sql")
         now = int(time.time())
         sql += (
             ";\nINSERT INTO db_versioning (oid, version, timestamp, comment, is_slave) "
@@ -62,7 +63,9 @@ def ensure(conn: sqlite3.Connection, path: Path | None) -> None:
             ";\nINSERT INTO local_db_versioning (oid, version, timestamp, comment, is_slave) "
             f"VALUES (0, '{ONE_LOCAL_DB_VERSION}', {now}, 'oned (Python) bootstrap', 0)"
         )
-        _script(conn, sql, SCHEMA_VERSION)
+        _script(conn, sql, 1)
+        for version in range(2, SCHEMA_VERSION + 1):
+            _script(conn, _read(f"upgrade-to-v{version}.sql"), version)
         return
     if current > SCHEMA_VERSION:
         raise RuntimeError(
