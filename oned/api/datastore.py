@@ -38,6 +38,10 @@ def _after_update(core: Core, unit: Unit, ds: Datastore) -> None:
         raise InternalError(f"Cannot update template. {exc}") from exc
     if reset:
         ds.total_mb = ds.free_mb = ds.used_mb = 0
+        manager = core.image_manager
+        if manager is not None:
+            # The driver that measures it changed: ask it now, not at the next interval.
+            unit.then(lambda: manager.monitor_soon(ds.oid))
 
 
 def _after_rename(core: Core, unit: Unit, ds: Datastore) -> None:
@@ -129,9 +133,8 @@ async def allocate(core: Core, call: Call, text: str, cluster_id: int) -> int:
         unit.add(core.datastores, ds)
         apply_membership(core, unit, DATASTORES, core.datastores, ds, cluster.copy(), True)
         await unit.commit(f"allocate datastore {oid}")
-    monitor = getattr(core.image_manager, "monitor_datastore", None)
-    if monitor is not None:
-        monitor(oid)
+    if core.image_manager is not None:
+        core.image_manager.monitor_datastore(oid)
     return oid
 
 
