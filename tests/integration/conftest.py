@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,15 +126,21 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         d.stop()
 
 
+MakeDaemon = Callable[..., Daemon]
+
+
 @pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[type[Daemon]]:
+def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
+    """Build daemons (``Daemon``'s arguments); every one still running is stopped after the
+    test, with SIGTERM so that its drivers are finalized too."""
     made: list[Daemon] = []
 
-    class _Factory(Daemon):
-        def __post_init__(self) -> None:
-            made.append(self)
+    def factory(*args: Any, **kwargs: Any) -> Daemon:
+        daemon = Daemon(*args, **kwargs)
+        made.append(daemon)
+        return daemon
 
-    yield _Factory
+    yield factory
     for d in made:
         if d.alive():
-            d.stop(signal.SIGKILL)
+            d.stop()

@@ -16,7 +16,7 @@ import pyone
 import pytest
 
 from . import xsd
-from .conftest import Daemon
+from .conftest import Daemon, MakeDaemon
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def state(one: pyone.OneServer, oid: int) -> int:
     return int(one.image.info(oid).STATE)
 
 
-def test_image_lifecycle_through_pyone(make_daemon: type[Daemon], tmp_path: Path) -> None:
+def test_image_lifecycle_through_pyone(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     """allocate (MKFS, CP), clone, persistent, chtype, enable, delete: all through
     the driver, documents XSD-valid."""
     d = make_daemon(tmp_path / "one", replace_conf=FAST_MONITOR)
@@ -99,7 +99,7 @@ def test_image_lifecycle_through_pyone(make_daemon: type[Daemon], tmp_path: Path
 
 
 def test_kill9_during_copy_resumes(
-    make_daemon: type[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_daemon: MakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """kill -9 while the dummy driver copies: the restart re-issues CP, nothing stays LOCKED."""
     monkeypatch.setenv("ONE_DUMMY_DS_DELAY", "30")
@@ -122,7 +122,7 @@ def test_kill9_during_copy_resumes(
 
 
 def test_driver_death_fails_the_copy(
-    make_daemon: type[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_daemon: MakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The datastore driver dies during a copy: the image goes to ERROR (not LOCKED for
     ever) and images work again once the driver is restarted."""
@@ -182,7 +182,7 @@ def install_one_datastore(root: Path) -> None:
 
 @pytest.mark.skipif(bool(NO_RUBY_DRIVER), reason=NO_RUBY_DRIVER or "-")
 def test_opennebula_one_datastore_under_our_daemon(
-    make_daemon: type[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_daemon: MakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """OpenNebula's own one_datastore (Ruby, dummy remotes), unchanged, drives our images."""
     root = tmp_path / "one"
@@ -212,7 +212,7 @@ RUBY_CLI = os.environ.get("ONE_RUBY_CLI", "")
 
 
 @pytest.mark.skipif(not RUBY_CLI, reason="set ONE_RUBY_CLI to an installed Ruby CLI tree")
-def test_ruby_cli_oneimage(make_daemon: type[Daemon], tmp_path: Path) -> None:
+def test_ruby_cli_oneimage(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     """oneimage create/list/show/clone/persistent/enable/disable/chtype/delete."""
     d = make_daemon(tmp_path / "one", replace_conf=FAST_MONITOR)
     d.start()

@@ -15,7 +15,7 @@ import pyone
 import pytest
 
 from . import xsd
-from .conftest import Daemon
+from .conftest import Daemon, MakeDaemon
 
 pytestmark = pytest.mark.slow
 
@@ -164,7 +164,7 @@ def test_documents_validate_against_xsd(daemon: Daemon) -> None:
         assert xsd.errors(reply[1]) == [], method
 
 
-def test_recursive_clone_and_delete_with_images(make_daemon: type[Daemon], tmp_path: Path) -> None:
+def test_recursive_clone_and_delete_with_images(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     """clone/delete recursive copy and remove the DISK images through the image family."""
     d = make_daemon(
         tmp_path / "one",
@@ -204,7 +204,7 @@ def test_recursive_clone_and_delete_with_images(make_daemon: type[Daemon], tmp_p
     assert vm.TEMPLATE["CLONING_TEMPLATE_ID"] == str(tid)
 
 
-def test_state_survives_kill9(make_daemon: type[Daemon], tmp_path: Path) -> None:
+def test_state_survives_kill9(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     """Acknowledged templates and groups are there after kill -9; group 0 stays single."""
     d = make_daemon(tmp_path / "one")
     d.start()

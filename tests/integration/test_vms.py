@@ -12,7 +12,7 @@ import pytest
 from lxml import etree
 
 from . import xsd
-from .conftest import Daemon
+from .conftest import Daemon, MakeDaemon
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def test_vm_lifecycle_through_pyone(daemon: Daemon) -> None:
 
 
 def test_kill9_during_driver_actions_resumes_every_vm(
-    make_daemon: type[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_daemon: MakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """VMs caught in BOOT and SHUTDOWN_POWEROFF by a kill -9 settle after the restart."""
     actions = tmp_path / "dummy_actions"

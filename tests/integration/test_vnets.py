@@ -15,7 +15,7 @@ import pyone
 import pytest
 
 from . import xsd
-from .conftest import Daemon
+from .conftest import Daemon, MakeDaemon
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def test_networks_through_pyone(daemon: Daemon) -> None:
             assert xsd.errors(reply[1]) == [], method
 
 
-def test_kill_during_lock_create_resumes(make_daemon: type[Daemon], tmp_path: Path) -> None:
+def test_kill_during_lock_create_resumes(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     """kill -9 while VNET_CREATE runs: the restart sends it again and the network gets READY."""
     root = tmp_path / "one"
     remotes = root / "var" / "remotes"
@@ -214,7 +214,7 @@ def _install_opennebula_ipam(src: Path, root: Path) -> None:
     reason="set ONE_SOURCE_TREE to an OpenNebula source tree (and install ruby)",
 )
 def test_opennebula_ipam_driver(
-    make_daemon: type[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_daemon: MakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """OpenNebula's own one_ipam: VNET_CREATE/DELETE and an IPAM_MAD range's calls."""
     root = tmp_path / "one"
@@ -244,7 +244,7 @@ def test_opennebula_ipam_driver(
     assert not one.vnpool.info(-2, -1, -1).VNET
 
 
-def test_kill_after_holds_keeps_every_lease(make_daemon: type[Daemon], tmp_path: Path) -> None:
+def test_kill_after_holds_keeps_every_lease(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     """kill -9 right after acknowledged holds (journal rows, body not yet rewritten):
     the restart replays them; release and the pool listing agree."""
     d = make_daemon(tmp_path / "one")
