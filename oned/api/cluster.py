@@ -88,12 +88,7 @@ def reserve_capacity(core: Core, host: Host, cluster: Cluster) -> bool:
 async def allocate(core: Core, call: Call, name: str) -> int:
     """Allocates a new cluster."""
     core.acl.check(call.caller, Op.CREATE, shared.ObjectAuth("CLUSTER", -1))
-    problem = shared.validate_name(name)
-    if problem:
-        raise AllocateError(problem)
-    clash = core.clusters.by_name(name)
-    if clash is not None:
-        raise AllocateError(f"NAME is already taken by CLUSTER {clash.oid}.")
+    shared.check_new_name(core, CLUSTER, name, -1, "CLUSTER", AllocateError)
     unit = core.unit()
     oid = unit.allocate(core.clusters)
     cluster = Cluster(oid, name)

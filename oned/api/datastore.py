@@ -93,12 +93,7 @@ async def allocate(core: Core, call: Call, text: str, cluster_id: int) -> int:
         ],
     )
     name = tmpl.get("NAME") or ""
-    problem = shared.validate_name(name)
-    if problem:
-        raise InternalError(problem)
-    clash = core.datastores.by_name(name)
-    if clash is not None:
-        raise InternalError(f"NAME is already taken by DATASTORE {clash.oid}.")
+    shared.check_new_name(core, DATASTORE, name, -1, "DATASTORE")
     tmpl.erase("NAME")
     caller = call.caller
     perms = Permissions.for_new_object(

@@ -64,12 +64,7 @@ async def _insert(core: Core, call: Call, tmpl: Template) -> int:
     """``SecurityGroupPool::allocate``: name checks, rule checks, insert (INTERNAL errors)."""
     caller = call.caller
     name = tmpl.get("NAME") or ""
-    problem = shared.validate_name(name)
-    if problem:
-        raise InternalError(problem)
-    clash = shared.name_clash(core, SECGROUP, name, caller.uid)
-    if clash is not None:
-        raise InternalError(f"NAME is already taken by SecurityGroup {clash.oid}.")
+    shared.check_new_name(core, SECGROUP, name, caller.uid, "SecurityGroup")
     tmpl.erase("NAME")
     try:
         check_and_dedup(tmpl)

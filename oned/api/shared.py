@@ -20,6 +20,7 @@ from oned.errors import (
     ApiError,
     AuthorizationError,
     InternalError,
+    OneError,
     no_exists,
 )
 from oned.objects.base import Lock, Op, Permissions
@@ -146,6 +147,24 @@ def name_clash(core: Core, family: Family[Any], name: str, uid: int, skip: int =
         if getattr(obj, "uid", -1) == uid:
             return obj
     return None
+
+
+def check_new_name(
+    core: Core,
+    family: Family[Any],
+    name: str,
+    uid: int,
+    label: str,
+    error: type[OneError] = InternalError,
+) -> None:
+    """``PoolSQL::allocate``'s name checks: a valid NAME not yet taken in the family's
+    scope (``NAME is already taken by <label> <id>.``)."""
+    problem = validate_name(name, family.extra_name_chars)
+    if problem:
+        raise error(problem)
+    clash = name_clash(core, family, name, uid)
+    if clash is not None:
+        raise error(f"NAME is already taken by {label} {clash.oid}.")
 
 
 async def save(core: Core, family: Family[Any], obj: Any, desc: str) -> None:

@@ -96,12 +96,7 @@ async def _insert(core: Core, call: Call, tmpl: Template) -> int:
     """``VMTemplatePool::allocate``: name checks, validation, insert (INTERNAL errors)."""
     caller = call.caller
     name = tmpl.get("NAME") or ""
-    problem = shared.validate_name(name)
-    if problem:
-        raise InternalError(problem)
-    clash = shared.name_clash(core, TEMPLATE, name, caller.uid)
-    if clash is not None:
-        raise InternalError(f"NAME is already taken by TEMPLATE {clash.oid}.")
+    shared.check_new_name(core, TEMPLATE, name, caller.uid, "TEMPLATE")
     encrypted = core.attr_list(TEMPLATE.encrypted_attr)
     if encrypted:
         tmpl = core.one_key.encrypt_template(tmpl, encrypted)

@@ -40,12 +40,7 @@ async def insert(core: Core, call: Call, tmpl: Template) -> int:
     """``VNTemplatePool::allocate`` + ``VNTemplate::insert`` (INTERNAL errors)."""
     caller = call.caller
     name = tmpl.get("NAME") or ""
-    problem = shared.validate_name(name)
-    if problem:
-        raise InternalError(problem)
-    clash = shared.name_clash(core, VNTEMPLATE, name, caller.uid)
-    if clash is not None:
-        raise InternalError(f"NAME is already taken by VN TEMPLATE {clash.oid}.")
+    shared.check_new_name(core, VNTEMPLATE, name, caller.uid, "VN TEMPLATE")
     tmpl.erase("NAME")
     if not tmpl.get("VN_MAD"):
         raise InternalError("Error inserting Template in DB. VN_MAD is mandatory")
