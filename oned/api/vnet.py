@@ -12,7 +12,7 @@ with oned's texts. ``one.cluster.addvnet/delvnet`` are registered here too.
 from __future__ import annotations
 
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
 from oned.api import shared
 from oned.api.cluster import CLUSTER, Membership, _generic
@@ -132,9 +132,10 @@ async def _commit_leases(core: Core, vn: VirtualNetwork, changes: LeaseChanges, 
         raise
 
 
-@rpc("one.vn.hold", "is")
-async def hold(core: Core, call: Call, oid: int, text: str) -> int:
-    """Holds a lease (LEASES=[IP|IP6|MAC, AR_ID?])."""
+async def _held_lease(
+    core: Core, call: Call, oid: int, text: str, action: Any, word: str
+) -> int:
+    """``one.vn.hold``/``one.vn.release``: one LEASES=[IP|IP6|MAC, AR_ID?] lease."""
     shared.get_authorized(core, call, VNET, oid, Op.MANAGE)
     tmpl = _parse(text)
     async with core.vnets.lock(oid):
@@ -145,33 +146,24 @@ async def hold(core: Core, call: Call, oid: int, text: str) -> int:
             raise InternalError("Empty lease description.")
         changes = LeaseChanges()
         try:
-            await leases.hold(core, vn, changes, lease)
+            await action(core, vn, changes, lease)
         except leases.LeaseError as exc:
             changes.rollback()
             raise InternalError(str(exc)) from exc
-        await _commit_leases(core, vn, changes, f"hold lease in network {oid}")
+        await _commit_leases(core, vn, changes, f"{word} lease in network {oid}")
     return oid
+
+
+@rpc("one.vn.hold", "is")
+async def hold(core: Core, call: Call, oid: int, text: str) -> int:
+    """Holds a lease (LEASES=[IP|IP6|MAC, AR_ID?])."""
+    return await _held_lease(core, call, oid, text, leases.hold, "hold")
 
 
 @rpc("one.vn.release", "is")
 async def release(core: Core, call: Call, oid: int, text: str) -> int:
     """Releases a held lease."""
-    shared.get_authorized(core, call, VNET, oid, Op.MANAGE)
-    tmpl = _parse(text)
-    async with core.vnets.lock(oid):
-        vn = shared.get_object(core, VNET, oid)
-        ready_for(vn, call.method)
-        lease = tmpl.get_vector("LEASES")
-        if lease is None:
-            raise InternalError("Empty lease description.")
-        changes = LeaseChanges()
-        try:
-            await leases.release(core, vn, changes, lease)
-        except leases.LeaseError as exc:
-            changes.rollback()
-            raise InternalError(str(exc)) from exc
-        await _commit_leases(core, vn, changes, f"release lease in network {oid}")
-    return oid
+    return await _held_lease(core, call, oid, text, leases.release, "release")
 
 
 @rpc("one.vn.info", "ib", required=1)
