@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from oned.objects.image import DISK_TYPE_NAMES
 from oned.template import Template
 
 if TYPE_CHECKING:
@@ -18,19 +19,6 @@ if TYPE_CHECKING:
 _CDROM = 1
 _FILESYSTEM = 7
 _LOCKED_STATES = (4, 9, 10)  # LOCKED, LOCKED_USED, LOCKED_USED_PERS
-_DISK_TYPE_NAMES = (
-    "FILE",
-    "CDROM",
-    "BLOCK",
-    "RBD",
-    "RBD_CDROM",
-    "GLUSTER",
-    "GLUSTER_CDROM",
-    "SHEEPDOG",
-    "SHEEPDOG_CDROM",
-    "ISCSI",
-    "FILESYSTEM",
-)
 _CDROM_DISK_TYPES = {3: 4, 5: 6, 7: 8}  # RBD, GLUSTER, SHEEPDOG -> their CDROM kinds
 
 
@@ -138,8 +126,8 @@ def image_disk_attribute(core: Core, disk: dict[str, str], image: Any) -> None:
     disk_type = int(image.disk_type)
     if img_type == _CDROM:
         disk_type = _CDROM_DISK_TYPES.get(disk_type, 1)
-    if img_type in (0, 2, _FILESYSTEM, _CDROM) and 0 <= disk_type < len(_DISK_TYPE_NAMES):
-        disk["TYPE"] = _DISK_TYPE_NAMES[disk_type]
+    if img_type in (0, 2, _FILESYSTEM, _CDROM) and 0 <= disk_type < len(DISK_TYPE_NAMES):
+        disk["TYPE"] = DISK_TYPE_NAMES[disk_type]
     else:
         disk["TYPE"] = ""
     target = img_tmpl.get("TARGET") or ""

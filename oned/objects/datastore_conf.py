@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from oned.objects.datastore import BACKUP_DS, FILE_DS, IMAGE_DS, SYSTEM_DS, Datastore
+from oned.objects.image import DISK_TYPE_NAMES, DISK_TYPES
 
 #: ``Datastore::type_to_str``.
 TYPE_NAMES = {
@@ -24,21 +25,6 @@ TYPE_NAMES = {
 }
 _TYPES_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
 
-#: ``Image::DiskType`` (``str_to_disk_type`` names) and ``disk_type_to_str``.
-DISK_TYPES = {
-    "FILE": 0,
-    "CDROM": 1,
-    "BLOCK": 2,
-    "RBD": 3,
-    "RBD_CDROM": 4,
-    "GLUSTER": 5,
-    "GLUSTER_CDROM": 6,
-    "SHEEPDOG": 7,
-    "SHEEPDOG_CDROM": 8,
-    "ISCSI": 9,
-    "FILESYSTEM": 10,
-}
-DISK_TYPE_NAMES = {v: k for k, v in DISK_TYPES.items()}
 _NONE_DISK = 255
 _CDROMS = {1, 4, 6, 8}
 _IMAGE_DS_DISKS = {0, 2, 9, 3, 5, 7, 10}

@@ -70,20 +70,21 @@ FILESYSTEM = 7
 TYPE_NAMES = ("OS", "CDROM", "DATABLOCK", "KERNEL", "RAMDISK", "CONTEXT", "BACKUP", "FILESYSTEM")
 TYPES = {name: i for i, name in enumerate(TYPE_NAMES)}
 
-#: ``Image::DiskType`` from the datastore's DISK_TYPE text.
-DISK_TYPES = {
-    "FILE": 0,
-    "CDROM": 1,
-    "BLOCK": 2,
-    "RBD": 3,
-    "RBD_CDROM": 4,
-    "GLUSTER": 5,
-    "GLUSTER_CDROM": 6,
-    "SHEEPDOG": 7,
-    "SHEEPDOG_CDROM": 8,
-    "ISCSI": 9,
-    "FILESYSTEM": 10,
-}
+#: ``Image::DiskType`` names by value (``disk_type_to_str``), and values by name.
+DISK_TYPE_NAMES = (
+    "FILE",
+    "CDROM",
+    "BLOCK",
+    "RBD",
+    "RBD_CDROM",
+    "GLUSTER",
+    "GLUSTER_CDROM",
+    "SHEEPDOG",
+    "SHEEPDOG_CDROM",
+    "ISCSI",
+    "FILESYSTEM",
+)
+DISK_TYPES = {name: value for value, name in enumerate(DISK_TYPE_NAMES)}
 
 
 def state_name(state: int) -> str:
