@@ -34,9 +34,7 @@ async def _yield(core: Core) -> None:
     await d
 
 
-async def _join(
-    core: Core, root: str, vms: list[VirtualMachine], extended: bool
-) -> WireParts:
+async def _join(core: Core, root: str, vms: list[VirtualMachine], extended: bool) -> WireParts:
     """The listing as cached escaped pieces, gathered slice by slice (a reactor turn
     between slices, for bodies escaped for the first time)."""
     escaped = core.vms.escaped
@@ -83,9 +81,7 @@ async def pool_info_extended(
 
 
 @rpc("one.vmpool.infoset", "sb")
-async def pool_info_set(
-    core: Core, call: Call, ids_text: str, extended: bool
-) -> str | WireParts:
+async def pool_info_set(core: Core, call: Call, ids_text: str, extended: bool) -> str | WireParts:
     """Returns a virtual machine instances set."""
     ids: set[int] = set()
     for part in ids_text.split(","):

@@ -132,9 +132,7 @@ async def _commit_leases(core: Core, vn: VirtualNetwork, changes: LeaseChanges, 
         raise
 
 
-async def _held_lease(
-    core: Core, call: Call, oid: int, text: str, action: Any, word: str
-) -> int:
+async def _held_lease(core: Core, call: Call, oid: int, text: str, action: Any, word: str) -> int:
     """``one.vn.hold``/``one.vn.release``: one LEASES=[IP|IP6|MAC, AR_ID?] lease."""
     shared.get_authorized(core, call, VNET, oid, Op.MANAGE)
     tmpl = _parse(text)

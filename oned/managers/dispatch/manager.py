@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 
 from oned.errors import ActionError, AuthorizationError, InternalError, NoExistsError
 from oned.log import logger
+from oned.managers.dispatch.backups import DispatchBackups
+from oned.managers.dispatch.disks import DispatchDisks
+from oned.managers.dispatch.migrate import DispatchMigrate
+from oned.managers.dispatch.nics import DispatchNics
 from oned.managers.dispatch.recover import DispatchRecover
+from oned.managers.dispatch.system import DispatchSystem
 from oned.managers.lifecycle.tx import QuotaRefusal, Tx, state_str, transition
 from oned.objects.history import VMAction
 from oned.objects.vm import LcmState as L
@@ -54,7 +59,9 @@ class Requester:
         self.uid, self.gid, self.req_id = uid, gid, req_id
 
 
-class DispatchManager(DispatchRecover):
+class DispatchManager(
+    DispatchRecover, DispatchDisks, DispatchNics, DispatchSystem, DispatchBackups, DispatchMigrate
+):
     """State checks and entry points of every ``one.vm.action``."""
 
     log = logger("DiM")

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from oned._async import background
 from oned.log import logger
+from oned.managers.lifecycle.backup_actions import LcmBackups
+from oned.managers.lifecycle.disk_actions import LcmDisks
+from oned.managers.lifecycle.migrate_actions import LcmMigrate
+from oned.managers.lifecycle.nic_actions import LcmNics
 from oned.managers.lifecycle.states import LcmStates
+from oned.managers.lifecycle.system_actions import LcmSystem
 from oned.managers.lifecycle.tx import Tx, add_capacity, transition
 from oned.managers.lifecycle.vmlog import VmLogWriter
 from oned.objects.history import History, VMAction
@@ -31,7 +36,7 @@ if TYPE_CHECKING:
 _HARD = {VMAction.TERMINATE_HARD, VMAction.POWEROFF_HARD, VMAction.UNDEPLOY_HARD}
 
 
-class LifeCycleManager(LcmStates):
+class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmMigrate):
     """LCM actions and driver-reply callbacks for every VM."""
 
     log = logger("LCM")

@@ -1,0 +1,3 @@
+"""``one.cluster.optimize/planexecute/plandelete``."""
+
+from __future__ import annotations

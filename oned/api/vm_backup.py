@@ -1,0 +1,3 @@
+"""``one.vm.backup/backupcancel/restore``."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""``one.vm.attach/detach/disksnapshot*/disksaveas/diskresize``."""
+
+from __future__ import annotations

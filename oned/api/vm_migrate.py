@@ -1,0 +1,3 @@
+"""``one.vm.migrate``."""
+
+from __future__ import annotations

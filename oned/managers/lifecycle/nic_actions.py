@@ -1,0 +1,20 @@
+"""LifeCycleManager: NIC hotplug and security-group updates (attach_nic, detach_nic,
+update_nic, sg parts).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from oned.core import Core
+    from oned.managers.transfer.manager import TransferManager
+    from oned.managers.vmm.manager import VirtualMachineManager
+
+
+class LcmNics:
+    """Mixed into ``LifeCycleManager``."""
+
+    core: Core
+    vmm: VirtualMachineManager
+    tm: TransferManager

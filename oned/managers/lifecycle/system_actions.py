@@ -1,0 +1,18 @@
+"""LifeCycleManager: system snapshots, resize, updateconf, PCI hotplug and guest exec."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from oned.core import Core
+    from oned.managers.transfer.manager import TransferManager
+    from oned.managers.vmm.manager import VirtualMachineManager
+
+
+class LcmSystem:
+    """Mixed into ``LifeCycleManager``."""
+
+    core: Core
+    vmm: VirtualMachineManager
+    tm: TransferManager
