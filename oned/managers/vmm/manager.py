@@ -32,6 +32,10 @@ ROUTES: dict[str, tuple[str, str]] = {
     "SHUTDOWN": ("shutdown_success", "shutdown_failure"),
     "CANCEL": ("shutdown_success", "shutdown_failure"),
     "SAVE": ("save_success", "save_failure"),
+    "ATTACHDISK": ("attach_success", "attach_failure"),
+    "DETACHDISK": ("detach_success", "detach_failure"),
+    "DISKSNAPSHOTCREATE": ("disk_snapshot_success", "disk_snapshot_failure"),
+    "RESIZEDISK": ("disk_resize_success", "disk_resize_failure"),
 }
 _LOG_ONLY = ("REBOOT", "RESET", "CLEANUP")
 _ACTION_TEXT = {"REBOOT": "reboot", "RESET": "reset", "CLEANUP": "cleanup"}
@@ -77,6 +81,8 @@ class VirtualMachineManager:
         checkpoint: bool = False,
         deploy_id: str | None = None,
         tm_command: str = "",
+        tm_rollback: str = "",
+        disk_path: str = "",
     ) -> str:
         """``format_message``: the base64 ``VMM_DRIVER_ACTION_DATA``."""
         current = vm.current
@@ -94,8 +100,9 @@ class VirtualMachineManager:
             f"{_tag('DEPLOY_ID', esc(did))}"
             f"{_tag('LOCAL_DEPLOYMENT_FILE', ldfile)}{_tag('REMOTE_DEPLOYMENT_FILE', rdfile)}"
             f"{_tag('CHECKPOINT_FILE', cfile)}{_tag('TM_COMMAND', esc(tm_command))}"
-            "<TM_COMMAND_ROLLBACK/>"
-            f"<DISK_TARGET_PATH/>{vm.to_xml()}{ds_xml}</VMM_DRIVER_ACTION_DATA>"
+            f"{_tag('TM_COMMAND_ROLLBACK', esc(tm_rollback))}"
+            f"{_tag('DISK_TARGET_PATH', esc(disk_path))}{vm.to_xml()}{ds_xml}"
+            "</VMM_DRIVER_ACTION_DATA>"
         )
         return b64encode(doc)
 
