@@ -22,6 +22,7 @@ from oned.objects.datastore_conf import init_datastore
 from oned.objects.group import Group
 from oned.objects.secgroup import default_secgroup
 from oned.objects.user import CORE, SERVER_CIPHER, SERVERADMIN_NAME, User, sha256_hex
+from oned.objects.vdc import ALL_RESOURCES, DEFAULT_VDC_ID, Vdc
 from oned.objects.zone import Zone
 from oned.pools.base import Unit
 from oned.template import parse_str_or_xml
@@ -35,11 +36,12 @@ DEFAULT_RULES = [
     ("* ZONE/* USE *"),
     ("* MARKETPLACE+MARKETPLACEAPP/* USE *"),
 ]
-VDC_RULES = [
-    ("@1 HOST/* MANAGE #{zone}"),
-    ("@1 NET/* USE #{zone}"),
-    ("@1 DATASTORE/* USE #{zone}"),
-]
+USERS_GID = 1
+DEFAULT_VDC_DESCRIPTION = (
+    "Every new group is added to this VDC. Use it to store default access rules for your "
+    "groups. NOTE: You may need to remove a group from the default VDC before assigning it "
+    "to other VDC."
+)
 
 
 class BootstrapError(Exception):
@@ -134,10 +136,37 @@ async def ensure_default_secgroup(core: Core) -> None:
     await unit.commit("default security group")
 
 
+def stage_default_vdc(core: Core, unit: Unit, groups: tuple[int, ...] = (USERS_GID,)) -> None:
+    """``VdcPool``'s bootstrap: VDC 0 "default" with the users group and every cluster
+    of the zone (its rules: hosts MANAGE, networks and datastores USE)."""
+    from oned.api.vdc import stage_group_rules
+
+    vdc = Vdc(DEFAULT_VDC_ID, "default", set(groups))
+    vdc.template.add("DESCRIPTION", DEFAULT_VDC_DESCRIPTION)
+    vdc.resources["CLUSTER"].add((core.config.zone_id, ALL_RESOURCES))
+    for gid in groups:
+        stage_group_rules(core, unit, vdc, gid, True)
+    unit.add(core.vdcs, vdc)
+    core.vdcs.set_last_oid(99)
+    unit.sql(core.vdcs.control())
+
+
+async def ensure_default_vdc(core: Core) -> None:
+    """A database made before VDCs were kept gets VDC 0 with the groups it has (their
+    rules are there already, as bootstrap and group allocation staged them)."""
+    if not core.vdcs.is_empty() or core.groups.get(USERS_GID) is None:
+        return
+    unit = core.unit()
+    groups = tuple(g.oid for g in core.groups.objects() if g.oid == USERS_GID or g.oid >= 100)
+    stage_default_vdc(core, unit, groups)
+    await unit.commit("default VDC")
+
+
 async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Credentials | None:
     """Populate an empty database; returns oneadmin's credentials when it did."""
     if not core.users.is_empty():
         await ensure_default_secgroup(core)
+        await ensure_default_vdc(core)
         return None
     creds = oneadmin_credentials(core, environ)
     var = core.config.locations.var
@@ -205,8 +234,7 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
     core.zones.set_last_oid(99)
     unit.sql(core.zones.control())
 
-    for text in VDC_RULES:
-        core.stage_rule(unit, text.format(zone=core.config.zone_id))
+    stage_default_vdc(core, unit)
 
     stage_default_secgroup(core, unit, oneadmin)
     await unit.commit("bootstrap")

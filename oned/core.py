@@ -37,6 +37,7 @@ from oned.objects.user import User, sha256_hex
 from oned.objects.vlans import vlans_xml
 from oned.objects.vmtemplate import VMTemplate
 from oned.objects.vntemplate import VNTemplate
+from oned.objects.vdc import Vdc
 from oned.objects.zone import Zone
 from oned.pools.acl import AclPool
 from oned.pools.base import Locks, Pool, Unit
@@ -76,6 +77,7 @@ class Core:
     users: Pool[User]
     groups: Pool[Group]
     zones: Pool[Zone]
+    vdcs: Pool[Vdc]
     clusters: Pool[Cluster]
     datastores: Pool[Datastore]
     documents: Pool[Document]
@@ -112,6 +114,7 @@ class Core:
             users=Pool(db, "user_pool", User.from_xml),
             groups=Pool(db, "group_pool", Group.from_xml, first_oid=100),
             zones=Pool(db, "zone_pool", Zone.from_xml, first_oid=100),
+            vdcs=Pool(db, "vdc_pool", Vdc.from_xml, first_oid=100),
             clusters=Pool(db, "cluster_pool", Cluster.from_xml, first_oid=100),
             datastores=Pool(db, "datastore_pool", Datastore.from_xml, first_oid=100),
             documents=Pool(db, "document_pool", Document.from_xml),
@@ -153,6 +156,7 @@ class Core:
             self.users,
             self.groups,
             self.zones,
+            self.vdcs,
             self.clusters,
             self.datastores,
             self.documents,

@@ -17,6 +17,7 @@ def build_registry() -> Registry:
         secgroup,
         system,
         user,
+        vdc,
         vm,
         vm_backup,
         vm_disk,

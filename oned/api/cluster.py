@@ -18,6 +18,7 @@ from oned.api.context import Call
 from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family
+from oned.api.vdc import forget_resource
 from oned.auth import acl
 from oned.core import Core
 from oned.errors import AllocateError, no_exists
@@ -105,6 +106,7 @@ async def _delete(core: Core, call: Call, oid: int) -> int:
         for rule in list(core.acl.rules.values()):
             if rule.resource & (acl.SELECTORS | acl.ID_MASK) == (acl.CLUSTER | oid):
                 core.drop_rule(unit, rule.oid)
+        forget_resource(core, unit, "CLUSTER", oid)
 
     return await shared.delete(core, call, CLUSTER, oid, extra=drop_cluster_rules)
 

@@ -13,6 +13,7 @@ from oned.api.context import Call
 from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family
+from oned.api.vdc import forget_resource
 from oned.bootstrap import datastore_location
 from oned.core import Core
 from oned.errors import InternalError, no_exists
@@ -140,6 +141,7 @@ async def _delete(core: Core, call: Call, oid: int) -> int:
             cluster = core.clusters.get(cid)
             if cluster is not None:
                 stage_cluster_side(core, unit, DATASTORES, cluster.copy(), oid, False)
+        forget_resource(core, unit, "DATASTORE", oid)
 
     clusters = shared.get_object(core, DATASTORE, oid).clusters
     async with Locks(*((core.clusters, cid) for cid in clusters)):

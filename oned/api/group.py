@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oned.api import shared
+from oned.api import shared, vdc
 from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.api.shared import Family
@@ -26,8 +26,6 @@ GROUP = Family[Group](
     delete_op=Op.ADMIN,
     restricted_attr="GROUP_RESTRICTED_ATTR",
 )
-
-VDC_RULES = (("HOST", "MANAGE"), ("NET", "USE"), ("DATASTORE", "USE"))
 
 
 def info_xml(core: Core, group: Group) -> str:
@@ -55,9 +53,7 @@ async def allocate(core: Core, call: Call, name: str) -> int:
     oid = unit.allocate(core.groups)
     group = Group(oid, name)
     unit.add(core.groups, group)
-    zone = core.config.zone_id
-    for type_name, right in VDC_RULES:
-        core.stage_rule(unit, f"@{oid} {type_name}/* {right} #{zone}")
+    vdc.add_to_default(core, unit, oid)
     try:
         await unit.commit(f"allocate group {name}")
     except Exception as exc:
@@ -81,6 +77,7 @@ async def delete(core: Core, call: Call, oid: int) -> int:
             res_sel = rule.resource & (acl.SELECTORS | acl.ID_MASK)
             if rule.user == acl.GROUP | oid or res_sel == acl.GROUP | oid:
                 core.drop_rule(unit, rule.oid)
+        vdc.forget_group(core, unit, oid)
 
     return await shared.delete(core, call, GROUP, oid, extra)
 
