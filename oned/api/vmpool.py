@@ -15,11 +15,14 @@ from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.api.vm import VM
 from oned.core import Core
-from oned.errors import ApiError, InternalError
+from oned.errors import ApiError, AuthorizationError, InternalError
+from oned.objects import showback
 from oned.objects.vm import VirtualMachine, VmState
 
 #: VMs joined per slice before yielding to the reactor.
 SLICE = 2000
+#: monitord's VM_MONITORING_EXPIRATION_TIME default.
+DEFAULT_MONITORING_EXPIRATION = 43200
 
 
 def _state_filter(state: int) -> None:
@@ -94,25 +97,102 @@ async def pool_info_set(core: Core, call: Call, ids_text: str, extended: bool) -
     return await _join(core, "VM_POOL", vms, extended)
 
 
+def monitoring_expiration(core: Core) -> int:
+    """``VM_MONITORING_EXPIRATION_TIME`` (monitord's 43200 unless set): samples older
+    than this are gone; 0 or less keeps none."""
+    raw = (core.config.get("VM_MONITORING_EXPIRATION_TIME") or "").strip()
+    try:
+        return int(raw)
+    except ValueError:
+        return DEFAULT_MONITORING_EXPIRATION
+
+
+async def monitoring_samples(core: Core, vids: list[int], seconds: int) -> str:
+    """``dump_monitoring``: 0 the last sample of each VM, -1 every sample, N those of
+    the last N seconds (newer than now - N), by VM id then time; expired ones left out."""
+    expiration = monitoring_expiration(core)
+    if expiration <= 0 or not vids:
+        return "<MONITORING_DATA></MONITORING_DATA>"
+    now = core.now()
+    oldest = now - expiration
+    if seconds == 0:
+        samples = await core.vms.monitoring(vids, 0, last_only=True, oldest=oldest)
+    else:
+        after = -1 if seconds == -1 else now - seconds
+        samples = await core.vms.monitoring(vids, after, last_only=False, oldest=oldest)
+    return "<MONITORING_DATA>" + "".join(samples) + "</MONITORING_DATA>"
+
+
+def _visible(core: Core, call: Call, flag: int) -> list[int]:
+    """Ids of the VMs ``where_filter(flag)`` keeps (every state, DONE included)."""
+    if flag < -4:
+        raise ApiError("Incorrect filter_flag")
+    return [vm.oid for vm in shared.filtered(core, call, VM, flag)]
+
+
 @rpc("one.vmpool.monitoring", "ii", required=1)
 async def pool_monitoring(core: Core, call: Call, flag: int, seconds: int = -1) -> str:
     """Returns the virtual machine monitoring records."""
-    if flag < -4:
-        raise ApiError("Incorrect filter_flag")
-    vids = [vm.oid for vm in shared.filtered(core, call, VM, flag)]
-    if seconds == 0:
-        samples = await core.vms.monitoring(vids, 0, last_only=True)
-    else:
-        since = 0 if seconds < 0 else core.now() - seconds
-        samples = await core.vms.monitoring(vids, since, last_only=False)
-    return "<MONITORING_DATA>" + "".join(samples) + "</MONITORING_DATA>"
+    return await monitoring_samples(core, _visible(core, call, flag), seconds)
 
 
 @rpc("one.vmpool.accounting", "iii")
 async def pool_accounting(core: Core, call: Call, flag: int, start: int, end: int) -> str:
     """Returns the virtual machine history records."""
-    if flag < -4:
-        raise ApiError("Incorrect filter_flag")
-    vids = [vm.oid for vm in shared.filtered(core, call, VM, flag)]
-    records = await core.vms.accounting(start, end, vids)
+    records = await core.vms.accounting(start, end, _visible(core, call, flag))
     return "<HISTORY_RECORDS>" + "".join(records) + "</HISTORY_RECORDS>"
+
+
+@rpc("one.vmpool.showback", "iiiii")
+async def pool_showback(
+    core: Core,
+    call: Call,
+    flag: int,
+    start_month: int,
+    start_year: int,
+    end_month: int,
+    end_year: int,
+) -> str:
+    """Returns the virtual machine showback records."""
+    records = await core.vms.showback(
+        _visible(core, call, flag), (start_month, start_year), (end_month, end_year)
+    )
+    return "<SHOWBACK_RECORDS>" + "".join(records) + "</SHOWBACK_RECORDS>"
+
+
+def _default_costs(core: Core) -> tuple[float, float, float]:
+    vectors = core.config.vectors("DEFAULT_COST")
+    conf = vectors[-1] if vectors else {}
+
+    def cost(name: str) -> float:
+        try:
+            return float(conf.get(name, "0") or 0)
+        except ValueError:
+            return 0.0
+
+    return cost("CPU_COST"), cost("MEMORY_COST"), cost("DISK_COST")
+
+
+@rpc("one.vmpool.calculateshowback", "iiii")
+async def calculate_showback(
+    core: Core, call: Call, start_month: int, start_year: int, end_month: int, end_year: int
+) -> str:
+    """Processes all the history records, and stores the monthly cost for each VM."""
+    if call.caller.gid != 0:
+        raise AuthorizationError("Action reserved for group 0 only")
+    now = core.now()
+    oldest = now
+    if start_month == -1 or start_year == -1:
+        found = await core.vms.oldest_history()
+        oldest = now if found is None else found
+    begin, end = showback.window(start_month, start_year, end_month, end_year, now, oldest)
+    bounds = showback.slots(begin, end)
+    records = await core.vms.showback_input(begin, end, _default_costs(core))
+    only_running = (core.config.get("SHOWBACK_ONLY_RUNNING") or "NO").strip().upper() == "YES"
+    rows = showback.calculate(records, bounds, only_running)
+    if rows:
+        unit = core.unit()
+        for row in rows:
+            unit.sql(core.vms.showback_row(row))
+        await unit.commit(f"showback of {len(rows)} VM months")
+    return " "

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from oned.db.database import Database, Statement
 from oned.objects.history import History
+from oned.objects.showback import HistoryCost, ShowbackRow, history_cost
 from oned.objects.vm import VirtualMachine
 from oned.pools.base import Pool
 
@@ -41,22 +42,65 @@ def _thd_accounting(
 
 
 def _thd_monitoring(
-    conn: sqlite3.Connection, vids: list[int] | None, since: int, last_only: bool
+    conn: sqlite3.Connection, vids: list[int] | None, after: int, last_only: bool, oldest: int
 ) -> list[str]:
+    """Samples newer than ``after`` (the last one of each VM with ``last_only``), none
+    older than ``oldest`` (expired), by VM id then time."""
     if last_only:
         sql = (
             "SELECT m.vmid, m.body FROM vm_monitoring m JOIN (SELECT vmid, MAX(last_poll) AS lp "
             "FROM vm_monitoring GROUP BY vmid) x ON m.vmid = x.vmid AND m.last_poll = x.lp "
-            "ORDER BY m.vmid"
+            "WHERE m.last_poll >= ? ORDER BY m.vmid"
         )
-        rows = conn.execute(sql)
+        rows = conn.execute(sql, (oldest,))
     else:
         rows = conn.execute(
-            "SELECT vmid, body FROM vm_monitoring WHERE last_poll >= ? ORDER BY vmid, last_poll",
-            (since,),
+            "SELECT vmid, body FROM vm_monitoring WHERE last_poll > ? AND last_poll >= ? "
+            "ORDER BY vmid, last_poll",
+            (after, oldest),
         )
     allowed = set(vids) if vids is not None else None
     return [str(b) for v, b in rows if allowed is None or int(v) in allowed]
+
+
+def _thd_showback_input(
+    conn: sqlite3.Connection, start: int, end: int, defaults: tuple[float, float, float]
+) -> list[HistoryCost]:
+    """``dump_acct`` of the showback window, each record read as ``calculate_showback``
+    reads it."""
+    rows = conn.execute(
+        "SELECT body FROM history WHERE (etime > ? OR etime = 0) AND stime < ? ORDER BY vid, seq",
+        (start, end),
+    )
+    out = []
+    for (body,) in rows:
+        cost = history_cost(str(body), defaults)
+        if cost is not None:
+            out.append(cost)
+    return out
+
+
+def _thd_min_stime(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT MIN(stime) FROM history").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _thd_showback(
+    conn: sqlite3.Connection, vids: list[int], start: tuple[int, int], end: tuple[int, int]
+) -> list[str]:
+    """``dump_showback``: the records of ``vids`` between two (month, year), by year,
+    month and VM id."""
+    sql = "SELECT vmid, body FROM vm_showback WHERE 1=1"
+    args: list[int] = []
+    if start[0] != -1 and start[1] != -1:
+        sql += " AND (year > ? OR (year = ? AND month >= ?))"
+        args += [start[1], start[1], start[0]]
+    if end[0] != -1 and end[1] != -1:
+        sql += " AND (year < ? OR (year = ? AND month <= ?))"
+        args += [end[1], end[1], end[0]]
+    sql += " ORDER BY year, month, vmid"
+    allowed = set(vids)
+    return [str(body) for vid, body in conn.execute(sql, args) if int(vid) in allowed]
 
 
 class VirtualMachinePool(Pool[VirtualMachine]):
@@ -128,5 +172,33 @@ class VirtualMachinePool(Pool[VirtualMachine]):
     async def accounting(self, start: int, end: int, vids: list[int] | None) -> list[str]:
         return list(await self.db.run("accounting", _thd_accounting, start, end, vids))
 
-    async def monitoring(self, vids: list[int] | None, since: int, last_only: bool) -> list[str]:
-        return list(await self.db.run("vm monitoring", _thd_monitoring, vids, since, last_only))
+    async def monitoring(
+        self, vids: list[int] | None, after: int, last_only: bool, oldest: int = 0
+    ) -> list[str]:
+        """``dump_monitoring``: samples newer than ``after`` (or the last of each VM),
+        leaving out those older than ``oldest`` (expired)."""
+        return list(
+            await self.db.run("vm monitoring", _thd_monitoring, vids, after, last_only, oldest)
+        )
+
+    async def showback_input(
+        self, start: int, end: int, defaults: tuple[float, float, float]
+    ) -> list[HistoryCost]:
+        return list(
+            await self.db.run("showback records", _thd_showback_input, start, end, defaults)
+        )
+
+    async def oldest_history(self) -> int | None:
+        return await self.db.run("oldest history", _thd_min_stime)
+
+    async def showback(
+        self, vids: list[int], start: tuple[int, int], end: tuple[int, int]
+    ) -> list[str]:
+        return list(await self.db.run("showback", _thd_showback, vids, start, end))
+
+    @staticmethod
+    def showback_row(row: ShowbackRow) -> Statement:
+        return (
+            "REPLACE INTO vm_showback (vmid, year, month, body) VALUES (?, ?, ?, ?)",
+            (row.vmid, row.year, row.month, row.body),
+        )
