@@ -331,8 +331,9 @@ def _system_ds(core: Core, cluster_id: int, hid: int, ds_id: int):  # type: igno
 async def monitoring(core: Core, call: Call, oid: int) -> str:
     """Returns the virtual machine monitoring records."""
     shared.get_authorized(core, call, VM, oid, Op.USE)
-    samples = await core.vms.monitoring([oid], 0, last_only=False)
-    return "<MONITORING_DATA>" + "".join(samples) + "</MONITORING_DATA>"
+    from oned.api.vmpool import monitoring_samples  # vmpool imports this module
+
+    return await monitoring_samples(core, [oid], -1)
 
 
 @rpc("one.template.instantiate", "isbsb", required=2)

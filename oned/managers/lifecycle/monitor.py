@@ -23,7 +23,7 @@ from oned.template.parser import parse_text
 if TYPE_CHECKING:
     from oned.core import Core
 
-DEFAULT_EXPIRATION = 14400
+DEFAULT_EXPIRATION = 43200  # monitord's VM_MONITORING_EXPIRATION_TIME
 log = logger("LCM")
 
 
