@@ -117,11 +117,11 @@ class VirtualMachineManager:
             [("VMM", "I", f"Generating deployment file: {path}")],
             self.core.now(),
         )
+        from oned.managers.vmm.deployment import DeploymentError, write_deployment
+
         try:
-            vm_dir(self.core, vm.oid).mkdir(parents=True, exist_ok=True)
-            with open(path, "w", encoding="utf-8") as out:
-                out.write(vm.to_xml())
-        except OSError:
+            write_deployment(self.core, vm, path)  # VM XML or libvirt domain by VM_MAD TYPE
+        except (OSError, DeploymentError):
             self._local_failure(
                 vm.oid, "DEPLOY", f"deploy_action, error generating deployment file: {path}"
             )
