@@ -24,6 +24,7 @@ from oned.db.database import Database
 from oned.log import logger
 from oned.managers.auth.manager import parse_authn_result
 from oned.managers.ipam.vnpool import VirtualNetworkPool
+from oned.managers.schedaction.pool import ScheduledActionPool
 from oned.objects.base import parse_xml
 from oned.objects.cluster import Cluster
 from oned.objects.datastore import Datastore
@@ -104,6 +105,7 @@ class Core:
     vm_manager: Any = None
     transfer_manager: Any = None
     ipam_manager: IPAMManager | None = None
+    sched_actions: ScheduledActionPool = field(init=False)
 
     @classmethod
     def create(cls, config: OnedConfig, clock: IReactorTime, db: Database) -> Core:
@@ -139,6 +141,7 @@ class Core:
         if config.template.get("ONE_KEY") is None:
             config.template.add("ONE_KEY", core.one_key.key)
         core.vms = VirtualMachinePool(db)
+        core.sched_actions = ScheduledActionPool(db)
         from oned.managers.lifecycle.wiring import attach_vm_managers
 
         attach_vm_managers(core)
@@ -169,6 +172,7 @@ class Core:
         ):
             await pool.load()
         await self.vms.load()
+        await self.sched_actions.load()
         await self.user_quotas.load()
         await self.group_quotas.load()
         await self.group_vlans.load()

@@ -25,6 +25,7 @@ def build_registry() -> Registry:
         vm_nic,
         vm_sched,
         vm_system,
+        vmgroup,
         vmpool,
         vmtemplate,
         vnet,

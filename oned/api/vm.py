@@ -46,6 +46,18 @@ from oned.template_merge import parse_restricted, restricted_in
 if TYPE_CHECKING:
     from oned.managers.dispatch.manager import DispatchManager
 
+
+def sched_xml(core: Core, vm: VirtualMachine) -> str:
+    from oned.api.vm_sched import sched_xml as render
+
+    return render(core, vm)
+
+
+def stage_template_actions(core: Core, unit: Any, vid: int, user_tmpl: Template) -> list[int]:
+    from oned.api.vm_sched import stage_template_actions as stage
+
+    return stage(core, unit, vid, user_tmpl)
+
 VM = Family[VirtualMachine](
     type_name="VM",
     word="virtual machine",
@@ -126,6 +138,7 @@ async def create_vm(
         leases: list[Any] = []
         try:
             name, vm_tmpl, user_tmpl, on_hold = build_templates(oid, tmpl, hold)
+            sched_ids = stage_template_actions(core, unit, oid, user_tmpl)
             acquire_images(core, stage, vm_tmpl, oid, uid)
             leases = await acquire_all(core, unit, vm_tmpl, oid, uid, gid)
             owner_vars = {
@@ -161,6 +174,7 @@ async def create_vm(
             state=state,
             prev_state=state,
             stime=now,
+            sched_actions=sched_ids,
             template=vm_tmpl,
             user_template=user_tmpl,
         )
@@ -192,7 +206,9 @@ async def info(core: Core, call: Call, oid: int, decrypt: bool = False) -> str:
         clear = vm.copy()
         clear.template = core.one_key.decrypt_template(vm.template, secret)
         clear.user_template = core.one_key.decrypt_template(vm.user_template, secret)
-        return clear.info_xml()
+        return clear.info_xml(sched_xml(core, vm))
+    if vm.sched_actions:
+        return vm.info_xml(sched_xml(core, vm))
     return core.vms.info_body(oid)
 
 

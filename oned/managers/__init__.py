@@ -30,4 +30,7 @@ def build_managers(core: Core, drivers: Any, clock: IReactorTime) -> list[Manage
     from oned.managers.lifecycle.wiring import use_drivers
 
     lcm = use_drivers(core, drivers)
-    return [core.image_manager, core.information_manager, core.ipam_manager, lcm]
+    from oned.managers.schedaction.manager import ScheduledActionManager
+
+    sam = ScheduledActionManager(core, clock)
+    return [core.image_manager, core.information_manager, core.ipam_manager, lcm, sam]

@@ -292,12 +292,16 @@ class VirtualMachine:
         """The VM inside a ``history`` row (``<HISTORY_RECORDS/>``)."""
         return self._head("<HISTORY_RECORDS/>")
 
-    def info_xml(self) -> str:
-        """``one.vm.info``: every history record."""
-        if len(self.history) < 2:
+    def info_xml(self, sched_xml: str = "") -> str:
+        """``one.vm.info``: every history record; ``sched_xml`` (the scheduled actions)
+        ends the TEMPLATE."""
+        if len(self.history) < 2 and not sched_xml:
             return self.to_xml()
         records = "".join(h.to_xml() for h in self.history)
-        return self._head(f"<HISTORY_RECORDS>{records}</HISTORY_RECORDS>")
+        history = (
+            f"<HISTORY_RECORDS>{records}</HISTORY_RECORDS>" if records else "<HISTORY_RECORDS/>"
+        )
+        return self._head(history, sched_xml)
 
     def short_xml(self) -> str:
         """``to_xml_short``: the ``one.vmpool.info`` element."""

@@ -269,6 +269,9 @@ class LcmStates:
             tx.lcm(L.LCM_INIT)
         vm.etime = tx.now
         core = self.core
+        for sa_id in vm.sched_actions:  # free_vm_resources drops the VM's schedules
+            if core.sched_actions.get(sa_id) is not None:
+                tx.unit.drop(core.sched_actions, sa_id)
         tx.before.append(lambda: release_all(core, tx.unit, vm))
         if images_of(vm):
             release_images(tx.image_stage(), vm, tx.now)

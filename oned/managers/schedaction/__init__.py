@@ -1,0 +1,1 @@
+"""Scheduled actions: their pool and the ScheduledActionManager (``src/sam``)."""
