@@ -391,6 +391,38 @@ class LibvirtGoldenTests(unittest.TestCase):
             doc,
         )
 
+    def test_pinned_numa_topology(self) -> None:
+        doc = self.render(
+            BASE
+            + 'TOPOLOGY=[PIN_POLICY="CORE",SOCKETS="1",CORES="2",THREADS="1"]\n'
+            'NUMA_NODE=[TOTAL_CPUS="2",CPUS="3,5",MEMORY="524288",MEMORY_NODE_ID="0"]'
+        )
+        self.assertIn(
+            "\t<cputune>\n\t\t<shares>512</shares>\n"
+            "\t\t<vcpupin vcpu='0' cpuset='3'/>\n\t\t<vcpupin vcpu='1' cpuset='5'/>\n"
+            "\t\t<emulatorpin cpuset='3,5'/>\n\t</cputune>\n",
+            doc,
+        )
+        self.assertIn(
+            "\t<cpu>\n\t\t<topology sockets='1' cores='2' threads='1'/>\n"
+            "\t\t<numa>\n\t\t\t<cell id='0' memory='524288' cpus='0-1'/>\n\t\t</numa>\n"
+            "\t</cpu>\n\t<numatune>\n\t\t<memnode cellid='0' mode='strict' nodeset='0'/>\n"
+            "\t\t<memory mode='strict' nodeset='0'/>\n\t</numatune>\n\t<devices>\n",
+            doc,
+        )
+        self.assertIn(
+            "\t\t<controller type='pci' index='1' model='pcie-root-port'/>\n"
+            "\t\t<controller type='pci' index='2' model='pcie-to-pci-bridge'/>\n"
+            "\t\t<controller type='pci' index='3' model='pcie-expander-bus'>\n"
+            "\t\t\t<target busNr='0x20'>\n\t\t\t\t<node>0</node>\n\t\t\t</target>\n"
+            "\t\t</controller>\n"
+            "\t\t<controller type='pci' index='4' model='pcie-root-port'>\n"
+            "\t\t\t<address type='pci' bus='3' slot='0' function='0' multifunction='on'/>\n"
+            "\t\t</controller>\n",
+            doc,
+        )
+        self.assertNotIn("index='12'", doc)
+
     def test_random_vnc_password(self) -> None:
         vm = make_vm(BASE + 'GRAPHICS=[TYPE="vnc",RANDOM_PASSWD="YES"]')
         text = deployment(self.core, vm).text

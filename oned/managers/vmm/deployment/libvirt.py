@@ -15,13 +15,12 @@ from oned.managers.vmm.deployment.common import (
     attr,
     cdata,
     to_int,
-    vector_int,
 )
 from oned.managers.vmm.deployment.conf import to_float
+from oned.managers.vmm.deployment.numa import pin_cpu, single_int, vtopol
 from oned.objects.vm import VirtualMachine
 
 VERSION = "7.5.80"
-_PIN = {"CORE", "THREAD", "SHARED"}
 _SEV_DEBUG_DISALLOWED = 1 << 0
 _SEV_KEY_SHARING_DISALLOWED = 1 << 1
 _SEV_ES_REQUIRED = 1 << 2
@@ -38,53 +37,6 @@ def _head(d: Domain) -> None:
     os_vec = vm.template.get_vector("OS")
     if os_vec is not None and os_vec.get("UUID", ""):
         d.w(f"\t<uuid>{os_vec['UUID']}</uuid>\n")
-
-
-def _pin_cpu(d: Domain, emulator_cpus: str) -> None:
-    """``pin_cpu``: vcpupin per NUMA node CPU and the emulator pin."""
-    topology = d.topology
-    policy, affinity, hpsz = "NONE", -1, 0
-    if topology is not None:
-        policy = topology.get("PIN_POLICY", "").upper()
-        policy = policy if policy in _PIN else "NONE"
-        affinity = _vint(topology, "NODE_AFFINITY", -1)
-        hpsz = max(_vint(topology, "HUGEPAGE_SIZE", 0), 0)
-    if policy == "NONE" and affinity == -1 and hpsz == 0:
-        if emulator_cpus:
-            d.w(f"\t\t<emulatorpin cpuset={emulator_cpus}/>\n")
-        return
-    vcpu_id = 0
-    joined: list[str] = []
-    for index, node in enumerate(d.nodes):
-        total = max(_vint(node, "TOTAL_CPUS", 0), 0)
-        cpus = node.get("CPUS", "")
-        if total == 0 or not cpus:
-            continue
-        cpus_a = cpus.split(",")
-        for i in range(total):
-            cpuset = cpus if policy in ("SHARED", "NONE") else cpus_a[i]
-            d.w(f"\t\t<vcpupin vcpu='{vcpu_id}' cpuset='{cpuset}'/>\n")
-            vcpu_id += 1
-        joined.append(("," if index != 0 else "") + cpus)
-    if emulator_cpus:
-        d.w(f"\t\t<emulatorpin cpuset={emulator_cpus}/>\n")
-    else:
-        d.w(f"\t\t<emulatorpin cpuset='{''.join(joined)}'/>\n")
-
-
-def _single_int(text: str | None) -> int | None:
-    """``Template::get(name, int&)``."""
-    if text is None:
-        return None
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
-
-
-def _vint(vector: dict[str, str], key: str, default: int) -> int:
-    value = vector_int(vector, key)
-    return default if value is None else value
 
 
 def _cpu_memory(d: Domain) -> tuple[int, bool]:
@@ -108,13 +60,13 @@ def _cpu_memory(d: Domain) -> tuple[int, bool]:
     d.w("\t<cputune>\n")
     d.w(f"\t\t<shares>{shares}</shares>\n")
     emulator_cpus = look.string("EMULATOR_CPUS", vm=False)
-    _pin_cpu(d, attr(emulator_cpus) if emulator_cpus else "")
+    pin_cpu(d, attr(emulator_cpus) if emulator_cpus else "")
     d.w("\t</cputune>\n")
-    memory_value = _single_int(vm.template.get("MEMORY"))
+    memory_value = single_int(vm.template.get("MEMORY"))
     if memory_value is None:
         raise DeploymentError("No MEMORY defined and no default provided.")
     memory = memory_value
-    memory_max = _single_int(vm.template.get("MEMORY_MAX"))
+    memory_max = single_int(vm.template.get("MEMORY_MAX"))
     has_max = memory_max is not None and memory < memory_max
     hotplug = False
     if not has_max:
@@ -182,78 +134,6 @@ def _os(d: Domain) -> tuple[bool, bool, bool]:
     return efi_auto, uefi, boot_secure
 
 
-def _vtopol(d: Domain) -> tuple[str, int]:
-    """``vtopol``: topology, NUMA cells and the numatune section."""
-    topology, hpsz_kb, access = d.topology, 0, ""
-    if topology is not None:
-        sockets = _vint(topology, "SOCKETS", 1)
-        cores = _vint(topology, "CORES", 1)
-        threads = _vint(topology, "THREADS", 1)
-        hpsz_kb = _vint(topology, "HUGEPAGE_SIZE", 0) * 1024
-        access = topology.get("MEMORY_ACCESS", "")
-        if access and hpsz_kb != 0:
-            access = access.lower()
-            access = access if access in ("private", "shared") else ""
-        d.w(f"\t\t<topology sockets='{sockets}' cores='{cores}' threads='{threads}'/>\n")
-    if not d.nodes:
-        return "", hpsz_kb
-    tune = ["\t<numatune>\n"]
-    mem_nodes: list[str] = []
-    cpuid = 0
-    total = len(d.nodes)
-    d.w("\t\t<numa>\n")
-    for cid, node in enumerate(d.nodes):
-        ncpu = max(_vint(node, "TOTAL_CPUS", 0), 0)
-        mem_id = node.get("MEMORY_NODE_ID", "")
-        dist = node.get("DISTANCE", "")
-        cell = f"\t\t\t<cell id='{cid}' memory='{node.get('MEMORY', '')}'"
-        if ncpu > 0:
-            cell += f" cpus='{cpuid}-{cpuid + ncpu - 1}'"
-        if access:
-            cell += f" memAccess='{access}'"
-        if not dist:
-            d.w(cell + "/>\n")
-        else:
-            d.w(cell + ">\n")
-            _distances(d, cid, total, dist)
-            d.w("\t\t\t</cell>\n")
-        cpuid += ncpu
-        if mem_id:
-            tune.append(f"\t\t<memnode cellid='{cid}' mode='strict' nodeset='{mem_id}'/>\n")
-            mem_nodes.append(mem_id)
-    d.w("\t\t</numa>\n")
-    if mem_nodes:
-        tune.append(f"\t\t<memory mode='strict' nodeset='{','.join(mem_nodes)}'/>\n")
-    tune.append("\t</numatune>\n")
-    return "".join(tune), hpsz_kb
-
-
-def _distances(d: Domain, node_id: int, total: int, text: str) -> None:
-    dist = [20] * total
-    dist[node_id] = 10
-    for entry in text.split(","):
-        kv = entry.split(":")
-        if len(kv) != 2:
-            continue
-        value = max(to_int(kv[1]), 0)
-        bounds = kv[0].split("-")
-        if len(bounds) == 1:
-            low = high = max(to_int(bounds[0]), 0)
-        elif len(bounds) == 2:
-            low, high = sorted((max(to_int(bounds[0]), 0), max(to_int(bounds[1]), 0)))
-        else:
-            continue
-        if low >= total:
-            continue
-        high = min(high, total - 1)
-        for i in range(low, high + 1):
-            dist[i] = value
-    d.w("\t\t\t\t<distances>\n")
-    for i in range(total):
-        d.w(f"\t\t\t\t\t<sibling id='{i}' value='{dist[i]}'/>\n")
-    d.w("\t\t\t\t</distances>\n")
-
-
 def _cpu(d: Domain, memory: int, hotplug: bool) -> int:
     look = d.look
     model = look.vstring("CPU_MODEL", "MODEL")
@@ -279,7 +159,7 @@ def _cpu(d: Domain, memory: int, hotplug: bool) -> int:
                 f"\t\t<numa>\n\t\t\t<cell id='0' cpus='0-{cpus}' memory="
                 f"{attr(memory * 1024)} unit='KiB'/>\n\t\t</numa>\n"
             )
-        tune, hpsz_kb = _vtopol(d)
+        tune, hpsz_kb = vtopol(d)
         d.w("\t</cpu>\n")
     if tune:
         d.w(tune)
