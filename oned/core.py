@@ -105,6 +105,7 @@ class Core:
     vm_manager: Any = None
     transfer_manager: Any = None
     ipam_manager: IPAMManager | None = None
+    scheduler_manager: Any = None
     sched_actions: ScheduledActionPool = field(init=False)
 
     @classmethod

@@ -194,6 +194,8 @@ async def create_vm(
                 changes.rollback()
             raise
     write_vm_log(core, oid, [("VM", "I", f"New state is {VmState(state).name}")], now)
+    if core.scheduler_manager is not None:
+        core.scheduler_manager.vm_changed(None, vm)
     return oid
 
 

@@ -291,6 +291,8 @@ async def transition(
                 step()
             except Exception as exc:  # committed: a failed follow-up is logged, not raised
                 _log.failure("follow-up of {desc} failed: {exc}", desc=desc, exc=exc)
+        if core.scheduler_manager is not None:
+            core.scheduler_manager.vm_changed(vm, tx.vm)
         return tx.vm
 
 

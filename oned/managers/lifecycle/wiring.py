@@ -23,6 +23,9 @@ def attach_vm_managers(core: Core, drivers: Any = None) -> LifeCycleManager:
     core.transfer_manager = tm
     core.lifecycle_manager = lcm
     core.dispatch_manager = DispatchManager(core, lcm)
+    from oned.managers.scheduler.manager import SchedulerManager
+
+    core.scheduler_manager = SchedulerManager(core, drivers)
     return lcm
 
 
@@ -33,4 +36,5 @@ def use_drivers(core: Core, drivers: Any) -> LifeCycleManager:
         lcm = attach_vm_managers(core, drivers)
     lcm.vmm.drivers = drivers
     lcm.tm.drivers = drivers
+    core.scheduler_manager.drivers = drivers
     return lcm

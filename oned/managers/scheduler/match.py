@@ -1,0 +1,356 @@
+"""The core's side of scheduling (mirrors ``SchedulerManagerDriver::setup_place_pools``,
+``setup_optimize_pools``, ``match`` and ``scheduler_message``).
+
+For every candidate VM (PENDING, or RESCHED while RUNNING/UNKNOWN/POWEROFF) the hosts,
+system datastores and networks (for ``NETWORK_MODE=auto`` NICs) the owner may use and
+whose requirements hold are collected; the ``SCHEDULER_DRIVER_ACTION`` document then
+carries the matched VMs and objects plus these ``REQUIREMENTS``. What cannot match is
+reported per VM (``Cannot dispatch VM: ...``), as oned writes it in SCHED_MESSAGE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from oned.auth.authorize import ObjectAuth
+from oned.managers.scheduler.expr import (
+    DS_PATHS,
+    HOST_PATHS,
+    VNET_PATHS,
+    ExprError,
+    XmlObject,
+    eval_bool,
+    join_requirements,
+)
+from oned.objects.base import Op
+from oned.objects.datastore import SYSTEM_DS
+from oned.objects.host import MONITORED
+from oned.objects.vm import LcmState, VirtualMachine, VmState
+
+if TYPE_CHECKING:
+    from oned.core import Core
+
+_DS_ENABLED = 0
+
+
+@dataclass
+class VmMatch:
+    hosts: set[int] = field(default_factory=set)
+    datastores: set[int] = field(default_factory=set)
+    nics: dict[int, set[int]] = field(default_factory=dict)
+
+    def complete(self) -> bool:
+        return bool(self.hosts) and bool(self.datastores) and all(self.nics.values())
+
+
+@dataclass
+class Request:
+    """``SchedRequest``: candidates, matches, and the errors to log per VM."""
+
+    vms: list[int] = field(default_factory=list)
+    hosts: list[int] = field(default_factory=list)
+    datastores: list[int] = field(default_factory=list)
+    vnets: list[int] = field(default_factory=list)
+    clusters: list[int] = field(default_factory=list)
+    match: dict[int, VmMatch] = field(default_factory=dict)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    host_docs: dict[int, str] = field(default_factory=dict)
+    _objs: dict[tuple[str, int], XmlObject] = field(default_factory=dict)
+
+    def matched(self) -> list[int]:
+        return [v for v in self.vms if v in self.match and self.match[v].complete()]
+
+
+def is_candidate(vm: VirtualMachine) -> bool:
+    """``VirtualMachinePool::get_pending``."""
+    if vm.state == VmState.PENDING:
+        return True
+    return vm.resched == 1 and (
+        vm.state == VmState.POWEROFF
+        or (vm.state == VmState.ACTIVE and vm.lcm_state in (LcmState.RUNNING, LcmState.UNKNOWN))
+    )
+
+
+def pending(core: Core) -> list[int]:
+    return sorted(vm.oid for vm in core.vms.objects() if is_candidate(vm))
+
+
+def host_document(core: Core, hid: int) -> str:
+    """The host with its last MONITORING and its cluster's TEMPLATE as CLUSTER_TEMPLATE
+    (``merge_cluster_to_host``)."""
+    from oned.api.host import with_monitoring
+
+    host = core.hosts.get(hid)
+    if host is None:
+        return ""
+    body = with_monitoring(core, core.hosts.body(hid), hid)
+    cluster = core.clusters.get(host.cluster_id)
+    if cluster is None:
+        return body
+    tmpl = cluster.template.to_xml()
+    inner = tmpl[len("<TEMPLATE>") : -len("</TEMPLATE>")] if tmpl.startswith("<TEMPLATE>") else ""
+    return body[: -len("</HOST>")] + f"<CLUSTER_TEMPLATE>{inner}</CLUSTER_TEMPLATE></HOST>"
+
+
+def setup_place(core: Core) -> Request | None:
+    req = Request(vms=pending(core))
+    if not req.vms:
+        return None
+    req.hosts = sorted(h.oid for h in core.hosts.objects() if h.state == MONITORED)
+    if not req.hosts:
+        req.errors = [(v, "Cannot dispatch VM: No hosts enabled to run VMs") for v in req.vms]
+        return req
+    req.datastores = _system_datastores(core, None)
+    if not req.datastores:
+        msg = "Cannot dispatch VM: No system datastores found to run VMs"
+        req.errors = [(v, msg) for v in req.vms]
+        req.hosts = []
+        return req
+    req.vnets = sorted(v.oid for v in core.vnets.objects())
+    match(core, req, "Cannot dispatch VM: ")
+    return req
+
+
+def setup_optimize(core: Core, cid: int) -> tuple[Request | None, str]:
+    """The VMs running in cluster ``cid`` with its hosts (MONITORED or MONITORING)."""
+    vms = []
+    for vm in core.vms.objects():
+        current = vm.current
+        if vm.state == VmState.ACTIVE and current is not None and current.cid == cid:
+            vms.append(vm.oid)
+    if not vms:
+        return None, ""
+    req = Request(vms=sorted(vms), clusters=[cid])
+    req.hosts = sorted(
+        h.oid for h in core.hosts.objects() if h.cluster_id == cid and h.state in (1, MONITORED)
+    )
+    if not req.hosts:
+        return None, "Optimize: No hosts enabled in cluster"
+    req.datastores = _system_datastores(core, cid)
+    if not req.datastores:
+        return None, "Optimize: No system datastores found in cluster"
+    req.vnets = sorted(v.oid for v in core.vnets.objects())
+    match(core, req, "Optimize: ")
+    return req, ""
+
+
+def _system_datastores(core: Core, cid: int | None) -> list[int]:
+    out = []
+    for ds in core.datastores.objects():
+        if ds.type != SYSTEM_DS or ds.state != _DS_ENABLED:
+            continue
+        shared = (ds.template.get("SHARED") or "").upper() == "YES"
+        if shared and ds.total_mb == 0 and ds.free_mb == 0:
+            continue
+        if cid is not None and cid not in ds.clusters:
+            continue
+        out.append(ds.oid)
+    return sorted(out)
+
+
+def _authorize(core: Core, vm: VirtualMachine, auth: ObjectAuth, op: Op) -> int:
+    """1 allowed, 0 denied, 2 the owner is gone (``authorize`` in the driver)."""
+    if vm.uid == 0 or vm.gid == 0:
+        return 1
+    user = core.users.get(vm.uid)
+    if user is None:
+        return 2
+    return 1 if core.acl.authorize(core.auth.caller_for(user), op, auth) else 0
+
+
+def _obj(core: Core, req: Request, kind: str, oid: int) -> XmlObject:
+    key = (kind, oid)
+    obj = req._objs.get(key)
+    if obj is None:
+        if kind == "HOST":
+            text = req.host_docs.get(oid) or host_document(core, oid)
+            req.host_docs[oid] = text
+            obj = XmlObject.parse(text, HOST_PATHS)
+        elif kind == "DATASTORE":
+            obj = XmlObject.parse(core.datastores.body(oid), DS_PATHS)
+        else:
+            obj = XmlObject.parse(core.vnets.body(oid), VNET_PATHS)
+        req._objs[key] = obj
+    return obj
+
+
+def match(core: Core, req: Request, base: str) -> None:
+    from oned.api.shared import owned_auth, system_auth
+    from oned.api.vm import action_op
+
+    host_auth, ds_auth, net_auth = system_auth("HOST"), owned_auth("DATASTORE"), owned_auth("NET")
+    for vid in req.vms:
+        vm = core.vms.get(vid)
+        if vm is None:
+            continue
+        op = action_op(core, "migrate" if vm.resched else "deploy")
+        if 0 < vm.lock.locked <= int(op):
+            continue
+        error = _match_hosts(core, req, vm, host_auth)
+        if error is None:
+            error = _match_datastores(core, req, vm, ds_auth)
+        if error is None:
+            error = _match_nics(core, req, vm, net_auth)
+        if error:
+            req.errors.append((vid, base + error))
+
+
+def _match_hosts(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str | None:
+    requirements = join_requirements(
+        vm.template.get("AUTOMATIC_REQUIREMENTS") or "",
+        vm.user_template.get("SCHED_REQUIREMENTS") or "",
+    )
+    n_auth = n_match = 0
+    current = vm.current
+    for hid in req.hosts:
+        host = core.hosts.get(hid)
+        if host is None:
+            continue
+        if vm.resched and current is not None and current.hid == hid:
+            continue
+        allowed = _authorize(core, vm, auth(core, host), Op.MANAGE)
+        if allowed == 0:
+            continue
+        if allowed == 2:
+            return ""
+        n_auth += 1
+        if requirements:
+            try:
+                ok = eval_bool(requirements, _obj(core, req, "HOST", hid))
+            except ExprError as exc:
+                return f"Error in SCHED_REQUIREMENTS: '{requirements}', error: {exc}"
+            if not ok:
+                continue
+        req.match.setdefault(vm.oid, VmMatch()).hosts.add(hid)
+        n_match += 1
+    if n_auth == 0:
+        return "User is not authorized to use any host"
+    if n_match == 0:
+        return "No host meets SCHED_REQUIREMENTS"
+    return None
+
+
+def _match_datastores(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str | None:
+    m = req.match.get(vm.oid)
+    if m is None:
+        return ""
+    if vm.resched:
+        if vm.current is not None:
+            m.datastores.add(vm.current.ds_id)
+        return None
+    requirements = join_requirements(
+        vm.template.get("AUTOMATIC_DS_REQUIREMENTS") or "",
+        vm.user_template.get("SCHED_DS_REQUIREMENTS") or "",
+    )
+    n_auth = n_match = 0
+    for did in req.datastores:
+        ds = core.datastores.get(did)
+        if ds is None:
+            continue
+        allowed = _authorize(core, vm, auth(core, ds), Op.USE)
+        if allowed == 0:
+            continue
+        if allowed == 2:
+            return ""
+        n_auth += 1
+        if requirements:
+            try:
+                ok = eval_bool(requirements, _obj(core, req, "DATASTORE", did))
+            except ExprError as exc:
+                return f"Error in SCHED_DS_REQUIREMENTS: '{requirements}', error: {exc}"
+            if not ok:
+                continue
+        m.datastores.add(did)
+        n_match += 1
+    if n_auth == 0:
+        return "User is not authorized to use any system datastore"
+    if n_match == 0:
+        return "No system datastore meets SCHED_DS_REQUIREMENTS"
+    return None
+
+
+def auto_nics(vm: VirtualMachine) -> dict[int, dict[str, str]]:
+    out = {}
+    for nic in vm.template.vectors("NIC"):
+        if (nic.get("NETWORK_MODE") or "").strip().lower() == "auto":
+            raw = (nic.get("NIC_ID") or "").strip()
+            if raw.isdigit():
+                out[int(raw)] = dict(nic)
+    return out
+
+
+def _match_nics(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str | None:
+    nics = auto_nics(vm)
+    m = req.match.get(vm.oid)
+    if not nics or vm.resched or m is None:
+        return None
+    automatic = vm.template.get("AUTOMATIC_NIC_REQUIREMENTS") or ""
+    for nic_id, nic in sorted(nics.items()):
+        m.nics[nic_id] = set()
+        requirements = join_requirements(automatic, nic.get("SCHED_REQUIREMENTS") or "")
+        n_auth = n_match = 0
+        for nid in req.vnets:
+            net = core.vnets.get(nid)
+            if net is None:
+                continue
+            allowed = _authorize(core, vm, auth(core, net), Op.USE)
+            if allowed == 0:
+                continue
+            if allowed == 2:
+                return ""
+            n_auth += 1
+            if requirements:
+                try:
+                    ok = eval_bool(requirements, _obj(core, req, "VNET", nid))
+                except ExprError as exc:
+                    return (
+                        f"Error in SCHED_NIC_REQUIREMENTS in NIC {nic_id}: '{requirements}', "
+                        f"error: {exc}"
+                    )
+                if not ok:
+                    continue
+            m.nics[nic_id].add(nid)
+            n_match += 1
+        if n_auth == 0:
+            return f"User is not authorized to use any virtual network for NIC {nic_id}"
+        if n_match == 0:
+            return f"No virtual network meets SCHED_NIC_REQUIREMENTS for NIC {nic_id}"
+    return None
+
+
+def document(core: Core, req: Request) -> str:
+    """``scheduler_message``: the SCHEDULER_DRIVER_ACTION sent with PLACE/OPTIMIZE."""
+    vms = req.matched()
+    hosts = sorted({h for v in vms for h in req.match[v].hosts})
+    nets = sorted({n for v in vms for ids in req.match[v].nics.values() for n in ids})
+    parts = ["<SCHEDULER_DRIVER_ACTION><VM_POOL>"]
+    parts += [core.vms.body(v) for v in vms if core.vms.get(v) is not None]
+    parts.append("</VM_POOL><HOST_POOL>")
+    for hid in hosts:
+        parts.append(req.host_docs.get(hid) or host_document(core, hid))
+    parts.append("</HOST_POOL><DATASTORE_POOL>")
+    parts += [core.datastores.body(d.oid) for d in sorted(core.datastores.objects(), key=_oid)]
+    parts.append("</DATASTORE_POOL><VNET_POOL>")
+    parts += [core.vnets.body(n) for n in nets if core.vnets.get(n) is not None]
+    parts.append("</VNET_POOL><VM_GROUP_POOL/><CLUSTER_POOL>")
+    parts += [core.clusters.body(c) for c in req.clusters if core.clusters.get(c) is not None]
+    parts.append("</CLUSTER_POOL><REQUIREMENTS>")
+    for vid in sorted(req.match):
+        m = req.match[vid]
+        parts.append(f"<VM><ID>{vid}</ID><HOSTS>")
+        parts += [f"<ID>{h}</ID>" for h in sorted(m.hosts)]
+        parts.append("</HOSTS><DATASTORES>")
+        parts += [f"<ID>{d}</ID>" for d in sorted(m.datastores)]
+        parts.append("</DATASTORES>")
+        for nic_id in sorted(m.nics):
+            parts.append(f"<NIC><ID>{nic_id}</ID><VNETS>")
+            parts += [f"<ID>{n}</ID>" for n in sorted(m.nics[nic_id])]
+            parts.append("</VNETS></NIC>")
+        parts.append("</VM>")
+    parts.append("</REQUIREMENTS></SCHEDULER_DRIVER_ACTION>")
+    return "".join(parts)
+
+
+def _oid(obj: Any) -> int:
+    return int(obj.oid)
