@@ -33,4 +33,11 @@ def build_managers(core: Core, drivers: Any, clock: IReactorTime) -> list[Manage
     from oned.managers.schedaction.manager import ScheduledActionManager
 
     sam = ScheduledActionManager(core, clock)
-    return [core.image_manager, core.information_manager, core.ipam_manager, lcm, core.scheduler_manager, sam]
+    return [
+        core.image_manager,
+        core.information_manager,
+        core.ipam_manager,
+        lcm,
+        core.scheduler_manager,
+        sam,
+    ]
