@@ -274,7 +274,9 @@ def build(core: Core, tmpl: Template, new: NewImage) -> im.Image:
     img.format = tmpl.get("FORMAT") or ""
     for name in ("PATH", "SOURCE", "FORMAT", "TM_MAD"):
         tmpl.erase(name)
-    if new.cloning_id == -1:
+    if (tmpl.get("SAVE_AS_HOT") or "").upper() == "YES":
+        img.format = "save_as"
+    elif new.cloning_id == -1:
         if img.source:
             if img.path:
                 raise InsertError("PATH and SOURCE cannot be both set.")

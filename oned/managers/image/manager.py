@@ -81,6 +81,9 @@ class ImageManager:
         #: ``(vm_id, success)`` callbacks for VMs waiting on a LOCKED_USED* image
         #: (``LifeCycleManager::trigger_disk_lock_success/failure``).
         self.disk_lock_listeners: list[Callable[[int, bool], object]] = []
+        #: ``(image_id, success)`` callbacks after MKFS of an image being saved from
+        #: a VM disk (``_mkfs`` with ``is_saving``).
+        self.saveas_listeners: list[Callable[[int, bool], object]] = []
         self._vm_disk_every = _int(core.config.get("DS_MONITOR_VM_DISK"))
         self._vm_disk_counter: dict[int, int] = {}
 
@@ -159,7 +162,7 @@ class ImageManager:
             return "CP"
         if img.source:
             return None
-        if img.type in (im.DATABLOCK, im.OS):
+        if img.type in (im.DATABLOCK, im.OS) or img.template.get("SAVE_AS_HOT") == "YES":
             return "MKFS"
         return None
 
@@ -237,6 +240,10 @@ class ImageManager:
         for msg in batch:
             self._log_reply(msg)
         self._notify_waiting(waiting)
+        for msg in batch:
+            if msg.action == "MKFS":
+                for saved in self.saveas_listeners:
+                    self.core.eventually(saved, msg.oid, msg.status == "SUCCESS")
         for ds_id in monitor:
             self.monitor_soon(ds_id)
 

@@ -87,7 +87,8 @@ def mkfs(stage: Stage, msg: DriverMessage, now: float) -> set[int]:
         _fail(img, f"Error creating datablock{_tail(msg.payload)}", now)
         return {img.datastore_id}
     img.source = msg.payload if msg.payload != "-" else ""
-    img.set_state_unlock()
+    if (img.template.get("SAVE_AS_HOT") or "").upper() != "YES":  # saving: LOCKED until CPDS
+        img.set_state_unlock()
     return {img.datastore_id}
 
 

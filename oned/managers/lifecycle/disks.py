@@ -113,9 +113,15 @@ def assign_targets(core: Core, tmpl: Template) -> None:
 
 def release_all(stage: Stage, vm: VirtualMachine, now: int) -> None:
     """Give back every image the VM's DISKs hold."""
+    from oned.managers.vmm.disk_state import return_to_image, to_int, vm_snapshots
+
+    snapshots = vm_snapshots(vm)
     for disk in vm.template.vectors("DISK"):
         raw = disk.get("IMAGE_ID", "").strip()
         if raw.isdigit():
+            img = stage.image(int(raw))
+            if img is not None:
+                return_to_image(img, disk, snapshots.get(to_int(disk.get("DISK_ID"), -1)), True)
             usage.release(stage, vm.oid, int(raw), False, now)
 
 
