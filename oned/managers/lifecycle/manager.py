@@ -214,7 +214,7 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             L.EPILOG_STOP: lambda: self.tm.epilog_stop(vm),
             L.EPILOG_UNDEPLOY: lambda: self.tm.epilog_stop(vm),
         }
-        step = replay.get(lcm)
+        step = replay.get(lcm) or self.disk_replay(vm)
         if step is not None:
             self.log.info(
                 "Resuming VM {vid} in {state} after a restart", vid=vm.oid, state=lcm.name

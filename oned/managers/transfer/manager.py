@@ -212,6 +212,12 @@ class TransferManager:
             else:
                 lcm.schedule(lcm.epilog_failure, vm.oid, text)
         else:
+            from oned.managers.transfer.disk_commands import ROUTES as DISK_ROUTES
+
+            route = DISK_ROUTES.get(state)
+            if route is not None:
+                lcm.schedule(getattr(lcm, route[0 if msg.success else 1]), vm.oid, text)
+                return
             write_vm_log(
                 self.core, vm.oid, [("TrM", "E", "Wrong state in TrM answer")], self.core.now()
             )
