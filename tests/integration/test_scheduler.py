@@ -35,8 +35,7 @@ def test_rank_places_pending_vms_and_reports_unmet_requirements(
         assert time.monotonic() < deadline, "hosts not MONITORED"
         time.sleep(0.2)
     vids = [
-        one.vm.allocate(f'NAME="v{i}"\nCPU="0.1"\nVCPU="1"\nMEMORY="64"', False)
-        for i in range(10)
+        one.vm.allocate(f'NAME="v{i}"\nCPU="0.1"\nVCPU="1"\nMEMORY="64"', False) for i in range(10)
     ]
     stuck = one.vm.allocate(
         'NAME="nowhere"\nCPU="0.1"\nMEMORY="64"\nSCHED_REQUIREMENTS="HOSTNAME = \\"nohost*\\""',

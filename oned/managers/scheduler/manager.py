@@ -231,9 +231,7 @@ class SchedulerManager:
     async def _on_optimize(self, msg: DriverMessage) -> None:
         self.optimizing.discard(msg.oid)
         if msg.status == "FAILURE":
-            self.log.info(
-                "Optimize error for cluster {cid}: {p}", cid=msg.oid, p=msg.payload
-            )
+            self.log.info("Optimize error for cluster {cid}: {p}", cid=msg.oid, p=msg.payload)
             return
         await self.planner.add_plan(msg.payload)
 

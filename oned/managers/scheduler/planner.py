@@ -106,9 +106,7 @@ class PlanManager:
         else:
             cluster = self.core.clusters.get(plan.cid)
             if cluster is None:
-                self.log.error(
-                    "Optimization plan for non-existent cluster {cid}", cid=plan.cid
-                )
+                self.log.error("Optimization plan for non-existent cluster {cid}", cid=plan.cid)
                 return
             self.log.info("Adding new plan for cluster {cid}", cid=plan.cid)
             if current.state == PlanState.APPLYING:

@@ -1,0 +1,206 @@
+"""The rank placer on hand-made SCHEDULER_DRIVER_ACTION documents, and its script."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+from lxml import etree
+
+from oned.managers.scheduler.rank import RankConf, place
+
+PLACE = Path(__file__).resolve().parents[3] / "drivers/remotes/scheduler/rank/place"
+
+
+def host(
+    hid: int,
+    cid: int = 0,
+    cpu: int = 400,
+    used_cpu: int = 0,
+    mem: int = 4 << 20,
+    running: int = 0,
+    ds_free: int = 0,
+    extra: str = "",
+) -> str:
+    return (
+        f"<HOST><ID>{hid}</ID><NAME>h{hid}</NAME><STATE>2</STATE><CLUSTER_ID>{cid}</CLUSTER_ID>"
+        f"<HOST_SHARE><MEM_USAGE>0</MEM_USAGE><CPU_USAGE>{used_cpu}</CPU_USAGE>"
+        f"<MAX_MEM>{mem}</MAX_MEM><MAX_CPU>{cpu}</MAX_CPU><RUNNING_VMS>{running}</RUNNING_VMS>"
+        f"<DATASTORES><DS><ID>0</ID><FREE_MB>{ds_free}</FREE_MB></DS></DATASTORES></HOST_SHARE>"
+        f"<VMS/><TEMPLATE>{extra}</TEMPLATE></HOST>"
+    )
+
+
+def ds(did: int, clusters: tuple[int, ...] = (0,), free: int = 1000, shared: bool = True) -> str:
+    ids = "".join(f"<ID>{c}</ID>" for c in clusters)
+    return (
+        f"<DATASTORE><ID>{did}</ID><TYPE>1</TYPE><CLUSTERS>{ids}</CLUSTERS>"
+        f"<TOTAL_MB>2000</TOTAL_MB><FREE_MB>{free}</FREE_MB>"
+        f"<TEMPLATE><SHARED>{'YES' if shared else 'NO'}</SHARED></TEMPLATE></DATASTORE>"
+    )
+
+
+def vm(
+    vid: int, cpu: float = 1, mem: int = 512, user: str = "", nics: str = "", disks: str = ""
+) -> str:
+    return (
+        f"<VM><ID>{vid}</ID><UID>0</UID><GID>0</GID><STATE>1</STATE><LCM_STATE>0</LCM_STATE>"
+        f"<RESCHED>0</RESCHED><TEMPLATE><CPU>{cpu}</CPU><MEMORY>{mem}</MEMORY>{nics}{disks}"
+        f"</TEMPLATE><USER_TEMPLATE>{user}</USER_TEMPLATE><HISTORY_RECORDS/></VM>"
+    )
+
+
+def doc(
+    vms: list[str], hosts: list[str], dss: list[str], reqs: dict[int, tuple], vnets: str = ""
+) -> str:
+    req = ""
+    for vid, (hids, dids, *nics) in reqs.items():
+        req += f"<VM><ID>{vid}</ID><HOSTS>" + "".join(f"<ID>{h}</ID>" for h in hids)
+        req += "</HOSTS><DATASTORES>" + "".join(f"<ID>{d}</ID>" for d in dids) + "</DATASTORES>"
+        for nic_id, nets in nics[0] if nics else []:
+            req += f"<NIC><ID>{nic_id}</ID><VNETS>"
+            req += "".join(f"<ID>{n}</ID>" for n in nets) + "</VNETS></NIC>"
+        req += "</VM>"
+    return (
+        f"<SCHEDULER_DRIVER_ACTION><VM_POOL>{''.join(vms)}</VM_POOL>"
+        f"<HOST_POOL>{''.join(hosts)}</HOST_POOL><DATASTORE_POOL>{''.join(dss)}</DATASTORE_POOL>"
+        f"<VNET_POOL>{vnets}</VNET_POOL><VM_GROUP_POOL/><CLUSTER_POOL/>"
+        f"<REQUIREMENTS>{req}</REQUIREMENTS></SCHEDULER_DRIVER_ACTION>"
+    )
+
+
+def actions(plan: str) -> list[tuple[int, int, int, str]]:
+    root = etree.fromstring(plan.encode())
+    assert root.findtext("ID") == "-1"
+    return [
+        (
+            int(a.findtext("VM_ID")),
+            int(a.findtext("HOST_ID")),
+            int(a.findtext("DS_ID")),
+            a.findtext("OPERATION") or "",
+        )
+        for a in root.findall("ACTION")
+    ]
+
+
+def test_striping_spreads_one_vm_per_host_per_round() -> None:
+    hosts = [host(0, running=2), host(1, running=0), host(2, running=1)]
+    vms = [vm(i) for i in range(5)]
+    plan, logs = place(doc(vms, hosts, [ds(0)], {i: ([0, 1, 2], [0]) for i in range(5)}))
+    got = actions(plan)
+    # fewest RUNNING_VMS first; MAX_HOST = 1 leaves VMs 3 and 4 for the next round
+    assert got == [(0, 1, 0, "deploy"), (1, 2, 0, "deploy"), (2, 0, 0, "deploy")]
+    assert "ERROR: 3 Cannot dispatch VM to any Host. Check VM log for detailed reasons." in logs
+    assert "ERROR: 3 [HOST] Dispatch limit reached on hosts: 0,1,2" in logs
+
+
+def test_packing_rank_and_max_host_zero() -> None:
+    hosts = [host(0, running=0), host(1, running=3)]
+    vms = [vm(i, user="<SCHED_RANK>RUNNING_VMS</SCHED_RANK>") for i in range(3)]
+    conf = RankConf(max_host=0)
+    plan, _ = place(doc(vms, hosts, [ds(0)], {i: ([0, 1], [0]) for i in range(3)}), conf)
+    assert [a[1] for a in actions(plan)] == [1, 1, 1]
+
+
+def test_only_the_hosts_oned_matched_and_capacity() -> None:
+    hosts = [host(0, cpu=100, used_cpu=50), host(1, mem=1024), host(2)]
+    vms = [vm(0, cpu=1, mem=512), vm(1, cpu=1, mem=512)]
+    plan, logs = place(doc(vms, hosts, [ds(0)], {0: ([0, 1], [0]), 1: ([0, 1, 2], [0])}))
+    assert actions(plan) == [(1, 2, 0, "deploy")]
+    # VM 0 fits nowhere among the hosts it may use: CPU on 0, memory (KB) on 1
+    assert logs == [
+        "ERROR: 0 [HOST] Not enough CPU on hosts: 0[HOST] Not enough MEMORY on hosts: 1"
+    ]
+
+
+def test_user_priority_goes_first() -> None:
+    hosts = [host(0)]
+    vms = [vm(0), vm(1, user="<USER_PRIORITY>10</USER_PRIORITY>")]
+    plan, _ = place(doc(vms, hosts, [ds(0)], {0: ([0], [0]), 1: ([0], [0])}))
+    assert [a[0] for a in actions(plan)] == [1]
+
+
+def test_datastore_choice_cluster_capacity_and_rank() -> None:
+    hosts = [host(0, cid=100, ds_free=50)]
+    dss = [
+        ds(0, clusters=(0,)),
+        ds(1, clusters=(100,), free=10),
+        ds(2, clusters=(100,), free=900),
+        ds(3, clusters=(100,), free=800),
+        ds(4, clusters=(100,), shared=False),
+    ]
+    disk = "<DISK><TYPE>fs</TYPE><SIZE>100</SIZE></DISK>"
+    vms = [vm(0, disks=disk), vm(1, disks=disk, user="<SCHED_DS_RANK>- FREE_MB</SCHED_DS_RANK>")]
+    conf = RankConf(max_host=0)
+    plan, _ = place(doc(vms, hosts, dss, {0: ([0], [0, 1, 2, 3]), 1: ([0], [0, 1, 2, 3])}), conf)
+    # striping: most FREE_MB; DS 0 is not in the host's cluster, DS 1 is too small
+    assert actions(plan) == [(0, 0, 2, "deploy"), (1, 0, 3, "deploy")]
+    # a local system datastore uses the host's own free space (50 MB < 100 MB)
+    plan, logs = place(doc([vm(0, disks=disk)], hosts, dss, {0: ([0], [4])}))
+    assert actions(plan) == []
+    assert any("[DS] Not enough capacity on datastores: 4" in line for line in logs)
+
+
+def test_unmonitored_shared_datastore() -> None:
+    plan, logs = place(
+        doc(
+            [vm(0)],
+            [host(0)],
+            [ds(0).replace("<TOTAL_MB>2000", "<TOTAL_MB>0").replace("<FREE_MB>1000", "<FREE_MB>0")],
+            {0: ([0], [0])},
+        )
+    )
+    assert actions(plan) == []
+    assert logs == ["ERROR: 0 [DS] Unmonitored datastores: 0"]
+
+
+def test_auto_nics_pick_networks_with_leases_in_the_cluster() -> None:
+    vnets = "".join(
+        f"<VNET><ID>{n}</ID><CLUSTERS><ID>{c}</ID></CLUSTERS><USED_LEASES>{u}</USED_LEASES>"
+        f"<AR_POOL><AR><SIZE>{s}</SIZE></AR></AR_POOL></VNET>"
+        for n, c, u, s in ((0, 0, 1, 10), (1, 0, 5, 5), (2, 1, 0, 10), (3, 0, 0, 10))
+    )
+    nics = (
+        "<NIC><NIC_ID>0</NIC_ID><NETWORK_MODE>auto</NETWORK_MODE></NIC>"
+        "<NIC><NIC_ID>1</NIC_ID><NETWORK_MODE>auto</NETWORK_MODE></NIC>"
+    )
+    plan, logs = place(
+        doc(
+            [vm(0, nics=nics)],
+            [host(0)],
+            [ds(0)],
+            {0: ([0], [0], [(0, [0, 1, 2, 3]), (1, [0, 3])])},
+            vnets,
+        )
+    )
+    root = etree.fromstring(plan.encode())
+    got = [
+        (int(n.findtext("NIC_ID")), int(n.findtext("NETWORK_ID")))
+        for n in root.findall("ACTION/NIC")
+    ]
+    # network 1 is full, 2 is in another cluster; striping prefers fewer USED_LEASES (3),
+    # and DIFFERENT_VNETS sends NIC 1 to another network
+    assert got == [(0, 3), (1, 0)], (plan, logs)
+
+
+def test_place_script_reads_base64_and_writes_the_plan() -> None:
+    text = doc([vm(7)], [host(4)], [ds(0)], {7: ([4], [0])})
+    proc = subprocess.run(
+        [sys.executable, str(PLACE)],
+        input=base64.b64encode(text.encode()),
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert actions(proc.stdout.decode()) == [(7, 4, 0, "deploy")]
+    bad = subprocess.run(
+        [sys.executable, str(PLACE)],
+        input=b"bm90IHhtbA==",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert bad.returncode != 0
