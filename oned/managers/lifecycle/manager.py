@@ -214,7 +214,7 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             L.EPILOG_STOP: lambda: self.tm.epilog_stop(vm),
             L.EPILOG_UNDEPLOY: lambda: self.tm.epilog_stop(vm),
         }
-        step = replay.get(lcm) or self.disk_replay(vm)
+        step = replay.get(lcm) or self.disk_replay(vm) or self.system_replay(vm)
         if step is not None:
             self.log.info(
                 "Resuming VM {vid} in {state} after a restart", vid=vm.oid, state=lcm.name
@@ -306,6 +306,8 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             await (self.save_success(vid) if success else self.save_failure(vid))
         elif name.startswith("EPILOG"):
             await (self.epilog_success(vid) if success else self.epilog_failure(vid))
+        elif lcm in (L.HOTPLUG_SNAPSHOT, L.HOTPLUG_RESIZE):
+            await self.recover_system(vid, success)
         elif lcm == L.CLEANUP_DELETE:
             await transition(self.core, vid, self._cleanup_done, f"recover VM {vid}")
 

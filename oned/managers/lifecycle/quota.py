@@ -30,10 +30,18 @@ def _num(text: str | None, default: float = 0.0) -> float:
 def usage(vm: VirtualMachine, allocated: bool = True, running: bool = True) -> dict[str, float]:
     """``get_quota_template``: what the VM counts."""
     out: dict[str, float] = {}
+    pci = float(sum(1 for p in vm.template.vectors("PCI") if p.get("TYPE", "") != "NIC"))
     if allocated:
         out.update({"VMS": 1.0, "CPU": vm.cpu, "MEMORY": float(vm.memory)})
+        snapshots = sum(_num(s.get("SYSTEM_DISK_SIZE")) for s in vm.template.vectors("SNAPSHOT"))
+        if snapshots:  # system snapshots (``get_snapshots_system_size``)
+            out["SYSTEM_DISK_SIZE"] = snapshots
+        if pci:
+            out["PCI_DEV"] = pci
     if running:
         out.update({"RUNNING_VMS": 1.0, "RUNNING_CPU": vm.cpu, "RUNNING_MEMORY": float(vm.memory)})
+        if pci:
+            out["RUNNING_PCI_DEV"] = pci
     return out
 
 

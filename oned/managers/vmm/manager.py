@@ -36,6 +36,13 @@ ROUTES: dict[str, tuple[str, str]] = {
     "DETACHDISK": ("detach_success", "detach_failure"),
     "DISKSNAPSHOTCREATE": ("disk_snapshot_success", "disk_snapshot_failure"),
     "RESIZEDISK": ("disk_resize_success", "disk_resize_failure"),
+    "SNAPSHOTCREATE": ("snapshot_create_success", "snapshot_create_failure"),
+    "SNAPSHOTREVERT": ("snapshot_revert_success", "snapshot_revert_failure"),
+    "SNAPSHOTDELETE": ("snapshot_delete_success", "snapshot_delete_failure"),
+    "UPDATECONF": ("update_conf_success", "update_conf_failure"),
+    "RESIZE": ("resize_success", "resize_failure"),
+    "EXEC": ("exec_success", "exec_failure"),
+    "EXEC_CANCEL": ("exec_cancel_success", "exec_cancel_failure"),
 }
 _LOG_ONLY = ("REBOOT", "RESET", "CLEANUP")
 _ACTION_TEXT = {"REBOOT": "reboot", "RESET": "reset", "CLEANUP": "cleanup"}
@@ -232,6 +239,8 @@ class VirtualMachineManager:
                         getattr(lcm, fail_name), vm.oid, "Empty deploy ID for virtual machine"
                     )
                     return
+            elif msg.action == "SNAPSHOTCREATE":  # the hypervisor's snapshot id
+                deploy_id = msg.payload.split()[0] if msg.payload.split() else ""
             lcm.schedule(getattr(lcm, ok_name), vm.oid, deploy_id)
             return
         text = msg.action

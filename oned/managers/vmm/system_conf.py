@@ -1,0 +1,299 @@
+"""``one.vm.updateconf`` on the VM template (mirrors
+``VirtualMachineTemplate::get_updateconf_template``, ``VirtualMachine::updateconf``,
+``set_boot_order``, ``parse_features``, ``parse_graphics``/``parse_video`` and
+``VirtualMachineManager::validate_raw``).
+
+Only OS, FEATURES, INPUT, GRAPHICS, VIDEO, RAW, CPU_MODEL, BACKUP_CONFIG (the
+attributes oned lists for each) and CONTEXT are taken; mode 0 replaces each section,
+mode 1 merges it. A changed CONTEXT is parsed again (variables, network context).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from oned.api.vm_context import parse_context
+from oned.errors import InternalError
+from oned.template import Template
+
+if TYPE_CHECKING:
+    from oned.core import Core
+    from oned.objects.vm import VirtualMachine
+
+#: ``VirtualMachineTemplate::UPDATECONF_ATTRS``.
+UPDATECONF_ATTRS: dict[str, tuple[str, ...]] = {
+    "OS": (
+        "ARCH",
+        "MACHINE",
+        "KERNEL",
+        "INITRD",
+        "BOOTLOADER",
+        "BOOT",
+        "KERNEL_CMD",
+        "ROOT",
+        "SD_DISK_BUS",
+        "UUID",
+        "FIRMWARE",
+        "FIRMWARE_FORMAT",
+    ),
+    "FEATURES": (
+        "PAE",
+        "ACPI",
+        "APIC",
+        "LOCALTIME",
+        "HYPERV",
+        "GUEST_AGENT",
+        "VIRTIO_SCSI_QUEUES",
+        "VIRTIO_BLK_QUEUES",
+        "IOTHREADS",
+        "GIC",
+        "RAS",
+        "MIGRATE_AUTO_CONVERGE",
+        "MIGRATE_COMPRESSED",
+    ),
+    "INPUT": ("TYPE", "BUS"),
+    "GRAPHICS": ("TYPE", "LISTEN", "PASSWD", "KEYMAP", "COMMAND"),
+    "VIDEO": ("IOMMU", "ATS", "TYPE", "VRAM", "RESOLUTION"),
+    "RAW": ("TYPE", "DATA", "VALIDATE", "DATA_VMX"),
+    "CPU_MODEL": ("MODEL", "FEATURES"),
+    "BACKUP_CONFIG": (
+        "FS_FREEZE",
+        "KEEP_LAST",
+        "BACKUP_VOLATILE",
+        "INCREMENT_MODE",
+        "MODE",
+        "DISK_IDS",
+        "INTERACTIVE",
+    ),
+}
+_SECTIONS = ("OS", "FEATURES", "INPUT", "GRAPHICS", "VIDEO", "RAW", "CPU_MODEL")
+_BOOL_FEATURES = (
+    "PAE",
+    "ACPI",
+    "APIC",
+    "HYPERV",
+    "LOCALTIME",
+    "GUEST_AGENT",
+    "RAS",
+    "MIGRATE_COMPRESSED",
+)
+_ETH = re.compile(r"^ETH\d+_\w+$")
+
+
+def updateconf_template(tmpl: Template) -> Template:
+    """``get_updateconf_template``: the known keys of each section, and CONTEXT."""
+    out = Template()
+    for name, keys in UPDATECONF_ATTRS.items():
+        old = tmpl.get_vector(name)
+        if old is None:
+            continue
+        new = {}
+        for key in keys:
+            if key not in old:
+                continue
+            if old[key] or (name == "BACKUP_CONFIG" and key == "DISK_IDS"):
+                new[key] = old[key]
+        if new:
+            out.add(name, new)
+    context = tmpl.get_vector("CONTEXT")
+    if context is not None:
+        out.add("CONTEXT", dict(context))
+    return out
+
+
+def _replace_vector(old_tmpl: Template, new_tmpl: Template, name: str, append: bool) -> None:
+    new = new_tmpl.get_vector(name)
+    old = old_tmpl.get_vector(name)
+    if new is None:
+        if not append:
+            old_tmpl.erase(name)
+    elif old is None:
+        old_tmpl.add(name, dict(new))
+    else:
+        for key in UPDATECONF_ATTRS[name]:
+            if key not in new:
+                if not append:
+                    old.pop(key, None)
+            else:
+                old[key] = new[key]
+
+
+def _bool(text: str) -> bool:
+    return text.strip().upper() in ("YES", "TRUE")
+
+
+def _boot_order(tmpl: Template) -> None:
+    """``set_boot_order``: ORDER of the DISKs/NICs named by OS/BOOT."""
+    disks, nics = tmpl.vectors("DISK"), tmpl.vectors("NIC")
+    for dev in (*disks, *nics):
+        dev.pop("ORDER", None)
+    order = (tmpl.get_vector("OS") or {}).get("BOOT", "")
+    if not order:
+        return
+    index = 1
+    for raw in order.split(","):
+        dev_name = raw.upper()
+        match = re.match(r"^(DISK|NIC)(\d+)$", dev_name)
+        if match is None:
+            raise InternalError(
+                f'Wrong OS/BOOT value: "{order}" should be a comma-separated list of disk# or nic#'
+            )
+        devices, id_name = (disks, "DISK_ID") if match.group(1) == "DISK" else (nics, "NIC_ID")
+        wanted = int(match.group(2))
+        found = False
+        for dev in devices:
+            if dev.get(id_name, "").strip() == str(wanted):
+                dev["ORDER"] = str(index)
+                index += 1
+                found = True
+        if not found:
+            raise InternalError(f"Wrong OS/BOOT value. Device with {id_name} {wanted} not found")
+
+
+def _features(tmpl: Template) -> None:
+    features = tmpl.get_vector("FEATURES")
+    if features is None:
+        return
+    for name in _BOOL_FEATURES:
+        if name in features:
+            features[name] = "YES" if _bool(features[name]) else "NO"
+    gic = features.get("GIC", "")
+    if gic and gic not in ("2", "3"):
+        features["GIC"] = "host"
+
+
+def _graphics_video(tmpl: Template) -> None:
+    graphics = tmpl.get_vector("GRAPHICS")
+    if graphics is not None and graphics.get("PORT", ""):
+        port = graphics["PORT"].strip()
+        if not port.isdigit() or int(port) > 65535:
+            raise InternalError("Wrong PORT number in GRAPHICS attribute")
+    video = tmpl.get_vector("VIDEO")
+    if video is None:
+        return
+    vtype = video.get("TYPE", "")
+    if not vtype:
+        raise InternalError("Video TYPE is required")
+    vtype = vtype.lower()
+    if vtype not in ("vga", "cirrus", "none", "virtio"):
+        raise InternalError("Invalid video TYPE, should be either: none, vga, cirrus, or virtio")
+    video["TYPE"] = vtype
+    if (_bool(video.get("IOMMU", "")) or _bool(video.get("ATS", ""))) and vtype != "virtio":
+        raise InternalError("IOMMU and ATS are only available for virtio TYPE")
+    vram = video.get("VRAM", "")
+    if vram and (not vram.strip().isdigit() or int(vram) < 1024):
+        raise InternalError("Invalid VRAM value in VIDEO attribute, must be >= 1024")
+
+
+def validate_raw(core: Core, tmpl: Template) -> None:
+    """``validate_raw``: RAW/TYPE must name a VM_MAD unless VALIDATE is false."""
+    raw = tmpl.get_vector("RAW")
+    if raw is None:
+        return
+    flag = raw.get("VALIDATE")
+    if flag is not None and not _bool(flag):
+        return
+    drivers = {(v.get("NAME") or "").lower() for v in core.config.template.vectors("VM_MAD")}
+    if raw.get("TYPE", "").lower() not in drivers:
+        raise InternalError("Invalid RAW section: unsupported TYPE")
+
+
+def _context(core: Core, vm: VirtualMachine, new_ctx: dict[str, str], append: bool) -> bool:
+    """Update CONTEXT (ETHx_* refused unless CONTEXT_ALLOW_ETH_UPDATES); True when
+    something changed."""
+    tmpl = vm.template
+    old = tmpl.get_vector("CONTEXT")
+    if old is None:
+        raise InternalError("Virtual machine does not have context, cannot add a new one.")
+    allow_eth = _bool(core.config.get("CONTEXT_ALLOW_ETH_UPDATES") or "")
+    changed = False
+    equal: dict[str, str] = {}
+    eth: dict[str, str] = {}
+    for key, value in new_ctx.items():
+        if key in old and old[key] == value:
+            equal[key] = value
+            continue
+        if _ETH.match(key):
+            if not allow_eth:
+                verb = "update" if key in old else "add"
+                raise InternalError(f"Unable to {verb} {key}, update NIC to update network context")
+            eth[key] = value
+        changed = True
+    if not append and any(k not in new_ctx for k in old):
+        changed = True
+    fresh = {k: v for k, v in new_ctx.items() if k not in equal or (not append and k == "NETWORK")}
+    fresh["TARGET"] = old.get("TARGET", "")
+    fresh["DISK_ID"] = old.get("DISK_ID", "")
+    work = tmpl.copy()
+    work.set("CONTEXT", fresh)
+    owner = {
+        "UID": str(vm.uid),
+        "UNAME": vm.uname,
+        "GID": str(vm.gid),
+        "GNAME": vm.gname,
+        "NAME": vm.name,
+        "VMID": str(vm.oid),
+    }
+    parse_context(core, work, vm.user_template, owner)
+    parsed = work.get_vector("CONTEXT") or {}
+    parsed.update(eth)
+    if append:
+        merged = dict(old)
+        merged.update(parsed)
+        tmpl.set("CONTEXT", merged)
+    else:
+        parsed.update({k: v for k, v in equal.items() if k != "NETWORK" or k not in parsed})
+        tmpl.set("CONTEXT", parsed)
+    return changed
+
+
+def updateconf(core: Core, vm: VirtualMachine, new: Template, append: bool) -> bool:
+    """``VirtualMachine::updateconf`` after the state check: True when CONTEXT changed.
+
+    Raises:
+        InternalError: with oned's text.
+    """
+    validate_raw(core, new)
+    _features(new)
+    tmpl = vm.template
+    _replace_vector(tmpl, new, "OS", append)
+    _boot_order(tmpl)
+    for name in _SECTIONS[1:]:
+        _replace_vector(tmpl, new, name, append)
+    changed = False
+    new_ctx = new.get_vector("CONTEXT")
+    if new_ctx is not None:
+        changed = _context(core, vm, new_ctx, append)
+    _graphics_video(tmpl)
+    backup = new.get_vector("BACKUP_CONFIG")
+    if backup is not None:
+        _backup_config(vm, backup, append)
+    return changed
+
+
+def _backup_config(vm: VirtualMachine, new: dict[str, str], append: bool) -> None:
+    """BACKUP_CONFIG goes to the VM's BACKUPS element (``Backups::parse``, simplified:
+    the given keys replace or merge the stored ones)."""
+    from lxml import etree
+
+    root = etree.fromstring(vm.backups_xml)
+    config = root.find("BACKUP_CONFIG")
+    if config is None:
+        config = etree.SubElement(root, "BACKUP_CONFIG")
+        root.remove(config)
+        root.insert(0, config)
+    current = {child.tag: child.text or "" for child in config}
+    if not append:
+        current = {}
+    for key in UPDATECONF_ATTRS["BACKUP_CONFIG"]:
+        if key in new:
+            current[key] = new[key]
+    body = "".join(f"<{k}><![CDATA[{current[k]}]]></{k}>" for k in sorted(current))
+    inner = f"<BACKUP_CONFIG>{body}</BACKUP_CONFIG>" if body else "<BACKUP_CONFIG/>"
+    rest = "".join(
+        etree.tostring(child, encoding="unicode", with_tail=False)
+        for child in root
+        if child.tag != "BACKUP_CONFIG"
+    )
+    vm.backups_xml = f"<BACKUPS>{inner}{rest}</BACKUPS>"

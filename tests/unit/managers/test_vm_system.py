@@ -1,0 +1,422 @@
+"""System snapshots, resize, updateconf, PCI attach/detach and guest exec through the
+real request manager and DM/LCM/VMM managers, with scripted VMM drivers (fake clock)."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from oned.core import Core
+from oned.managers.lifecycle.testing import FakeVmDrivers
+from oned.objects.vm import LcmState as L
+from oned.objects.vm import VmState as S
+from oned.testing.rpc import OnedHarness
+
+from .test_lifecycle import VM_TEMPLATE, LifecycleCase
+
+CTX_TEMPLATE = VM_TEMPLATE + '\nCONTEXT=[ VAR1="a", NETWORK="YES" ]\nOS=[ ARCH="x86_64" ]'
+ACTION = 0x0800
+GONE = "it does not exist."
+PCI_DEVICE = {
+    "ADDRESS": "0000:00:02:0",
+    "SHORT_ADDRESS": "00:02.0",
+    "DOMAIN": "0x0000",
+    "BUS": "0x00",
+    "SLOT": "0x02",
+    "FUNCTION": "0x0",
+    "VENDOR": "8086",
+    "DEVICE": "0a0c",
+    "CLASS": "0403",
+    "VMID": "-1",
+}
+
+
+class SystemCase(LifecycleCase):
+    def err(self, method: str, *params: object) -> tuple[str, int]:
+        reply = list(self.h.call(method, *params))
+        self.assertFalse(reply[0], reply)
+        return str(reply[1]), int(reply[2])
+
+    def template(self, vid: int) -> etree._Element:
+        node = self.vm(vid).find("TEMPLATE")
+        assert node is not None
+        return node
+
+    def host_capacity(self, cpu: int, mem: int, pci: list[dict[str, str]] | None = None) -> None:
+        host = self.h.core.hosts.get(self.hid)
+        assert host is not None
+        host = host.copy()
+        host.share.max_cpu, host.share.max_mem = cpu, mem
+        if pci is not None:
+            host.share.pci = [dict(d) for d in pci]
+        self.h.core.hosts._remember(host)
+
+    def poweroff_vm(self, template: str = VM_TEMPLATE) -> int:
+        vid = int(self.h.ok("one.vm.allocate", template))
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.action("poweroff", vid)
+        self.settle()
+        self.assertEqual(self.states(vid), (S.POWEROFF, L.LCM_INIT))
+        return vid
+
+
+class SnapshotTests(SystemCase):
+    def test_create_revert_delete(self) -> None:
+        """HOTPLUG_SNAPSHOT around each VMM action; the SNAPSHOT vector as oned writes it."""
+        vid = self.running_vm()
+        self.assertEqual(self.h.ok("one.vm.snapshotcreate", vid, "first"), 0)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.HOTPLUG_SNAPSHOT))
+        [sent] = self.drivers.pending("SNAPSHOTCREATE")
+        doc = etree.fromstring(sent.document.encode())
+        self.assertEqual(doc.findtext("DEPLOY_ID"), self.vm(vid).findtext("DEPLOY_ID"))
+        self.assertEqual(doc.findtext("VM/TEMPLATE/SNAPSHOT/ACTIVE"), "YES")
+        self.assertEqual(doc.findtext("VM/TEMPLATE/SNAPSHOT/ACTION"), "CREATE")
+        self.drivers.reply("SNAPSHOTCREATE", vid, info="dummy-snap")
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        snap = self.template(vid).find("SNAPSHOT")
+        assert snap is not None
+        self.assertEqual(
+            [c.tag for c in snap],
+            ["HYPERVISOR_ID", "NAME", "SNAPSHOT_ID", "SYSTEM_DISK_SIZE", "TIME"],
+        )
+        self.assertEqual(snap.findtext("HYPERVISOR_ID"), "dummy-snap")
+        self.assertEqual(snap.findtext("NAME"), "first")
+        self.assertEqual(snap.findtext("SYSTEM_DISK_SIZE"), "256")
+        self.assertEqual(snap.findtext("TIME"), str(int(self.h.clock.seconds())))
+        self.assertEqual(self.h.ok("one.vm.snapshotcreate", vid, ""), 1)
+        self.settle()
+        names = [s.findtext("NAME") for s in self.template(vid).findall("SNAPSHOT")]
+        self.assertEqual(names, ["first", "snapshot-1"])
+        self.assertEqual(self.h.ok("one.vm.snapshotrevert", vid, 0), vid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.HOTPLUG_SNAPSHOT))
+        self.assertEqual(self.drivers.actions(), ["SNAPSHOTREVERT"])
+        self.settle()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.h.ok("one.vm.snapshotdelete", vid, 0), vid)
+        self.settle()
+        ids = [s.findtext("SNAPSHOT_ID") for s in self.template(vid).findall("SNAPSHOT")]
+        self.assertEqual(ids, ["1"])
+        self.assertEqual(len(self.vm(vid).findall("HISTORY_RECORDS/HISTORY")), 1)
+
+    def test_refusals_and_failures(self) -> None:
+        vid = self.running_vm()
+        self.assertEqual(
+            self.err("one.vm.snapshotrevert", vid, 3),
+            (
+                f"[one.vm.snapshotrevert] Could not revert VM {vid} to snapshot 3, {GONE}",
+                ACTION,
+            ),
+        )
+        self.assertEqual(
+            self.err("one.vm.snapshotdelete", vid, 3)[0],
+            f"[one.vm.snapshotdelete] Could not delete snapshot 3 for VM {vid}, it does not exist.",
+        )
+        self.assertEqual(
+            self.err("one.vm.snapshotcreate", 99, "x"),
+            ("[one.vm.snapshotcreate] Error getting virtual machine [99].", 0x0400),
+        )
+        self.drivers.fail.add("snapshotcreate")
+        self.h.ok("one.vm.snapshotcreate", vid, "bad")
+        self.flush()
+        self.drivers.reply("SNAPSHOTCREATE", vid, success=False, info="no space")
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertIsNone(self.template(vid).find("SNAPSHOT"))
+        self.assertIn(
+            "SNAPSHOTCREATE: no space", self.vm(vid).findtext("USER_TEMPLATE/ERROR") or ""
+        )
+        self.action("poweroff", vid)
+        self.settle()
+        self.assertEqual(
+            self.err("one.vm.snapshotcreate", vid, "x")[0],
+            f"[one.vm.snapshotcreate] Could not create a new snapshot for VM {vid}, "
+            "wrong state POWEROFF.",
+        )
+        self.assertEqual(
+            self.err("one.vm.snapshotdelete", vid, 0)[0],
+            f"[one.vm.snapshotdelete] Could not delete snapshot 0 for VM {vid}, "
+            "wrong state POWEROFF.",
+        )
+
+    def test_quota_system_disk_size(self) -> None:
+        """Each snapshot counts its SYSTEM_DISK_SIZE; deleting gives it back."""
+        uid = self.h.ok("one.user.allocate", "q", "pw", "", [1])
+        vid = self.running_vm()
+        self.h.ok("one.vm.chown", vid, uid, -1)
+        self.h.ok("one.user.quota", uid, 'VM=[SYSTEM_DISK_SIZE="300"]')
+        self.h.ok("one.vm.snapshotcreate", vid, "a")
+        self.settle()
+        reply = self.err("one.vm.snapshotcreate", vid, "b")
+        self.assertEqual(reply[1], 0x0200)
+        self.assertIn("SYSTEM_DISK_SIZE", reply[0])
+        user = self.h.ok("one.user.info", uid)
+        self.assertIn("<SYSTEM_DISK_SIZE_USED><![CDATA[256]]></SYSTEM_DISK_SIZE_USED>", user)
+        self.h.ok("one.vm.snapshotdelete", vid, 0)
+        self.settle()
+        user = self.h.ok("one.user.info", uid)
+        self.assertIn("<SYSTEM_DISK_SIZE_USED><![CDATA[0]]></SYSTEM_DISK_SIZE_USED>", user)
+
+    def test_restart_reissues_snapshot(self) -> None:
+        vid = self.running_vm()
+        self.h.ok("one.vm.snapshotcreate", vid, "a")
+        core = Core.create(self.h.config, self.h.clock, self.h.db)
+        from twisted.internet.defer import Deferred
+
+        from oned.testing.rpc import result_of
+
+        result_of(Deferred.fromCoroutine(core.load()))
+        self.h.core = core
+        self.h.manager.core = core
+        self.drivers = FakeVmDrivers()
+        self.start_managers(core, self.drivers)
+        self.assertEqual(self.drivers.actions(), ["SNAPSHOTCREATE"])
+        self.drivers.reply("SNAPSHOTCREATE", vid, info="snap-x")
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.template(vid).findtext("SNAPSHOT/HYPERVISOR_ID"), "snap-x")
+
+    def test_recover_failure_drops_snapshot(self) -> None:
+        vid = self.running_vm()
+        self.h.ok("one.vm.snapshotcreate", vid, "a")
+        self.flush()
+        self.h.ok("one.vm.recover", vid, 0)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertIsNone(self.template(vid).find("SNAPSHOT"))
+
+
+class ResizeTests(SystemCase):
+    def test_poweroff_resize_updates_host_and_history(self) -> None:
+        vid = self.poweroff_vm()
+        self.host_capacity(400, 4 * 1024 * 1024)
+        self.assertEqual(self.share(), (50, 256 * 1024, 1, str(vid)))
+        self.h.ok("one.vm.resize", vid, 'CPU="1.5"\nVCPU="2"\nMEMORY="512"', True)
+        self.assertEqual(self.share(), (150, 512 * 1024, 1, str(vid)))
+        tmpl = self.template(vid)
+        self.assertEqual([tmpl.findtext(n) for n in ("CPU", "VCPU", "MEMORY")], ["1.5", "2", "512"])
+        records = self.vm(vid).findall("HISTORY_RECORDS/HISTORY")
+        self.assertEqual([r.findtext("ACTION") for r in records], ["35", "19"])
+        self.assertEqual(self.states(vid), (S.POWEROFF, L.LCM_INIT))
+        self.assertEqual(
+            self.err("one.vm.resize", vid, 'CPU="8"', True),
+            ("[one.vm.resize] Not enough CPU: 800/400", ACTION),
+        )
+        self.h.ok("one.vm.resize", vid, 'CPU="8"', False)
+        self.assertEqual(self.share()[0], 800)
+
+    def test_states_and_values(self) -> None:
+        pending = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.h.ok("one.vm.resize", pending, 'MEMORY="1024"')
+        self.assertEqual(self.template(pending).findtext("MEMORY"), "1024")
+        self.assertEqual(self.template(pending).findtext("CPU"), "0.5")
+        self.assertEqual(
+            self.err("one.vm.resize", pending, 'CPU="-1"'),
+            ("[one.vm.resize] CPU must be a positive float or integer value.", 0x2000),
+        )
+        running = self.running_vm()
+        self.assertEqual(
+            self.err("one.vm.resize", running, 'CPU="1"')[0],
+            "[one.vm.resize] Hotplug resize not supported by driver dummy",
+        )
+        self.action("suspend", running)
+        self.settle()
+        self.assertEqual(
+            self.err("one.vm.resize", running, 'CPU="1"')[0],
+            "[one.vm.resize] Cannot resize a VM in state SUSPENDED",
+        )
+
+    def test_quota_refusal(self) -> None:
+        uid = self.h.ok("one.user.allocate", "q", "pw", "", [1])
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.h.ok("one.vm.chown", vid, uid, -1)
+        self.h.ok("one.user.quota", uid, 'VM=[MEMORY="300"]')
+        reply = self.err("one.vm.resize", vid, 'MEMORY="512"')
+        self.assertEqual(reply[1], 0x0200)
+        self.assertIn("MEMORY", reply[0])
+        self.assertEqual(self.template(vid).findtext("MEMORY"), "256")
+
+
+class LiveResizeTests(SystemCase):
+    def setUp(self) -> None:
+        self.h = OnedHarness(
+            'VM_MAD=[ NAME="live", EXECUTABLE="one_vmm_dummy", TYPE="xml", LIVE_RESIZE="yes" ]'
+        )
+        self.addCleanup(self.h.close)
+        self.h.ok("one.datastore.update", 0, 'TM_MAD="dummy"', 1)
+        self.hid = self.h.ok("one.host.allocate", "host01", "dummy", "live", -1)
+        self.drivers = FakeVmDrivers()
+        self.start_managers(self.h.core, self.drivers)
+
+    def test_hotplug_resize_success_and_failure(self) -> None:
+        vid = self.running_vm()
+        self.host_capacity(400, 4 * 1024 * 1024)
+        self.h.ok("one.vm.resize", vid, 'CPU="1"\nMEMORY="512"')
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.HOTPLUG_RESIZE))
+        self.assertEqual(self.template(vid).findtext("RESIZE/MEMORY"), "256")
+        self.assertEqual(self.share()[:2], (100, 512 * 1024))
+        self.drivers.reply("RESIZE", vid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertIsNone(self.template(vid).find("RESIZE"))
+        self.h.ok("one.vm.resize", vid, 'CPU="2"\nMEMORY="1024"')
+        self.flush()
+        self.drivers.reply("RESIZE", vid, success=False, info="-")
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.template(vid).findtext("CPU"), "1")
+        self.assertEqual(self.template(vid).findtext("MEMORY"), "512")
+        self.assertEqual(self.share()[:2], (100, 512 * 1024))
+
+
+class UpdateConfTests(SystemCase):
+    def test_running_context_change_goes_live(self) -> None:
+        vid = self.h.ok("one.vm.allocate", CTX_TEMPLATE)
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.h.ok("one.vm.updateconf", vid, 'OS=[ BOOT="" , ARCH="aarch64" ]\nMEMORY="9"', 1)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.template(vid).findtext("OS/ARCH"), "aarch64")
+        self.assertEqual(self.template(vid).findtext("MEMORY"), "256")
+        self.assertEqual(self.drivers.actions(), [])
+        self.h.ok("one.vm.updateconf", vid, 'CONTEXT=[ VAR1="b", NETWORK="YES" ]', 1)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.HOTPLUG))
+        [sent] = self.drivers.pending("UPDATECONF")
+        doc = etree.fromstring(sent.document.encode())
+        self.assertTrue((doc.findtext("TM_COMMAND") or "").startswith("CONTEXT dummy "))
+        self.assertTrue((doc.findtext("DISK_TARGET_PATH") or "").endswith(f"/{vid}/disk.0"))
+        self.drivers.reply("UPDATECONF", vid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        ctx = self.template(vid).find("CONTEXT")
+        assert ctx is not None
+        self.assertEqual(ctx.findtext("VAR1"), "b")
+        self.assertEqual(ctx.findtext("TARGET"), "sda")
+        self.assertEqual(ctx.findtext("DISK_ID"), "0")
+
+    def test_refusals(self) -> None:
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        self.assertEqual(
+            self.err("one.vm.updateconf", vid, 'OS=[ARCH="x"]', 2),
+            ("[one.vm.updateconf] Wrong update type", 0x1000),
+        )
+        self.assertEqual(
+            self.err("one.vm.updateconf", vid, 'CONTEXT=[A="1"]', 0),
+            (
+                "[one.vm.updateconf] Virtual machine does not have context, cannot add a new one.",
+                0x2000,
+            ),
+        )
+        self.assertEqual(
+            self.err("one.vm.updateconf", vid, 'OS=[BOOT="disk7"]', 0)[0],
+            "[one.vm.updateconf] Wrong OS/BOOT value. Device with DISK_ID 7 not found",
+        )
+        self.h.ok("one.vm.updateconf", vid, 'GRAPHICS=[TYPE="VNC", LISTEN="0.0.0.0"]', 0)
+        self.assertEqual(self.template(vid).findtext("GRAPHICS/TYPE"), "VNC")
+        self.assertIsNone(self.template(vid).find("OS"))
+        running = self.running_vm()
+        self.action("suspend", running)
+        self.settle()
+        self.assertEqual(
+            self.err("one.vm.updateconf", running, 'OS=[ARCH="x"]', 0)[0],
+            "[one.vm.updateconf] configuration cannot be updated in state SUSPENDED",
+        )
+
+
+class PciTests(SystemCase):
+    def test_attach_detach_in_poweroff(self) -> None:
+        vid = self.poweroff_vm()
+        self.host_capacity(400, 4 * 1024 * 1024, [PCI_DEVICE])
+        self.h.ok("one.vm.attachpci", vid, 'PCI=[ SHORT_ADDRESS="00:02.0" ]')
+        pci = self.template(vid).find("PCI")
+        assert pci is not None
+        self.assertEqual(pci.findtext("PCI_ID"), "0")
+        self.assertEqual(pci.findtext("ADDRESS"), "0000:00:02:0")
+        self.assertEqual(pci.findtext("VM_BUS"), "0x01")
+        self.assertEqual(pci.findtext("VM_SLOT"), "0x01")
+        self.assertEqual(pci.findtext("VM_ADDRESS"), "01:01.0")
+        host = etree.fromstring(self.h.ok("one.host.info", self.hid).encode())
+        self.assertEqual(host.findtext("HOST_SHARE/PCI_DEVICES/PCI/VMID"), str(vid))
+        records = self.vm(vid).findall("HISTORY_RECORDS/HISTORY")
+        self.assertEqual(records[-2].findtext("ACTION"), "58")
+        self.assertEqual(
+            self.err("one.vm.attachpci", vid, 'PCI=[ SHORT_ADDRESS="00:02.0" ]')[0],
+            "[one.vm.attachpci] Cannot assign PCI device in host. Check address and free devices",
+        )
+        self.h.ok("one.vm.detachpci", vid, 0)
+        self.assertIsNone(self.template(vid).find("PCI"))
+        host = etree.fromstring(self.h.ok("one.host.info", self.hid).encode())
+        self.assertEqual(host.findtext("HOST_SHARE/PCI_DEVICES/PCI/VMID"), "-1")
+        self.assertEqual(
+            self.err("one.vm.detachpci", vid, 0)[0], "[one.vm.detachpci] PCI device not found"
+        )
+
+    def test_refusals(self) -> None:
+        vid = self.running_vm()
+        self.assertEqual(
+            self.err("one.vm.attachpci", vid, 'PCI=[ SHORT_ADDRESS="00:02.0" ]')[0],
+            "[one.vm.attachpci] VM in wrong state, it has to be in poweroff",
+        )
+        self.assertEqual(
+            self.err("one.vm.attachpci", vid, 'DISK=[ A="1" ]')[0],
+            "[one.vm.attachpci] PCI attribute not found",
+        )
+        self.assertEqual(
+            self.err("one.vm.attachpci", vid, 'PCI=[ A="1" ]')[0],
+            "[one.vm.attachpci] SHORT_ADDRESS, DEVICE, VENDOR or CLASS must be defined for PCI.",
+        )
+        self.assertEqual(
+            self.err("one.vm.attachpci", vid, 'PCI=[ VENDOR="zz" ]')[0],
+            "[one.vm.attachpci] Wrong Hex value for PCI attribute VENDOR",
+        )
+
+
+class ExecTests(SystemCase):
+    def test_exec_cancel_retry(self) -> None:
+        vid = self.running_vm()
+        self.h.ok("one.vm.exec", vid, "ls -l", "in")
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.HOTPLUG))
+        self.assertEqual(self.template(vid).findtext("QEMU_GA_EXEC/COMMAND"), "ls -l")
+        self.drivers.reply("EXEC", vid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.template(vid).findtext("QEMU_GA_EXEC/STATUS"), "EXECUTING")
+        self.assertEqual(
+            self.err("one.vm.exec", vid, "x", ""),
+            (
+                "[one.vm.exec] Could not execute command, a command is already being executed",
+                ACTION,
+            ),
+        )
+        self.h.ok("one.vm.cancelexec", vid)
+        self.flush()
+        self.drivers.reply("EXEC_CANCEL", vid)
+        self.flush()
+        self.assertEqual(self.template(vid).findtext("QEMU_GA_EXEC/STATUS"), "CANCELLED")
+        self.assertEqual(
+            self.err("one.vm.cancelexec", vid)[0],
+            "[one.vm.cancelexec] Could not cancel command, there is no command being executed",
+        )
+        self.h.ok("one.vm.retryexec", vid)
+        self.flush()
+        [sent] = self.drivers.pending("EXEC")
+        doc = etree.fromstring(sent.document.encode())
+        self.assertEqual(doc.findtext("VM/TEMPLATE/QEMU_GA_EXEC/COMMAND"), "ls -l")
+        self.assertEqual(doc.findtext("VM/TEMPLATE/QEMU_GA_EXEC/STDIN"), "in")
+        self.drivers.reply("EXEC", vid, success=False, info="guest agent down")
+        self.flush()
+        self.assertEqual(self.template(vid).findtext("QEMU_GA_EXEC/STATUS"), "ERROR")
+        actions = [r.findtext("ACTION") for r in self.vm(vid).findall("HISTORY_RECORDS/HISTORY")]
+        self.assertEqual(actions, ["61", "63", "61", "0"])
+        self.action("poweroff", vid)
+        self.settle()
+        self.assertEqual(
+            self.err("one.vm.exec", vid, "ls", "")[0],
+            "[one.vm.exec] Could not execute command, VM must be in running",
+        )
