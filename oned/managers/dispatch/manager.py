@@ -296,6 +296,10 @@ class DispatchManager(
             previous = vm.current
             if previous is None or previous.action != VMAction.STOP:
                 self._vnc_port(tx, cid)
+            from oned.managers.transfer.script import check_tm_mad_disks
+
+            if error := check_tm_mad_disks(self.core, vm.template, tm_mad):
+                raise ActionError(error)
             self.lcm.new_history(tx, hid, hostname, cid, vm_mad, tm_mad, ds_id)
             self.lcm.deploy(tx)
 

@@ -265,7 +265,8 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             ds_id,
         )
         tx.add_history(record)
-        tx.vm.template.set("TM_MAD_SYSTEM", tm_mad)
+        if not tx.vm.template.get("TM_MAD_SYSTEM"):  # kept once set (check_tm_mad_disks)
+            tx.vm.template.set("TM_MAD_SYSTEM", tm_mad)
         return record
 
     # -- service -----------------------------------------------------------------------

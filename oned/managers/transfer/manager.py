@@ -74,87 +74,71 @@ class TransferManager:
         return f"{host}:{system_dir(self.core, vm)}/disk.{disk_id}"
 
     def prolog_lines(self, vm: VirtualMachine) -> list[str]:
-        """``prolog_transfer_command`` for every DISK."""
-        current = vm.current
-        assert current is not None
-        host, vid = current.hostname, vm.oid
-        lines = []
-        for disk in vm.template.vectors("DISK"):
-            disk_id = disk.get("DISK_ID", "0")
-            target = self._disk_path(vm, host, disk_id)
-            dtype = disk.get("TYPE", "").upper()
-            tm = disk.get("TM_MAD", current.tm_mad)
-            if dtype == "SWAP":
-                lines.append(
-                    f"MKSWAP {current.tm_mad} {disk.get('SIZE', '0')} {target} "
-                    f"{vid} {current.ds_id}"
-                )
-            elif dtype == "FS" or (not disk.get("SOURCE") and not disk.get("IMAGE_ID")):
-                fmt = disk.get("FORMAT", "raw")
-                size = disk.get("SIZE", "0")
-                lines.append(
-                    f"MKIMAGE {current.tm_mad} {size} {fmt} {target} {vid} {current.ds_id}"
-                )
-            else:
-                source = disk.get("SOURCE", "")
-                if ":" not in source:
-                    source = f"{self.frontend}:{source}"
-                word = "CLONE" if disk.get("CLONE", "NO").upper() == "YES" else "LN"
-                lines.append(f"{word} {tm} {source} {target} {vid} {disk.get('DATASTORE_ID', '')}")
-        return lines
+        """``prolog_transfer_command`` for every DISK, then the kernel/initrd kept in a
+        datastore (``script.prolog``; raises ``script.TransferError``)."""
+        from oned.managers.transfer import script
 
-    def epilog_lines(self, vm: VirtualMachine, local: bool) -> list[str]:
-        """``epilog_transfer_command``: DELETE (or MVDS when SAVE=YES) per disk, then
-        the VM directory."""
+        result = script.prolog(vm, self.frontend, system_dir(self.core, vm))
+        os_vec = vm.template.get_vector("OS")
+        if os_vec is not None:
+            os_vec.update(result.os_updates)  # set_kernel / set_initrd
+        self._log_script(vm, result)
+        return result.lines
+
+    def epilog_lines(self, vm: VirtualMachine, local: bool, op: str = "epilog") -> list[str]:
+        """``epilog_transfer_command`` (terminate) or ``epilog_delete_commands``
+        (``op`` "delete"), on the host or, ``local``, the front-end."""
+        from oned.managers.transfer import script
+
         current = vm.current
         assert current is not None
         host = self.frontend if local else current.hostname
-        vid = vm.oid
-        lines = []
-        for disk in vm.template.vectors("DISK"):
-            disk_id = disk.get("DISK_ID", "0")
-            path = self._disk_path(vm, host, disk_id)
-            tm = disk.get("TM_MAD", current.tm_mad)
-            ds = disk.get("DATASTORE_ID", str(current.ds_id))
-            if disk.get("SAVE", "NO").upper() == "YES":
-                lines.append(f"MVDS {tm} {path} {disk.get('SOURCE', '')} {vid} {ds}")
-            else:
-                lines.append(f"DELETE {tm} {path} {vid} {ds}")
-        lines.append(
-            f"DELETE {current.tm_mad} {host}:{system_dir(self.core, vm)} {vid} {current.ds_id}"
-        )
-        return lines
+        sysdir = system_dir(self.core, vm)
+        if op == "delete":
+            result = script.epilog_delete(vm, host, sysdir, current.tm_mad, current.ds_id)
+        else:
+            result = script.epilog(vm, host, sysdir)
+        self._log_script(vm, result)
+        return result.lines
 
     def mv_lines(self, vm: VirtualMachine, to_frontend: bool) -> list[str]:
-        """``epilog_stop`` (host to front-end) / ``prolog_resume`` (back to the host)."""
-        current = vm.current
-        assert current is not None
-        vid, sysdir = vm.oid, system_dir(self.core, vm)
-        src, dst = current.hostname, self.frontend
-        if not to_frontend:
-            src, dst = dst, src
-        lines = []
-        for disk in vm.template.vectors("DISK"):
-            disk_id = disk.get("DISK_ID", "0")
-            tm = disk.get("TM_MAD", current.tm_mad)
-            ds = disk.get("DATASTORE_ID", str(current.ds_id))
-            lines.append(
-                f"MV {tm} {src}:{sysdir}/disk.{disk_id} {dst}:{sysdir}/disk.{disk_id} {vid} {ds}"
-            )
-        lines.append(f"MV {current.tm_mad} {src}:{sysdir} {dst}:{sysdir} {vid} {current.ds_id}")
-        return lines
+        """``epilog_stop`` (host to front-end) / ``prolog_resume`` (from the previous
+        record's directory on the front-end to the host)."""
+        from oned.managers.transfer import script
+
+        sysdir = system_dir(self.core, vm)
+        if to_frontend:
+            return script.epilog_stop(vm, self.frontend, sysdir).lines
+        previous = vm.previous or vm.current
+        assert previous is not None
+        prev_dir = f"{ds_location(self.core)}/{previous.ds_id}/{vm.oid}"
+        return script.prolog_resume(vm, self.frontend, prev_dir, sysdir).lines
+
+    def _log_script(self, vm: VirtualMachine, result: Any) -> None:
+        lines = [("TrM", "W", text) for text in result.warnings]
+        lines += [("TrM", "E", text) for text in result.errors]
+        if lines:
+            write_vm_log(self.core, vm.oid, lines, self.core.now())
 
     # -- operations ------------------------------------------------------------------
 
     def prolog(self, vm: VirtualMachine) -> None:
-        self._transfer(vm, "prolog", self.prolog_lines(vm))
+        from oned.managers.transfer.script import TransferError
+
+        try:
+            lines = self.prolog_lines(vm)
+        except TransferError as exc:
+            if self.lcm is not None:
+                self.lcm.schedule(self.lcm.prolog_failure, vm.oid, str(exc))
+            return
+        self._transfer(vm, "prolog", lines)
 
     def prolog_resume(self, vm: VirtualMachine) -> None:
         self._transfer(vm, "resume", self.mv_lines(vm, to_frontend=False))
 
     def epilog(self, vm: VirtualMachine, local: bool = False, op: str = "epilog") -> None:
         """Terminate's epilog (``op`` "delete" for ``recover --delete``)."""
-        self._transfer(vm, op, self.epilog_lines(vm, local))
+        self._transfer(vm, op, self.epilog_lines(vm, local, op))
 
     def epilog_stop(self, vm: VirtualMachine) -> None:
         self._transfer(vm, "stop", self.mv_lines(vm, to_frontend=True))

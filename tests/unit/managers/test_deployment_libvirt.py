@@ -63,8 +63,7 @@ def make_vm(text: str, vm_mad: str = "kvm") -> VirtualMachine:
 BASE = 'NAME="v"\nCPU="0.5"\nVCPU="2"\nMEMORY="512"\n'
 
 FULL = (
-    BASE
-    + 'DISK=[DISK_ID="0",TARGET="vda",SOURCE="/var/lib/one//datastores/1/abc",CLONE="YES",'
+    BASE + 'DISK=[DISK_ID="0",TARGET="vda",SOURCE="/var/lib/one//datastores/1/abc",CLONE="YES",'
     'TM_MAD="shared",DATASTORE_ID="1",TYPE="FILE",DRIVER="qcow2",IMAGE_ID="0"]\n'
     'DISK=[DISK_ID="1",TARGET="sda",TYPE="CDROM",SOURCE="/x/iso",CLONE="NO",READONLY="YES"]\n'
     'CONTEXT=[DISK_ID="2",TARGET="sdb",NETWORK="YES"]\n'
@@ -225,8 +224,7 @@ class LibvirtGoldenTests(unittest.TestCase):
 
     def test_kernel_boot_cpu_model_and_features(self) -> None:
         doc = self.render(
-            BASE
-            + 'OS=[KERNEL="/k",INITRD="/i",ROOT="vda",KERNEL_CMD="ro console=ttyS0",'
+            BASE + 'OS=[KERNEL="/k",INITRD="/i",ROOT="vda",KERNEL_CMD="ro console=ttyS0",'
             'MACHINE="pc"]\nCPU_MODEL=[MODEL="host-passthrough"]\n'
             'FEATURES=[PAE="yes",APIC="yes",LOCALTIME="yes",GUEST_AGENT="no"]\n'
             'RAW=[TYPE="kvm",DATA="<devices><serial type=\'pty\'/></devices>"]\n'
@@ -258,14 +256,16 @@ class LibvirtGoldenTests(unittest.TestCase):
         )
 
     def test_memory_max_vcpu_max_and_shares(self) -> None:
-        doc = self.render('NAME="v"\nCPU="200"\nVCPU="1"\nVCPU_MAX="4"\nMEMORY="128"\n'
-                          'MEMORY_MAX="1024"')
+        doc = self.render(
+            'NAME="v"\nCPU="200"\nVCPU="1"\nVCPU_MAX="4"\nMEMORY="128"\nMEMORY_MAX="1024"'
+        )
         self.assertIn("\t<vcpu current='1'><![CDATA[4]]></vcpu>\n", doc)
         self.assertIn("\t\t<shares>204800</shares>\n", doc)
         self.assertIn("\t<memory>1048576</memory>\n\t<currentMemory>131072</currentMemory>\n", doc)
         hot = self.render(BASE + 'MEMORY_MAX="1024"\nMEMORY_RESIZE_MODE="HOTPLUG"')
-        self.assertIn("\t<memory>524288</memory>\n\t<maxMemory slots='16'>1048576</maxMemory>\n",
-                      hot)
+        self.assertIn(
+            "\t<memory>524288</memory>\n\t<maxMemory slots='16'>1048576</maxMemory>\n", hot
+        )
         self.assertIn(
             "\t<cpu>\n\t\t<numa>\n\t\t\t<cell id='0' cpus='0-1' memory='524288' unit='KiB'/>\n"
             "\t\t</numa>\n\t</cpu>\n",
@@ -279,8 +279,7 @@ class LibvirtGoldenTests(unittest.TestCase):
 
     def test_network_disks_and_volatile(self) -> None:
         doc = self.render(
-            BASE
-            + 'DISK=[DISK_ID="0",TARGET="vda",TYPE="RBD",SOURCE="one/one-3",CLONE="YES",'
+            BASE + 'DISK=[DISK_ID="0",TARGET="vda",TYPE="RBD",SOURCE="one/one-3",CLONE="YES",'
             'CEPH_HOST="mon1 mon2:3300",CEPH_USER="libvirt",CEPH_SECRET="uuid-1"]\n'
             'DISK=[DISK_ID="1",TARGET="vdb",TYPE="swap",DISK_TYPE="BLOCK",SIZE="10"]\n'
             'DISK=[DISK_ID="2",TARGET="vdc",TYPE="GLUSTER",GLUSTER_VOLUME="vol",'
@@ -314,8 +313,7 @@ class LibvirtGoldenTests(unittest.TestCase):
 
     def test_iotune_boot_order_and_scsi(self) -> None:
         doc = self.render(
-            BASE
-            + 'DISK=[DISK_ID="0",TARGET="sdc",ORDER="1",TOTAL_BYTES_SEC="100",'
+            BASE + 'DISK=[DISK_ID="0",TARGET="sdc",ORDER="1",TOTAL_BYTES_SEC="100",'
             'TOTAL_BYTES_SEC_MAX="50",READ_IOPS_SEC="10",READ_IOPS_SEC_MAX="20",'
             'READ_IOPS_SEC_MAX_LENGTH="5",SIZE_IOPS_SEC="4096",SERIAL="abc"]\n'
             'OS=[SD_DISK_BUS="scsi",MACHINE="pc"]',
@@ -339,8 +337,7 @@ class LibvirtGoldenTests(unittest.TestCase):
 
     def test_nic_variants_graphics_video_input(self) -> None:
         doc = self.render(
-            BASE
-            + 'NIC=[NIC_ID="0",MAC="m0",TARGET="t0",MODEL="e1000",ORDER="2"]\n'
+            BASE + 'NIC=[NIC_ID="0",MAC="m0",TARGET="t0",MODEL="e1000",ORDER="2"]\n'
             'NIC=[NIC_ID="1",BRIDGE="ovsbr",BRIDGE_TYPE="openvswitch",IP="10.0.0.1",'
             'FILTER="clean-traffic",VIRTIO_QUEUES="4",INBOUND_AVG_BW="100",'
             'OUTBOUND_PEAK_KB="9"]\n'
@@ -382,8 +379,10 @@ class LibvirtGoldenTests(unittest.TestCase):
                 "Graphics not supported or undefined, ignored.",
             ],
         )
-        doc = self.render(BASE + 'CONTEXT=[DISK_ID="1",TARGET="hda"]\nOS=[MACHINE="pc"]',
-                          ds='CONTEXT_DISK_TYPE="BLOCK"')
+        doc = self.render(
+            BASE + 'CONTEXT=[DISK_ID="1",TARGET="hda"]\nOS=[MACHINE="pc"]',
+            ds='CONTEXT_DISK_TYPE="BLOCK"',
+        )
         self.assertIn(
             "\t\t<disk type='block' device='cdrom'>\n"
             f"\t\t\t<source dev='{SYS}/disk.1'/>\n"
@@ -391,10 +390,20 @@ class LibvirtGoldenTests(unittest.TestCase):
             doc,
         )
 
+    def test_kernel_from_a_datastore(self) -> None:
+        doc = self.render(
+            BASE + 'OS=[KERNEL_DS="$FILE[IMAGE_ID=5]",KERNEL_DS_SOURCE="/f/k",KERNEL_DS_DSID="2",'
+            'KERNEL_DS_TM="ssh",KERNEL_CMD="quiet"]'
+        )
+        self.assertIn(
+            f"\t\t<kernel><![CDATA[{SYS}/kernel]]></kernel>\n"
+            "\t\t<cmdline><![CDATA[quiet]]></cmdline>\n",
+            doc,
+        )
+
     def test_pinned_numa_topology(self) -> None:
         doc = self.render(
-            BASE
-            + 'TOPOLOGY=[PIN_POLICY="CORE",SOCKETS="1",CORES="2",THREADS="1"]\n'
+            BASE + 'TOPOLOGY=[PIN_POLICY="CORE",SOCKETS="1",CORES="2",THREADS="1"]\n'
             'NUMA_NODE=[TOTAL_CPUS="2",CPUS="3,5",MEMORY="524288",MEMORY_NODE_ID="0"]'
         )
         self.assertIn(

@@ -83,6 +83,17 @@ def _cpu_memory(d: Domain) -> tuple[int, bool]:
     return memory, hotplug
 
 
+def _from_datastore(d: Domain, base: str) -> str:
+    """The copy the prolog made of a kernel/initrd image (``set_kernel``/``set_initrd``
+    write it in the VM's OS; this covers a VM document read before that update)."""
+    os_vec = d.vm.template.get_vector("OS") or {}
+    if os_vec.get(base) or not os_vec.get(f"{base}_DS"):
+        return ""
+    if all(os_vec.get(f"{base}_DS_{key}") for key in ("SOURCE", "DSID", "TM")):
+        return f"{d.system_dir}/{base.lower()}"
+    return ""
+
+
 def _os(d: Domain) -> tuple[bool, bool, bool]:
     look = d.look
     firmware = look.vstring("OS", "FIRMWARE")
@@ -93,8 +104,8 @@ def _os(d: Domain) -> tuple[bool, bool, bool]:
     d.w("\t<os firmware='efi'>\n" if efi_auto else "\t<os>\n")
     d.arch = look.vstring("OS", "ARCH")
     d.machine = look.vstring("OS", "MACHINE")
-    kernel = look.vstring("OS", "KERNEL")
-    initrd = look.vstring("OS", "INITRD")
+    kernel = _from_datastore(d, "KERNEL") or look.vstring("OS", "KERNEL")
+    initrd = _from_datastore(d, "INITRD") or look.vstring("OS", "INITRD")
     bootloader = look.vstring("OS", "BOOTLOADER")
     root = look.vstring("OS", "ROOT")
     kernel_cmd = look.vstring("OS", "KERNEL_CMD")
