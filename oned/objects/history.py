@@ -47,6 +47,8 @@ class VMAction:
     UPDATE = 36
     RECOVER = 42
     MONITOR = 44
+    POWEROFF_MIGRATE = 48
+    POWEROFF_HARD_MIGRATE = 49
 
 
 #: ``one.vm.action`` names and their ids.

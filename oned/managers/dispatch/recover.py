@@ -85,6 +85,7 @@ class DispatchRecover:
             host = tx.host(current.hid)
             if host is not None:
                 del_capacity(host, vm)
+            self.lcm.release_previous_host(tx)
         self.lcm.done(tx)
         return True
 
@@ -101,6 +102,7 @@ class DispatchRecover:
             host = tx.host(record.hid)
             if host is not None:
                 del_capacity(host, vm)
+            self.lcm.release_previous_host(tx)
             snapshot = vm.copy()
             tx.then(lambda: self.lcm.vmm.driver_cancel(snapshot))
             tx.then(lambda: self.lcm.vmm.cleanup(snapshot))

@@ -17,7 +17,9 @@ from oned._async import background
 from oned.log import logger
 from oned.managers.lifecycle.backup_actions import LcmBackups
 from oned.managers.lifecycle.disk_actions import LcmDisks
+from oned.managers.lifecycle.migrate_actions import RETRY as MIGRATE_RETRY
 from oned.managers.lifecycle.migrate_actions import LcmMigrate
+from oned.managers.lifecycle.monitor_states import LcmMonitor
 from oned.managers.lifecycle.nic_actions import LcmNics
 from oned.managers.lifecycle.states import LcmStates
 from oned.managers.lifecycle.system_actions import LcmSystem
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 _HARD = {VMAction.TERMINATE_HARD, VMAction.POWEROFF_HARD, VMAction.UNDEPLOY_HARD}
 
 
-class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmMigrate):
+class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmMigrate, LcmMonitor):
     """LCM actions and driver-reply callbacks for every VM."""
 
     log = logger("LCM")
@@ -214,6 +216,8 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             L.EPILOG_STOP: lambda: self.tm.epilog_stop(vm),
             L.EPILOG_UNDEPLOY: lambda: self.tm.epilog_stop(vm),
         }
+        replay.update(self.migrate_replay(vm))
+        replay[L.HOTPLUG_NIC] = replay[L.HOTPLUG_NIC_POWEROFF] = lambda: self.resume_nic(vm)
         step = replay.get(lcm) or self.disk_replay(vm) or self.system_replay(vm)
         if step is not None:
             self.log.info(
@@ -221,9 +225,7 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             )
             step()
             return
-        if lcm in (L.MIGRATE, L.SAVE_MIGRATE, L.BOOT_MIGRATE, L.PROLOG_MIGRATE):
-            self.schedule(self.deploy_failure, vm.oid, "Interrupted by an oned restart")
-        elif lcm.name.startswith(("HOTPLUG", "DISK_SNAPSHOT", "DISK_RESIZE", "BACKUP")) or lcm in (
+        if lcm.name.startswith(("HOTPLUG", "DISK_SNAPSHOT", "DISK_RESIZE", "BACKUP")) or lcm in (
             L.RESTORE,
         ):
             self.schedule(self.hotplug_interrupted, vm.oid)
@@ -296,19 +298,21 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             return
         if name.startswith("PROLOG"):
             await (self.prolog_success(vid) if success else self.prolog_failure(vid))
-        elif name.startswith("BOOT"):
+        elif name.startswith("BOOT") or lcm == L.MIGRATE:
             if success:
                 await self.deploy_success(vid, vm.deploy_id or f"one-{vid}")
             else:
                 await self.deploy_failure(vid)
         elif name.startswith("SHUTDOWN"):
             await (self.shutdown_success(vid) if success else self.shutdown_failure(vid))
-        elif lcm in (L.SAVE_STOP, L.SAVE_SUSPEND):
+        elif lcm in (L.SAVE_STOP, L.SAVE_SUSPEND, L.SAVE_MIGRATE):
             await (self.save_success(vid) if success else self.save_failure(vid))
         elif name.startswith("EPILOG"):
             await (self.epilog_success(vid) if success else self.epilog_failure(vid))
         elif lcm in (L.HOTPLUG_SNAPSHOT, L.HOTPLUG_RESIZE):
             await self.recover_system(vid, success)
+        elif lcm in (L.HOTPLUG_NIC, L.HOTPLUG_NIC_POWEROFF):
+            await (self.attach_nic_success(vid) if success else self.attach_nic_failure(vid))
         elif lcm == L.CLEANUP_DELETE:
             await transition(self.core, vid, self._cleanup_done, f"recover VM {vid}")
 
@@ -361,6 +365,8 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             L.EPILOG_STOP: lambda: self.tm.epilog_stop(vm),
             L.EPILOG_UNDEPLOY: lambda: self.tm.epilog_stop(vm),
         }
+        table.update(self.migrate_replay(vm))
+        table[L.HOTPLUG_NIC] = table[L.HOTPLUG_NIC_POWEROFF] = lambda: self.resume_nic(vm)
         return table.get(lcm)
 
     def delete(self, tx: Tx) -> None:
@@ -375,6 +381,7 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             from oned.managers.lifecycle.tx import del_capacity
 
             del_capacity(host, vm)
+        self.release_previous_host(tx)
         tx.lcm(L.CLEANUP_DELETE)
         snapshot = vm.copy()
         if lcm.name.startswith(("PROLOG", "EPILOG")):
@@ -395,4 +402,5 @@ _RETRY = {
     L.EPILOG_FAILURE: L.EPILOG,
     L.EPILOG_STOP_FAILURE: L.EPILOG_STOP,
     L.EPILOG_UNDEPLOY_FAILURE: L.EPILOG_UNDEPLOY,
+    **MIGRATE_RETRY,
 }

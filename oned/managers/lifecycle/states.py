@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 
 from oned.managers.lifecycle.disks import images_of
 from oned.managers.lifecycle.disks import release_all as release_images
+from oned.managers.lifecycle.migrate_actions import PROLOG_MIGRATES, ROLLBACK, LcmMigrate
 from oned.managers.lifecycle.nics import release_all
 from oned.managers.lifecycle.tx import Tx, del_capacity, transition
+from oned.managers.lifecycle.vmgroups import leave as leave_vmgroup
 from oned.objects.history import VMAction
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VmState as S
@@ -54,7 +56,7 @@ _EPILOG_FAILURES = {
 }
 
 
-class LcmStates:
+class LcmStates(LcmMigrate):
     """The ``trigger_*_success/failure`` callbacks."""
 
     core: Core
@@ -77,6 +79,8 @@ class LcmStates:
         def step(tx: Tx) -> bool:
             vm, lcm = tx.vm, tx.vm.lcm_state
             record = tx.history
+            if lcm in PROLOG_MIGRATES:
+                return self.prolog_migrate_success(tx)
             if lcm in (L.PROLOG_RESUME, L.PROLOG_RESUME_FAILURE):
                 tx.lcm(L.BOOT_STOPPED)
                 action = self.vmm.restore
@@ -97,6 +101,8 @@ class LcmStates:
 
     async def prolog_failure(self, vid: int, message: str = "") -> None:
         def step(tx: Tx) -> bool:
+            if tx.vm.lcm_state in ROLLBACK:
+                return self.prolog_migrate_rollback(tx)
             failed = _PROLOG_FAILURES.get(L(tx.vm.lcm_state))
             if failed is None:
                 return self._wrong(tx, "prolog_failure_action")
@@ -113,6 +119,9 @@ class LcmStates:
     async def deploy_success(self, vid: int, deploy_id: str = "") -> None:
         def step(tx: Tx) -> bool:
             vm = tx.vm
+            if vm.lcm_state == L.MIGRATE:
+                self.migrate_success(tx)
+                return True
             if vm.lcm_state not in _BOOTS:
                 return self._wrong(tx, "deploy_success_action")
             if deploy_id:
@@ -143,6 +152,8 @@ class LcmStates:
                 self._leave_active(tx, S.POWEROFF)
             elif lcm == L.BOOT_SUSPENDED:
                 self._leave_active(tx, S.SUSPENDED)
+            elif lcm == L.MIGRATE:
+                self.revert_migrate(tx, live=True)
             else:
                 return self._wrong(tx, "deploy_failure_action")
             return True
@@ -171,6 +182,8 @@ class LcmStates:
                 record = tx.history
                 record.estime = record.retime = tx.now
                 tx.then(lambda: self.tm.epilog_stop(vm))
+            elif lcm == L.SAVE_MIGRATE:
+                self.start_prolog_migrate(tx)
             else:
                 return self._wrong(tx, "shutdown_success_action")
             return True
@@ -181,6 +194,9 @@ class LcmStates:
         def step(tx: Tx) -> bool:
             if message:
                 tx.error("VMM", message)
+            if tx.vm.lcm_state == L.SAVE_MIGRATE:
+                self.revert_migrate(tx, live=False)
+                return True
             if tx.vm.lcm_state not in (L.SHUTDOWN, L.SHUTDOWN_POWEROFF, L.SHUTDOWN_UNDEPLOY):
                 return self._wrong(tx, "shutdown_failure_action")
             tx.lcm(L.RUNNING)
@@ -203,6 +219,8 @@ class LcmStates:
                 record = tx.history
                 record.estime = record.retime = tx.now
                 tx.then(lambda: self.tm.epilog_stop(vm))
+            elif lcm == L.SAVE_MIGRATE:
+                self.start_prolog_migrate(tx)
             else:
                 return self._wrong(tx, "save_success_action")
             return True
@@ -213,6 +231,9 @@ class LcmStates:
         def step(tx: Tx) -> bool:
             if message:
                 tx.error("VMM", message)
+            if tx.vm.lcm_state == L.SAVE_MIGRATE:
+                self.revert_migrate(tx, live=False)
+                return True
             if tx.vm.lcm_state not in (L.SAVE_SUSPEND, L.SAVE_STOP):
                 return self._wrong(tx, "save_failure_action")
             tx.lcm(L.RUNNING)
@@ -273,5 +294,6 @@ class LcmStates:
             if core.sched_actions.get(sa_id) is not None:
                 tx.unit.drop(core.sched_actions, sa_id)
         tx.before.append(lambda: release_all(core, tx.unit, vm))
+        leave_vmgroup(core, tx.unit, vm)
         if images_of(vm):
             release_images(tx.image_stage(), vm, tx.now)

@@ -133,6 +133,12 @@ class TransferManager:
             return
         self._transfer(vm, "prolog", lines)
 
+    def prolog_migrate(self, vm: VirtualMachine) -> None:
+        """``trigger_prolog_migr``: the disks and VM directory to the new host."""
+        from oned.managers.lifecycle.migrate_actions import prolog_migrate_lines
+
+        self._transfer(vm, "migrate", prolog_migrate_lines(vm, ds_location(self.core)))
+
     def prolog_resume(self, vm: VirtualMachine) -> None:
         self._transfer(vm, "resume", self.mv_lines(vm, to_frontend=False))
 

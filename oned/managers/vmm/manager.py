@@ -17,6 +17,7 @@ from oned.drivers.message import b64encode
 from oned.log import logger
 from oned.managers.lifecycle.vmlog import vm_dir, write_vm_log
 from oned.managers.transfer.manager import ds_location
+from oned.managers.vmm.nic import NIC_REPLIES
 from oned.objects.base import esc
 from oned.objects.vm import LcmState, VirtualMachine
 
@@ -32,6 +33,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "SHUTDOWN": ("shutdown_success", "shutdown_failure"),
     "CANCEL": ("shutdown_success", "shutdown_failure"),
     "SAVE": ("save_success", "save_failure"),
+    "MIGRATE": ("deploy_success", "deploy_failure"),
     "ATTACHDISK": ("attach_success", "attach_failure"),
     "DETACHDISK": ("detach_success", "detach_failure"),
     "DISKSNAPSHOTCREATE": ("disk_snapshot_success", "disk_snapshot_failure"),
@@ -43,6 +45,8 @@ ROUTES: dict[str, tuple[str, str]] = {
     "RESIZE": ("resize_success", "resize_failure"),
     "EXEC": ("exec_success", "exec_failure"),
     "EXEC_CANCEL": ("exec_cancel_success", "exec_cancel_failure"),
+    "ATTACHNIC": ("attach_nic_success", "attach_nic_failure"),
+    "DETACHNIC": ("detach_nic_success", "detach_nic_failure"),
 }
 _LOG_ONLY = ("REBOOT", "RESET", "CLEANUP")
 _ACTION_TEXT = {"REBOOT": "reboot", "RESET": "reset", "CLEANUP": "cleanup"}
@@ -65,7 +69,7 @@ class VirtualMachineManager:
     def start(self) -> None:
         if self.drivers is None:
             return
-        for action in (*ROUTES, *_LOG_ONLY):
+        for action in (*ROUTES, *_LOG_ONLY, *NIC_REPLIES):
             self.drivers.register_action(Family.VMM, action, self._on_reply)
 
     # -- message building --------------------------------------------------------------
@@ -90,20 +94,26 @@ class VirtualMachineManager:
         tm_command: str = "",
         tm_rollback: str = "",
         disk_path: str = "",
+        migr_host: str = "",
     ) -> str:
         """``format_message``: the base64 ``VMM_DRIVER_ACTION_DATA``."""
         current = vm.current
+        if vm.lcm_state in (LcmState.SAVE_MIGRATE, LcmState.MIGRATE) and vm.previous:
+            current = vm.previous  # a migration's SAVE/SHUTDOWN/MIGRATE run on the source
         assert current is not None
         ldfile = rdfile = ""
         if deployment:
             ldfile = self.deployment_file(vm)
             rdfile = f"{self.remote_dir(vm)}/deployment.{current.seq}"
-        cfile = f"{self.remote_dir(vm)}/checkpoint" if checkpoint else ""
+        cfile = ""
+        if checkpoint:
+            cfile = f"{ds_location(self.core)}/{current.ds_id}/{vm.oid}/checkpoint"
         ds = self.core.datastores.get(current.ds_id)
         ds_xml = self.core.datastores.body(ds.oid) if ds is not None else ""
         did = vm.deploy_id if deploy_id is None else deploy_id
         doc = (
-            f"<VMM_DRIVER_ACTION_DATA><HOST>{esc(current.hostname)}</HOST><MIGR_HOST/>"
+            f"<VMM_DRIVER_ACTION_DATA><HOST>{esc(current.hostname)}</HOST>"
+            f"{_tag('MIGR_HOST', esc(migr_host))}"
             f"{_tag('DEPLOY_ID', esc(did))}"
             f"{_tag('LOCAL_DEPLOYMENT_FILE', ldfile)}{_tag('REMOTE_DEPLOYMENT_FILE', rdfile)}"
             f"{_tag('CHECKPOINT_FILE', cfile)}{_tag('TM_COMMAND', esc(tm_command))}"
@@ -175,6 +185,22 @@ class VirtualMachineManager:
     def shutdown(self, vm: VirtualMachine, hard: bool) -> None:
         self._send("CANCEL" if hard else "SHUTDOWN", vm, self.format_message(vm))
 
+    def migrate(self, vm: VirtualMachine) -> None:
+        """``trigger_migrate``: live MIGRATE from the previous host to the current one."""
+        from oned.managers.lifecycle.migrate_actions import migrate_command
+
+        current = vm.current
+        if current is None or vm.previous is None:
+            text = "migrate_action, error VM has no previous history"
+            self._local_failure(vm.oid, "MIGRATE", text)
+            return
+        sysdir = self.remote_dir(vm)
+        command = migrate_command(vm, sysdir)
+        payload = self.format_message(
+            vm, migr_host=current.hostname, tm_command=command, disk_path=sysdir
+        )
+        self._send("MIGRATE", vm, payload)
+
     def save(self, vm: VirtualMachine) -> None:
         self._send("SAVE", vm, self.format_message(vm, checkpoint=True))
 
@@ -228,6 +254,11 @@ class VirtualMachineManager:
             else:
                 info = f": {msg.payload}" if msg.payload and not msg.payload.startswith("-") else ""
                 write_vm_log(self.core, vm.oid, [("VMM", "E", f"{msg.action}{info}")], now)
+            return
+        if msg.action in NIC_REPLIES:
+            from oned.managers.vmm.nic import on_reply
+
+            on_reply(lcm, msg)
             return
         ok_name, fail_name = ROUTES[msg.action]
         if msg.success:
