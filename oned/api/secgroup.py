@@ -44,7 +44,7 @@ def trigger_updatesg(core: Core, sg_id: int) -> None:
 
     Until VMs exist no VM can be in a group's lists, so there is nothing to push.
     """
-    lcm: SecurityGroupUpdater | None = getattr(core, "lcm", None)
+    lcm: SecurityGroupUpdater | None = getattr(core, "lifecycle_manager", None)
     if lcm is not None:
         lcm.trigger_updatesg(sg_id)
 

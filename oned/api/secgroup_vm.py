@@ -97,3 +97,107 @@ def stage_vm_release(core: Core, unit: Unit, vm_id: int, sg_ids: Iterable[int]) 
         group = group.copy()
         group.del_vm(vm_id)
         unit.save(core.secgroups, group)
+
+
+# -- changes made by one VM transaction (attach/detach NIC, attach/detach SG) --------
+
+
+def ids_of(text: str) -> set[int]:
+    """``one_util::split_unique<int>`` of a SECURITY_GROUPS value."""
+    out: set[int] = set()
+    for piece in text.split(","):
+        part = piece.strip()
+        if part.lstrip("-").isdigit():
+            out.add(int(part))
+    return out
+
+
+def join_ids(ids: Iterable[int]) -> str:
+    return ",".join(str(i) for i in sorted(set(ids)))
+
+
+def nic_groups(nic: dict[str, str]) -> set[int]:
+    return ids_of(nic.get("SECURITY_GROUPS", ""))
+
+
+def vm_groups(tmpl: Any) -> set[int]:
+    """``VirtualMachineNics::get_security_groups``: every NIC and NIC_ALIAS."""
+    out: set[int] = set()
+    for name in ("NIC", "NIC_ALIAS"):
+        for nic in tmpl.vectors(name):
+            out |= nic_groups(nic)
+    return out
+
+
+def remove_rules(tmpl: Any, sg_id: int) -> None:
+    """The SECURITY_GROUP_RULE vectors of group ``sg_id`` leave the VM template."""
+    tmpl.items = [
+        (n, v)
+        for n, v in tmpl.items
+        if not (
+            n == "SECURITY_GROUP_RULE"
+            and isinstance(v, dict)
+            and v.get("SECURITY_GROUP_ID", "").strip() == str(sg_id)
+        )
+    ]
+
+
+class GroupEdits:
+    """Working copies of the security groups one VM transaction changes (their locks
+    are held by the caller); ``stage`` saves each changed group once."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self._copies: dict[int, Any] = {}
+
+    def get(self, sg_id: int) -> Any:
+        if sg_id not in self._copies:
+            group = self.core.secgroups.get(sg_id)
+            self._copies[sg_id] = group.copy() if group is not None else None
+        return self._copies[sg_id]
+
+    def rules(self, sg_id: int) -> list[dict[str, str]]:
+        """``get_security_group_rules(-1, sg_id)``: the rules, NETWORK_ID expanded."""
+        group = self.get(sg_id)
+        if group is None:
+            return []
+        out: list[dict[str, str]] = []
+        for rule in group.rules():
+            vnet_id = _network_id(rule)
+            out.extend([rule] if vnet_id is None else _network_rules(self.core, rule, vnet_id))
+        return out
+
+    def release(self, vm_id: int, sg_id: int) -> None:
+        """``release_security_group``: the VM leaves the group's lists."""
+        group = self.get(sg_id)
+        if group is not None:
+            group.del_vm(vm_id)
+
+    def add(self, vm_id: int, sg_id: int, updating: bool = False) -> None:
+        group = self.get(sg_id)
+        if group is None:
+            return
+        group.del_vm(vm_id)
+        (group.updating if updating else group.updated).add(vm_id)
+
+    def error(self, vm_id: int, sg_id: int) -> None:
+        group = self.get(sg_id)
+        if group is not None:
+            group.del_vm(vm_id)
+            group.error.add(vm_id)
+
+    def stage(self, unit: Unit) -> None:
+        for group in self._copies.values():
+            if group is not None:
+                unit.save(self.core.secgroups, group)
+
+
+def drop_group(edits: GroupEdits, tmpl: Any, vm_id: int, sg_id: int) -> None:
+    """``VirtualMachine::remove_security_group``: rules out, VM out of the group."""
+    remove_rules(tmpl, sg_id)
+    edits.release(vm_id, sg_id)
+
+
+def add_rules(tmpl: Any, rules: list[dict[str, str]]) -> None:
+    for rule in rules:
+        tmpl.add("SECURITY_GROUP_RULE", dict(rule))

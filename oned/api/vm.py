@@ -31,7 +31,7 @@ from oned.managers.image.stage import Stage
 from oned.managers.lifecycle import quota
 from oned.managers.lifecycle.disks import acquire_all as acquire_images
 from oned.managers.lifecycle.disks import image_ids
-from oned.managers.lifecycle.nics import acquire_all, network_ids
+from oned.managers.lifecycle.nics import acquire_all, network_ids, secgroup_ids
 from oned.managers.lifecycle.tx import QuotaRefusal, Tx
 from oned.managers.lifecycle.vmlog import write_vm_log
 from oned.objects.base import Op, Permissions
@@ -127,10 +127,14 @@ async def create_vm(
     group = core.groups.get(gid)
     owners: list[tuple[Pool[Any], int]] = [(core.users, uid)] if uid > 0 else []
     owners += [(core.groups, gid)] if gid > 0 else []
-    vnets = network_ids(core, tmpl.vectors("NIC"), uid)
+    vnets = network_ids(core, tmpl.vectors("NIC") + tmpl.vectors("NIC_ALIAS"), uid)
+    sgs = secgroup_ids(core, tmpl, uid)
     images = image_ids(core, tmpl.vectors("DISK"), uid)
     async with Locks(
-        *owners, *((core.vnets, n) for n in vnets), *((core.images, i) for i in images)
+        *owners,
+        *((core.vnets, n) for n in vnets),
+        *((core.images, i) for i in images),
+        *((core.secgroups, s) for s in sgs),
     ):
         stage = Stage(core)
         unit = stage.unit

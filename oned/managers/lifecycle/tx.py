@@ -232,15 +232,18 @@ async def transition(
     fn: Callable[[Tx], Any],
     desc: str,
     extra_hosts: Iterable[int] = (),
+    extra_targets: Iterable[tuple[Pool[Any], int]] = (),
 ) -> VirtualMachine | None:
     """Run ``fn`` on a copy of VM ``vid`` and commit it with the hosts it touched.
 
     ``fn`` returns False to give up without changes; exceptions propagate. The VM's
-    current and previous hosts (and ``extra_hosts``) are locked with it.
+    current and previous hosts (and ``extra_hosts``), its networks and security groups
+    (and ``extra_targets``) are locked with it.
 
     Returns:
         The committed VM, or None when there is no such VM or ``fn`` gave up.
     """
+    extra_locks = tuple(extra_targets)
     extra = tuple(extra_hosts)
     while True:
         vm = core.vms.get(vid)
@@ -249,6 +252,7 @@ async def transition(
         hids = _hosts_of(vm) | set(extra)
         vnets = _vnets_of(vm)
         images = images_of(vm)
+        sgs = _sgs_of(vm)
         owner_ids = (vm.uid, vm.gid)
         owners: list[tuple[Pool[Any], int]] = [(core.users, vm.uid)] if vm.uid > 0 else []
         owners += [(core.groups, vm.gid)] if vm.gid > 0 else []
@@ -258,6 +262,8 @@ async def transition(
             *((core.vnets, n) for n in vnets),
             *((core.images, i) for i in images),
             *owners,
+            *((core.secgroups, s) for s in sgs),
+            *extra_locks,
         ):
             vm = core.vms.get(vid)
             if vm is None:
@@ -266,6 +272,7 @@ async def transition(
                 not _hosts_of(vm) <= hids
                 or not _vnets_of(vm) <= vnets
                 or not images_of(vm) <= images
+                or not _sgs_of(vm) <= sgs
                 or (vm.uid, vm.gid) != (owner_ids[0], owner_ids[1])
             ):
                 continue
@@ -307,6 +314,15 @@ def _vnets_of(vm: VirtualMachine) -> set[int]:
             raw = nic.get("NETWORK_ID", "").strip()
             if raw.isdigit():
                 ids.add(int(raw))
+    return ids
+
+
+def _sgs_of(vm: VirtualMachine) -> set[int]:
+    ids: set[int] = set()
+    for name in ("NIC", "NIC_ALIAS"):
+        for nic in vm.template.vectors(name):
+            raw = nic.get("SECURITY_GROUPS", "").split(",")
+            ids.update(int(p) for p in raw if p.strip().isdigit())
     return ids
 
 
