@@ -266,6 +266,12 @@ class InformationManager:
 
         background(monitor_vms(self.core, hid, text, timestamp), f"VM monitoring of host {hid}")
 
+    def queue_vm_state(self, hid: int, text: str) -> None:
+        """STATE_VM reports move the VMs (``oned.managers.lifecycle.monitor_states``)."""
+        from oned.managers.lifecycle.monitor_states import vm_state
+
+        background(vm_state(self.core, hid, text), f"VM states of host {hid}")
+
     def _queue(self, hid: int, event: tuple[str, Any]) -> None:
         self._events.setdefault(hid, []).append(event)
         self._schedule()

@@ -244,7 +244,7 @@ class Reports:
             self.batch.queue_system(hid, tmpl)
 
     def _vm_report(self, msg: DriverMessage) -> None:
-        """MONITOR_VM, STATE_VM, EXEC_VM: checked and logged; VMs are not served yet."""
+        """MONITOR_VM (samples) and STATE_VM (VM states) go to the VMs; EXEC_VM is logged."""
         if not msg.success:
             self.log.warn(
                 "Failed {action} for host {hid}: {p}",
@@ -258,6 +258,9 @@ class Reports:
             sink = getattr(self.batch, "queue_vm_monitoring", None)
             if msg.action == "MONITOR_VM" and sink is not None:
                 sink(msg.oid, msg.payload, msg.timestamp or int(self.now()))
+            states = getattr(self.batch, "queue_vm_state", None)
+            if msg.action == "STATE_VM" and states is not None:
+                states(msg.oid, msg.payload)
 
     def _parse(self, hid: int, text: str) -> Template | None:
         try:
