@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from oned.errors import ActionError
+from oned.errors import ActionError, AuthorizationError
 from oned.managers.lifecycle.tx import state_str
 from oned.managers.transfer import disk_commands as tmc
 from oned.managers.vmm import disk_attach
@@ -46,6 +46,18 @@ def close_cp_history(tx: Tx, action: int, who: Any) -> None:
     if keep_off:
         new.retime = tx.now
     tx.add_history(new)
+
+
+def charge(tx: Tx, before: int) -> None:
+    """The SYSTEM_DISK_SIZE the change of the VM's disks asks for (checked against the
+    owner's VM quota, oned's text on refusal)."""
+    delta = ds.vm_system_size(tx.vm) - before
+    if delta > 0:
+        error = tx.quota_add({"SYSTEM_DISK_SIZE": float(delta)})
+        if error:
+            raise AuthorizationError(error)
+    elif delta < 0:
+        tx.quota_change({"SYSTEM_DISK_SIZE": float(-delta)}, count=False)
 
 
 def _enter(tx: Tx, lcm: int) -> None:
@@ -83,7 +95,9 @@ class DispatchDisks:
                 raise ActionError(
                     f"Could not attach a new disk to VM {vid}, wrong state {state_str(vm)}."
                 )
+            before = ds.vm_system_size(vm)
             disk_attach.set_up_attach(tx, dict(disk))
+            charge(tx, before)
             _enter(tx, lcm)
             vm.resched = 0
             close_cp_history(tx, DISK_ATTACH, who)
@@ -129,7 +143,9 @@ class DispatchDisks:
                 raise ActionError(
                     f"Could not create a new snapshot for VM {vid}, wrong state {state_str(vm)}."
                 )
+            before = ds.vm_system_size(vm)
             made.append(disk_attach.new_snapshot(tx, did, name))
+            charge(tx, before)
             if state == S.POWEROFF:
                 _enter(tx, L.DISK_SNAPSHOT_POWEROFF)
                 tx.then(lambda: tmc.snapshot_action(self.lcm.tm, vm, "SNAP_CREATE"))
@@ -195,7 +211,9 @@ class DispatchDisks:
                 raise ActionError(
                     f"Could not resize disk for VM {vid}, wrong state {state_str(vm)}."
                 )
+            before = ds.vm_system_size(vm)
             disk_attach.set_up_resize(vm, did, size)
+            charge(tx, before)
             tx.touch_history()
             if state == S.POWEROFF:
                 _enter(tx, L.DISK_RESIZE_POWEROFF)

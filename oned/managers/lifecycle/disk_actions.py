@@ -47,6 +47,14 @@ _SAVEAS = {
 }
 
 
+def refund(tx: Tx, before: int) -> None:
+    """Move the owner's SYSTEM_DISK_SIZE by how much the VM's disks changed (callbacks
+    never refuse: the size was checked when the operation started)."""
+    delta = ds.vm_system_size(tx.vm) - before
+    if delta:
+        tx.quota_change({"SYSTEM_DISK_SIZE": float(abs(delta))}, count=delta > 0)
+
+
 def rest(tx: Tx, state: int) -> None:
     """Back to a resting state (RUNNING, or ``state`` with LCM_INIT). The transient
     ACTIVE step of an off VM never counted RUNNING_* quotas, so none move here."""
@@ -145,7 +153,9 @@ class LcmDisks:
                 return True
             if message:
                 tx.error(_tag(message), message)
+            before = ds.vm_system_size(tx.vm)
             delete_attach_disk(tx, False)
+            refund(tx, before)
             if lcm != L.HOTPLUG:
                 tx.log("LCM", "I", "VM Disk attach failure.")
             rest(tx, S.ACTIVE if lcm == L.HOTPLUG else S.POWEROFF)
@@ -159,7 +169,9 @@ class LcmDisks:
             if lcm not in (L.HOTPLUG, L.HOTPLUG_EPILOG_POWEROFF):
                 tx.log("LCM", "E", "detach_success_action, VM in a wrong state")
                 return True
+            before = ds.vm_system_size(tx.vm)
             delete_attach_disk(tx, True)
+            refund(tx, before)
             if lcm != L.HOTPLUG:
                 tx.log("LCM", "I", "VM Disk successfully detached.")
             rest(tx, S.ACTIVE if lcm == L.HOTPLUG else S.POWEROFF)
@@ -203,6 +215,7 @@ class LcmDisks:
             return True
         if message:
             tx.error(_tag(message), message)
+        before = ds.vm_system_size(vm)
         if success and lcm in _SNAP_CREATE:
             tx.log("LCM", "I", "VM disk snapshot operation completed.")
             if snaps is not None:
@@ -232,6 +245,7 @@ class LcmDisks:
             ds.set_vm_snapshots(vm, all_snaps)
         disk.pop("DISK_SNAPSHOT_ACTIVE", None)
         disk.pop("DISK_SNAPSHOT_ID", None)
+        refund(tx, before)
         tx.touch_history()
         self._snapshots_to_image(tx, disk, snaps, success)
         rest(tx, _resting(lcm))
@@ -295,10 +309,12 @@ class LcmDisks:
             if not success:
                 return True
         else:
+            before = ds.vm_system_size(tx.vm)
             if not success and disk.get("SIZE_PREV"):
                 disk["SIZE"] = disk["SIZE_PREV"]
             disk.pop("SIZE_PREV", None)
             disk.pop("RESIZE", None)
+            refund(tx, before)
             tx.touch_history()
             raw = disk.get("IMAGE_ID", "").strip()
             linked = ds.is_persistent(disk) and ds.tm_target(disk) == "NONE"

@@ -10,6 +10,7 @@ commits; uid 0 and gid 0 are never counted, as in oned.
 from __future__ import annotations
 
 from oned.managers.image.quota import float_to_str
+from oned.managers.vmm.disk_state import vm_system_size
 from oned.objects.quotas import VM, Quotas
 from oned.objects.vm import VirtualMachine, VmState
 
@@ -34,6 +35,7 @@ def usage(vm: VirtualMachine, allocated: bool = True, running: bool = True) -> d
     if allocated:
         out.update({"VMS": 1.0, "CPU": vm.cpu, "MEMORY": float(vm.memory)})
         snapshots = sum(_num(s.get("SYSTEM_DISK_SIZE")) for s in vm.template.vectors("SNAPSHOT"))
+        snapshots += vm_system_size(vm)  # disks in the system datastore
         if snapshots:  # system snapshots (``get_snapshots_system_size``)
             out["SYSTEM_DISK_SIZE"] = snapshots
         if pci:

@@ -266,3 +266,18 @@ def return_to_image(img: im.Image, disk: Disk, snaps: Snapshots | None, resize: 
         )
     else:
         img.snapshots = Snapshots(allow_orphans=img.snapshots.allow_orphans)
+
+
+def system_size(disk: Disk) -> int:
+    """``VirtualMachineDisk::system_ds_size(true)``: what the disk takes in the system
+    datastore (volatile disks and disks cloned or linked into it), snapshots included."""
+    if "SIZE" not in disk:
+        return 0
+    if not is_volatile(disk) and tm_target(disk) != "SYSTEM":
+        return 0
+    return to_int(disk.get("SIZE")) + to_int(disk.get("DISK_SNAPSHOT_TOTAL_SIZE"))
+
+
+def vm_system_size(vm: VirtualMachine) -> int:
+    """``VirtualMachineDisks::system_ds_size(true)`` of every disk of ``vm``."""
+    return sum(system_size(d) for d in disks(vm))

@@ -248,3 +248,30 @@ class ResizeSaveasTests(DiskCase):
         self.assertEqual(img.findtext("TEMPLATE/SAVED_VM_ID"), str(vid))
         self.assertEqual(img.findtext("FORMAT"), "raw")
         self.check_xsd(vid)
+
+
+class QuotaTests(DiskCase):
+    def test_system_disk_size_follows_volatile_disks(self) -> None:
+        uid = self.h.ok("one.user.allocate", "u", "p", "", [])
+        self.h.ok("one.user.quota", uid, "VM=[SYSTEM_DISK_SIZE=100]")
+        vid = self.running_vm()
+        self.h.ok("one.vm.chown", vid, uid, -1)
+
+        def used() -> str:
+            user = etree.fromstring(self.h.ok("one.user.info", uid).encode())
+            return user.findtext("VM_QUOTA/VM/SYSTEM_DISK_SIZE_USED") or ""
+
+        err = self.h.call("one.vm.attach", vid, 'DISK=[TYPE="swap", SIZE="128"]')
+        self.assertFalse(err[0])
+        self.assertIn("limit of 100 reached for SYSTEM_DISK_SIZE quota in VM", err[1])
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.h.ok("one.vm.attach", vid, 'DISK=[TYPE="fs", SIZE="60", FORMAT="raw"]')
+        self.settle()
+        self.assertEqual(used(), "60")
+        self.h.ok("one.vm.diskresize", vid, 0, "90")
+        self.drivers.reply("RESIZEDISK", vid, success=False)
+        self.flush()
+        self.assertEqual(used(), "60")
+        self.h.ok("one.vm.detach", vid, 0)
+        self.settle()
+        self.assertEqual(used(), "0")
