@@ -18,6 +18,7 @@ from oned.errors import ActionError, AuthorizationError, InternalError
 from oned.managers.lifecycle.tx import Tx, state_str
 from oned.managers.vmm import system as send
 from oned.managers.vmm import system_vm as sv
+from oned.managers.vmm.system import vm_mad_flag
 from oned.managers.vmm.system_conf import updateconf
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VmState as S
@@ -81,15 +82,6 @@ class ResizeRequest:
     vcpu: int
     memory: int
     enforce: bool
-
-
-def vm_mad_flag(core: Core, vm_mad: str, name: str) -> bool:
-    """A boolean of the VM_MAD section (``KEEP_SNAPSHOTS``, ``LIVE_RESIZE``...)."""
-    value = ""
-    for vector in core.config.template.vectors("VM_MAD"):
-        if vector.get("NAME", "") == vm_mad:
-            value = vector.get(name, "")
-    return value.strip().upper() in ("YES", "TRUE")
 
 
 def close_cp_history(tx: Tx, action: int, who: Any) -> None:

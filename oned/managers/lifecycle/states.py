@@ -15,6 +15,7 @@ from oned.managers.lifecycle.disks import images_of
 from oned.managers.lifecycle.disks import release_all as release_images
 from oned.managers.lifecycle.migrate_actions import PROLOG_MIGRATES, ROLLBACK, LcmMigrate
 from oned.managers.lifecycle.nics import release_all
+from oned.managers.lifecycle.system_actions import save_done, shutdown_done
 from oned.managers.lifecycle.tx import Tx, del_capacity, transition
 from oned.managers.lifecycle.vmgroups import leave as leave_vmgroup
 from oned.objects.history import VMAction
@@ -169,6 +170,7 @@ class LcmStates(LcmMigrate):
     async def shutdown_success(self, vid: int, _info: str = "") -> None:
         def step(tx: Tx) -> bool:
             vm, lcm = tx.vm, tx.vm.lcm_state
+            shutdown_done(self.core, tx)
             if lcm == L.SHUTDOWN:
                 tx.lcm(L.EPILOG)
                 record = tx.history
@@ -211,6 +213,7 @@ class LcmStates(LcmMigrate):
     async def save_success(self, vid: int, _info: str = "") -> None:
         def step(tx: Tx) -> bool:
             vm, lcm = tx.vm, tx.vm.lcm_state
+            save_done(self.core, tx)
             if lcm == L.SAVE_SUSPEND:
                 tx.history.retime = tx.now
                 self._leave_active(tx, S.SUSPENDED)

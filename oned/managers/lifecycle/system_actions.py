@@ -36,6 +36,34 @@ def log_vmm_error(tx: Tx, message: str) -> None:
         tx.log("VMM", "E", message)
 
 
+def drop_snapshots(core: Core, tx: Tx) -> None:
+    """``delete_snapshots`` when the VM leaves its hypervisor (unless the VM_MAD has
+    KEEP_SNAPSHOTS): every SNAPSHOT goes and its SYSTEM_DISK_SIZE quota is given back."""
+    vm = tx.vm
+    current = vm.current
+    if current is None or send.vm_mad_flag(core, current.vm_mad, "KEEP_SNAPSHOTS"):
+        return
+    size = sv.delete_snapshots(vm)
+    if size:
+        tx.quota_change({"SYSTEM_DISK_SIZE": float(size)}, count=False)
+
+
+def shutdown_done(core: Core, tx: Tx) -> None:
+    """What ``trigger_shutdown_success`` does besides the state change: a running guest
+    command is CANCELLED, snapshots are dropped."""
+    vm = tx.vm
+    if sv.exec_attr(vm, "STATUS") == "EXECUTING":
+        sv.set_exec_attr(vm, "STATUS", "CANCELLED")
+    if vm.lcm_state in (L.SHUTDOWN, L.SHUTDOWN_POWEROFF, L.SHUTDOWN_UNDEPLOY, L.SAVE_MIGRATE):
+        drop_snapshots(core, tx)
+
+
+def save_done(core: Core, tx: Tx) -> None:
+    """``trigger_save_success``: snapshots are dropped (suspend, stop, migrate)."""
+    if tx.vm.lcm_state in (L.SAVE_SUSPEND, L.SAVE_STOP, L.SAVE_MIGRATE):
+        drop_snapshots(core, tx)
+
+
 class LcmSystem:
     """Mixed into ``LifeCycleManager``."""
 

@@ -13,8 +13,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from oned.core import Core
     from oned.managers.vmm.manager import VirtualMachineManager
     from oned.objects.vm import VirtualMachine
+
+
+def vm_mad_flag(core: Core, vm_mad: str, name: str) -> bool:
+    """A boolean of the VM_MAD section (``KEEP_SNAPSHOTS``, ``LIVE_RESIZE``...)."""
+    value = ""
+    for vector in core.config.template.vectors("VM_MAD"):
+        if vector.get("NAME", "") == vm_mad:
+            value = vector.get(name, "")
+    return value.strip().upper() in ("YES", "TRUE")
 
 
 def _simple(vmm: VirtualMachineManager, action: str, vm: VirtualMachine) -> None:

@@ -13,12 +13,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from oned.api.vm_template import float_str
-
 if TYPE_CHECKING:
     from oned.objects.host import Host
     from oned.objects.vm import VirtualMachine
     from oned.template import Template
+
+
+def float_str(value: float) -> str:
+    """A float as C++ streams print it (six significant digits)."""
+    return f"{value:g}"
+
 
 # -- system snapshots ------------------------------------------------------------------
 

@@ -159,6 +159,22 @@ class SnapshotTests(SystemCase):
         user = self.h.ok("one.user.info", uid)
         self.assertIn("<SYSTEM_DISK_SIZE_USED><![CDATA[0]]></SYSTEM_DISK_SIZE_USED>", user)
 
+    def test_poweroff_drops_snapshots(self) -> None:
+        """The dummy VM_MAD keeps no snapshots: poweroff drops them and their quota."""
+        uid = self.h.ok("one.user.allocate", "q", "pw", "", [1])
+        vid = self.running_vm()
+        self.h.ok("one.vm.chown", vid, uid, -1)
+        self.h.ok("one.vm.snapshotcreate", vid, "a")
+        self.settle()
+        self.h.ok("one.vm.exec", vid, "sleep 100", "")
+        self.settle()
+        self.action("poweroff", vid)
+        self.settle()
+        self.assertIsNone(self.template(vid).find("SNAPSHOT"))
+        self.assertEqual(self.template(vid).findtext("QEMU_GA_EXEC/STATUS"), "CANCELLED")
+        user = self.h.ok("one.user.info", uid)
+        self.assertIn("<SYSTEM_DISK_SIZE_USED><![CDATA[0]]></SYSTEM_DISK_SIZE_USED>", user)
+
     def test_restart_reissues_snapshot(self) -> None:
         vid = self.running_vm()
         self.h.ok("one.vm.snapshotcreate", vid, "a")
