@@ -217,8 +217,18 @@ class SchedulerManager:
 
     # -- driver replies --------------------------------------------------------------
 
-    async def _on_place(self, msg: DriverMessage) -> None:
+    def _on_place(self, msg: DriverMessage) -> None:
         self.in_flight = False
+        background(self._placed(msg), "PLACE reply")
+
+    def _on_optimize(self, msg: DriverMessage) -> None:
+        self.optimizing.discard(msg.oid)
+        background(self._optimized(msg), "OPTIMIZE reply")
+
+    def _on_log(self, msg: DriverMessage) -> None:
+        background(self._logged(msg), "scheduler LOG")
+
+    async def _placed(self, msg: DriverMessage) -> None:
         try:
             if msg.status == "FAILURE":
                 self.log.info("Scheduler place operation error: {p}", p=msg.payload)
@@ -228,14 +238,13 @@ class SchedulerManager:
             if self.deferred and not self.planner.placement_applying():
                 self.core.eventually(self.place)
 
-    async def _on_optimize(self, msg: DriverMessage) -> None:
-        self.optimizing.discard(msg.oid)
+    async def _optimized(self, msg: DriverMessage) -> None:
         if msg.status == "FAILURE":
             self.log.info("Optimize error for cluster {cid}: {p}", cid=msg.oid, p=msg.payload)
             return
         await self.planner.add_plan(msg.payload)
 
-    async def _on_log(self, msg: DriverMessage) -> None:
+    async def _logged(self, msg: DriverMessage) -> None:
         """``_log``: lines about a VM go to its log (VMM tag); errors to SCHED_MESSAGE."""
         letter = msg.status[:1] if msg.status[:1] in ("E", "W", "D") else "I"
         if msg.oid < 0 or self.core.vms.get(msg.oid) is None:

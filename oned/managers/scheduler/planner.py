@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import DeferredLock
 
-from oned.errors import ApiError
+from oned.errors import InternalError, OneError
 from oned.log import logger
 from oned.managers.scheduler.plans import Plan, PlanAction, PlanError, PlanPool, PlanState
 from oned.objects.vm import LcmState, VirtualMachine, VmState
@@ -191,7 +191,12 @@ class PlanManager:
         now = int(self.core.clock.seconds())
         plan.timeout_actions(self.action_timeout, now)
         for a in plan.actions:
-            if a.state == PlanState.TIMEOUT:
+            if a.state == PlanState.APPLYING:  # an end missed while down or not a transition
+                vm = self.core.vms.get(a.vm_id)
+                done = PlanState.ERROR if vm is None else outcome(a.operation, vm)
+                if done is not None:
+                    a.state = done
+            if a.state != PlanState.APPLYING:
                 self.by_vm.pop(a.vm_id, None)
         per_host: dict[int, int] = {}
         running = 0
@@ -219,13 +224,13 @@ class PlanManager:
         dm = self.core.dispatch_manager
         try:
             if dm is None:
-                raise ApiError("Dispatch manager is not running")
+                raise InternalError("Dispatch manager is not running")
             if a.operation == "deploy":
                 await dm.deploy(a.vm_id, self._placement(a), True)
             elif a.operation == "migrate":
                 migrate = getattr(dm, "migrate", None)
                 if migrate is None:
-                    raise ApiError("Migrate is not available")
+                    raise InternalError("Migrate is not available")
                 await migrate(
                     a.vm_id,
                     self._placement(a),
@@ -236,9 +241,10 @@ class PlanManager:
                 )
             else:
                 await dm.action(a.operation, a.vm_id, Requester(0, 0, -1))
-        except ApiError as exc:
+        except OneError as exc:
             a.state = PlanState.ERROR
-            text = f"[internal action] {exc.message}"
+            detail = exc.message or f"Error getting {exc.word} [{exc.resp_id}]."
+            text = f"[internal action] {detail}"
             self.log.info("{text}", text=text)
             await self._vm_error(a.vm_id, text)
             return False
@@ -247,6 +253,7 @@ class PlanManager:
             self.log.error("Plan action on VM {vid} failed: {exc}", vid=a.vm_id, exc=exc)
             return False
         a.state = PlanState.APPLYING
+        await self._record(cid, a)
         vm = self.core.vms.get(a.vm_id)
         done = outcome(a.operation, vm) if vm is not None else PlanState.ERROR
         if done is not None:
@@ -254,6 +261,19 @@ class PlanManager:
         else:
             self.by_vm[a.vm_id] = (cid, a.oid)
         return True
+
+    async def _record(self, cid: int, a: PlanAction) -> None:
+        """The VM's history names the plan and action that moved it (PLAN_ID/ACTION_ID)."""
+        from oned.managers.lifecycle.tx import transition
+
+        def step(tx: Any) -> bool:
+            if tx.vm.current is None:
+                return False
+            record = tx.history
+            record.plan_id, record.action_id = cid, a.oid
+            return True
+
+        await transition(self.core, a.vm_id, step, f"plan action of VM {a.vm_id}")
 
     def _placement(self, a: PlanAction) -> tuple[int, str, int, str, str, int]:
         from oned.api.vm import _system_ds
