@@ -11,8 +11,10 @@ from lxml import etree
 from twisted.internet.defer import Deferred
 
 from managers.test_lifecycle import LifecycleCase
+from oned.core import Core
 from oned.managers.image.manager import ImageManager
 from oned.managers.image.testing import FakeDatastoreDrivers
+from oned.managers.lifecycle.testing import FakeVmDrivers
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VmState as S
 from oned.testing.rpc import result_of
@@ -275,3 +277,47 @@ class QuotaTests(DiskCase):
         self.h.ok("one.vm.detach", vid, 0)
         self.settle()
         self.assertEqual(used(), "0")
+
+
+class DiskRestartTests(DiskCase):
+    def test_disk_operations_resume_after_restart(self) -> None:
+        """A kill -9 during each disk operation: the restart re-sends its driver step
+        (or fails a saveas whose image was never made) and every VM settles."""
+        iid = self.image(DATABLOCK)
+        attach, cold, snap, saving = (self.running_vm() for _ in range(4))
+        self.action("poweroff", cold)
+        self.h.ok("one.vm.attach", snap, 'DISK=[TYPE="fs", SIZE="8", FORMAT="raw"]')
+        self.h.ok("one.vm.attach", saving, f"DISK=[IMAGE_ID={iid}]")
+        self.settle()
+        self.h.ok("one.vm.attach", attach, f"DISK=[IMAGE_ID={iid}]")
+        self.h.ok("one.vm.attach", cold, 'DISK=[TYPE="swap", SIZE="8"]')
+        self.h.ok("one.vm.diskresize", snap, 0, "16")
+        saved = self.h.ok("one.vm.disksaveas", saving, 0, "copy", "", -1)
+        expected = {
+            attach: L.HOTPLUG,
+            cold: L.HOTPLUG_PROLOG_POWEROFF,
+            snap: L.DISK_RESIZE,
+            saving: L.HOTPLUG_SAVEAS,
+        }
+        for vid, lcm in expected.items():
+            self.assertEqual(self.states(vid), (S.ACTIVE, lcm))
+        core = Core.create(self.h.config, self.h.clock, self.h.db)
+        result_of(Deferred.fromCoroutine(core.load()))
+        self.h.core = core
+        self.h.manager.core = core
+        self.drivers = FakeVmDrivers()
+        self.start_managers(core, self.drivers)
+        self.flush()
+        self.assertEqual(
+            sorted((s.action, s.oid) for s in self.drivers.sent),
+            sorted([("ATTACHDISK", attach), ("TRANSFER", cold), ("RESIZEDISK", snap)]),
+        )
+        self.settle()
+        self.assertEqual(self.states(attach), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.states(cold), (S.POWEROFF, L.LCM_INIT))
+        self.assertEqual(self.states(snap), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.states(saving), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.disk(snap, 0).findtext("SIZE"), "16")
+        self.assertIsNone(self.disk(saving, 0).find("HOTPLUG_SAVE_AS_ACTIVE"))
+        self.assertIn("interrupted", self.vm(saving).findtext("USER_TEMPLATE/ERROR") or "")
+        self.assertEqual(self.image_doc(saved).findtext("STATE"), "4")
