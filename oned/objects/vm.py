@@ -165,6 +165,12 @@ def _pick(vector: dict[str, str], names: tuple[str, ...]) -> str:
     return "".join(f"<{n}>{cdata(vector[n])}</{n}>" for n in names if vector.get(n))
 
 
+def _nic_order(nic: dict[str, str]) -> int:
+    """``VirtualMachineNics`` iterate by NIC_ID, aliases included."""
+    raw = nic.get("NIC_ID", "").strip()
+    return int(raw) if raw.isdigit() else 0
+
+
 def vector_xml(name: str, vector: dict[str, str]) -> str:
     inner = "".join(f"<{k}>{cdata(vector[k])}</{k}>" for k in sorted(vector))
     return f"<{name}>{inner}</{name}>"
@@ -310,7 +316,7 @@ class VirtualMachine:
         disks = "".join(f"<DISK>{_pick(d, _SHORT_DISK_ATTRS)}</DISK>" for d in t.vectors("DISK"))
         nics = "".join(
             f"<NIC>{_pick(n, _SHORT_NIC_FIRST)}{_pick(n, _SHORT_NIC_LAST)}</NIC>"
-            for n in t.vectors("NIC")
+            for n in sorted(t.vectors("NIC") + t.vectors("NIC_ALIAS"), key=_nic_order)
         )
         graphics = t.get_vector("GRAPHICS")
         gxml = vector_xml("GRAPHICS", graphics) if graphics is not None else ""
