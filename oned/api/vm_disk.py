@@ -27,7 +27,6 @@ from oned.managers.vmm import disk_state as ds
 from oned.objects import image as im
 from oned.objects.base import Op
 from oned.objects.vm import VirtualMachine
-from oned.pools.base import Locks
 from oned.template import Template
 from oned.template_merge import parse_restricted, restricted_in
 from oned.vm_disks import disk_image
@@ -93,9 +92,8 @@ async def attach(core: Core, call: Call, vid: int, text: str) -> int:
             raise AuthorizationError(f"DISK includes a restricted attribute {found}")
     if disk is None:
         raise ActionError("Internal error parsing DISK attribute")
-    targets = [(core.images, int(img.oid))] if img is not None else []
-    async with Locks(*targets):
-        await _dm(dispatcher(core).attach_disk(vid, dict(disk), requester(call)), vid)
+    iid = int(img.oid) if img is not None else None
+    await _dm(dispatcher(core).attach_disk(vid, dict(disk), requester(call), iid), vid)
     return vid
 
 

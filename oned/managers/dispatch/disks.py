@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from oned.errors import ActionError, AuthorizationError
-from oned.managers.lifecycle.tx import state_str
+from oned.errors import ActionError, AuthorizationError, NoExistsError
+from oned.managers.lifecycle.tx import state_str, transition
 from oned.managers.transfer import disk_commands as tmc
 from oned.managers.vmm import disk_attach
 from oned.managers.vmm import disk_messages as vmc
@@ -84,7 +84,11 @@ class DispatchDisks:
     def _act(self, tx: Tx, action: int, who: Any) -> None:
         raise NotImplementedError
 
-    async def attach_disk(self, vid: int, disk: dict[str, str], who: Any) -> None:
+    async def attach_disk(
+        self, vid: int, disk: dict[str, str], who: Any, image: int | None = None
+    ) -> None:
+        """``attach``; ``image`` is the image the DISK names (locked with the VM)."""
+
         def step(tx: Tx) -> None:
             vm = tx.vm
             if _is(vm, S.ACTIVE, L.RUNNING):
@@ -106,7 +110,10 @@ class DispatchDisks:
             else:
                 tx.then(lambda: tmc.prolog_attach(self.lcm.tm, vm))
 
-        await self._run(vid, step, f"attach disk to VM {vid}")
+        desc = f"attach disk to VM {vid}"
+        extra = [] if image is None else [(self.core.images, image)]
+        if await transition(self.core, vid, step, desc, extra_targets=extra) is None:
+            raise NoExistsError("", vid, "virtual machine")
 
     async def detach_disk(self, vid: int, did: int, who: Any) -> None:
         def step(tx: Tx) -> None:

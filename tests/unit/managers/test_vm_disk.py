@@ -321,3 +321,18 @@ class DiskRestartTests(DiskCase):
         self.assertIsNone(self.disk(saving, 0).find("HOTPLUG_SAVE_AS_ACTIVE"))
         self.assertIn("interrupted", self.vm(saving).findtext("USER_TEMPLATE/ERROR") or "")
         self.assertEqual(self.image_doc(saved).findtext("STATE"), "4")
+
+
+class SameImageTests(DiskCase):
+    def test_same_image_twice(self) -> None:
+        iid = self.image(DATABLOCK)
+        vid, _ = self.attached(iid)
+        self.h.ok("one.vm.attach", vid, f"DISK=[IMAGE_ID={iid}]")
+        self.settle()
+        self.assertEqual(self.disk(vid, 1).findtext("TARGET"), "sdb")
+        self.h.ok("one.vm.detach", vid, 0)
+        self.settle()
+        self.assertEqual(self.image_doc(iid).findtext("RUNNING_VMS"), "1")
+        self.h.ok("one.vm.detach", vid, 1)
+        self.settle()
+        self.assertEqual(self.image_doc(iid).findtext("STATE"), "1")
