@@ -272,6 +272,12 @@ class InformationManager:
 
         background(vm_state(self.core, hid, text), f"VM states of host {hid}")
 
+    def queue_vm_exec(self, hid: int, text: str) -> None:
+        """EXEC_VM reports update the VMs' QEMU_GA_EXEC (``oned.managers.vmm.system_exec``)."""
+        from oned.managers.vmm.system_exec import vm_exec
+
+        background(vm_exec(self.core, hid, text), f"VM exec results of host {hid}")
+
     def _queue(self, hid: int, event: tuple[str, Any]) -> None:
         self._events.setdefault(hid, []).append(event)
         self._schedule()

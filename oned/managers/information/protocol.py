@@ -261,6 +261,9 @@ class Reports:
             states = getattr(self.batch, "queue_vm_state", None)
             if msg.action == "STATE_VM" and states is not None:
                 states(msg.oid, msg.payload)
+            execs = getattr(self.batch, "queue_vm_exec", None)
+            if msg.action == "EXEC_VM" and execs is not None:
+                execs(msg.oid, msg.payload)
 
     def _parse(self, hid: int, text: str) -> Template | None:
         try:

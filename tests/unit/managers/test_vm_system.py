@@ -4,12 +4,13 @@ real request manager and DM/LCM/VMM managers, with scripted VMM drivers (fake cl
 from __future__ import annotations
 
 from lxml import etree
+from twisted.internet.defer import Deferred
 
 from oned.core import Core
 from oned.managers.lifecycle.testing import FakeVmDrivers
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VmState as S
-from oned.testing.rpc import OnedHarness
+from oned.testing.rpc import OnedHarness, result_of
 
 from .test_lifecycle import VM_TEMPLATE, LifecycleCase
 
@@ -31,6 +32,15 @@ PCI_DEVICE = {
 
 
 class SystemCase(LifecycleCase):
+    def restart(self) -> None:
+        """A new Core and managers on the same database, as after a kill -9."""
+        core = Core.create(self.h.config, self.h.clock, self.h.db)
+        result_of(Deferred.fromCoroutine(core.load()))
+        self.h.core = core
+        self.h.manager.core = core
+        self.drivers = FakeVmDrivers()
+        self.start_managers(core, self.drivers)
+
     def err(self, method: str, *params: object) -> tuple[str, int]:
         reply = list(self.h.call(method, *params))
         self.assertFalse(reply[0], reply)
@@ -178,16 +188,7 @@ class SnapshotTests(SystemCase):
     def test_restart_reissues_snapshot(self) -> None:
         vid = self.running_vm()
         self.h.ok("one.vm.snapshotcreate", vid, "a")
-        core = Core.create(self.h.config, self.h.clock, self.h.db)
-        from twisted.internet.defer import Deferred
-
-        from oned.testing.rpc import result_of
-
-        result_of(Deferred.fromCoroutine(core.load()))
-        self.h.core = core
-        self.h.manager.core = core
-        self.drivers = FakeVmDrivers()
-        self.start_managers(core, self.drivers)
+        self.restart()
         self.assertEqual(self.drivers.actions(), ["SNAPSHOTCREATE"])
         self.drivers.reply("SNAPSHOTCREATE", vid, info="snap-x")
         self.flush()
@@ -286,6 +287,12 @@ class LiveResizeTests(SystemCase):
         self.assertEqual(self.template(vid).findtext("CPU"), "1")
         self.assertEqual(self.template(vid).findtext("MEMORY"), "512")
         self.assertEqual(self.share()[:2], (100, 512 * 1024))
+        self.h.ok("one.vm.resize", vid, 'VCPU="4"')
+        self.restart()
+        self.assertEqual(self.drivers.actions(), ["RESIZE"])
+        self.settle()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.template(vid).findtext("VCPU"), "4")
 
 
 class UpdateConfTests(SystemCase):
@@ -314,6 +321,24 @@ class UpdateConfTests(SystemCase):
         self.assertEqual(ctx.findtext("VAR1"), "b")
         self.assertEqual(ctx.findtext("TARGET"), "sda")
         self.assertEqual(ctx.findtext("DISK_ID"), "0")
+
+    def test_restart_reissues_updateconf_and_exec(self) -> None:
+        conf = self.h.ok("one.vm.allocate", CTX_TEMPLATE)
+        self.h.ok("one.vm.deploy", conf, self.hid)
+        self.settle()
+        run = self.running_vm()
+        self.h.ok("one.vm.updateconf", conf, 'CONTEXT=[ VAR1="c" ]', 1)
+        self.h.ok("one.vm.exec", run, "ls", "")
+        self.restart()
+        self.assertEqual(sorted(self.drivers.actions()), ["EXEC", "UPDATECONF"])
+        self.settle()
+        self.assertEqual(self.states(conf), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.template(run).findtext("QEMU_GA_EXEC/STATUS"), "EXECUTING")
+        self.h.ok("one.vm.cancelexec", run)
+        self.restart()
+        self.assertEqual(self.drivers.actions(), ["EXEC_CANCEL"])
+        self.settle()
+        self.assertEqual(self.template(run).findtext("QEMU_GA_EXEC/STATUS"), "CANCELLED")
 
     def test_refusals(self) -> None:
         vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
@@ -436,3 +461,41 @@ class ExecTests(SystemCase):
             self.err("one.vm.exec", vid, "ls", "")[0],
             "[one.vm.exec] Could not execute command, VM must be in running",
         )
+
+
+class ExecReportTests(SystemCase):
+    def test_exec_vm_report_updates_qemu_ga_exec(self) -> None:
+        """An EXEC_VM probe report through the information manager's intake."""
+        from oned.managers.information.manager import FLUSH_DELAY, InformationManager
+
+        from .test_information import FakeDrivers, datagram, messages
+
+        im_drivers = FakeDrivers()
+        im = InformationManager(self.h.core, im_drivers, self.h.clock)
+        self.h.core.information_manager = im
+        result_of(Deferred.fromCoroutine(im.start()))
+        self.addCleanup(lambda: result_of(Deferred.fromCoroutine(im.stop())))
+        im_drivers.reply("START_MONITOR", "SUCCESS", self.hid, messages("host01"))
+        self.h.clock.advance(FLUSH_DELAY)
+        vid = self.running_vm()
+        self.h.ok("one.vm.exec", vid, "hostname", "")
+        self.settle()
+        text = f'VM=[ ID="{vid}", STATUS="DONE", RETURN_CODE="0", STDOUT="aG9zdDAx" ]\n'
+        text += 'VM=[ ID="999", STATUS="DONE" ]\n'
+        im.reports.datagram(datagram("EXEC_VM", self.hid, 1001, text))
+        self.flush()
+        exec_block = self.template(vid).find("QEMU_GA_EXEC")
+        assert exec_block is not None
+        self.assertEqual(
+            {c.tag: c.text for c in exec_block},
+            {
+                "COMMAND": "hostname",
+                "RETURN_CODE": "0",
+                "STATUS": "DONE",
+                "STDIN": "",
+                "STDOUT": "aG9zdDAx",
+            },
+        )
+        self.h.ok("one.vm.exec", vid, "uptime", "")
+        self.flush()
+        self.assertEqual(self.drivers.actions(), ["EXEC"])
