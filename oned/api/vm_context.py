@@ -54,7 +54,8 @@ _VAR = re.compile(
 
 def _network_value(core: Core, tmpl: Template, attr: str, nic_id: str) -> str:
     """``$NETWORK[attr, NIC_ID=n]``: the NIC, then its address range, then its network."""
-    nic = next((n for n in tmpl.vectors("NIC") if n.get("NIC_ID") == nic_id), None)
+    nics = tmpl.vectors("NIC") + tmpl.vectors("NIC_ALIAS")
+    nic = next((n for n in nics if n.get("NIC_ID") == nic_id), None)
     if nic is None:
         return ""
     if nic.get(attr):
@@ -109,13 +110,16 @@ def parse_context(core: Core, tmpl: Template, user_tmpl: Template, owner: dict[s
             context[key] = _substitute(core, value, tmpl, user_tmpl, owner)
     if context.get("NETWORK", "").upper() not in ("YES", "TRUE"):
         return
-    for nic in tmpl.vectors("NIC"):
+    for nic in tmpl.vectors("NIC") + tmpl.vectors("NIC_ALIAS"):
         if nic.get("NETWORK_MODE", "").upper() == "AUTO":
             continue
         nic_id = nic.get("NIC_ID", "0")
+        prefix = f"ETH{nic_id}"
+        if "ALIAS_ID" in nic:  # parse_context_network: ETH<parent>_ALIAS<alias>_*
+            prefix = f"ETH{nic.get('PARENT_ID', '')}_ALIAS{nic['ALIAS_ID']}"
         for cvars in (NETWORK_CONTEXT, NETWORK6_CONTEXT):
             for cname, nic_name, alt, lookup in cvars:
                 value = nic.get(nic_name, "") or (nic.get(alt, "") if alt else "")
                 if not value and lookup:
                     value = _network_value(core, tmpl, nic_name, nic_id)
-                context[f"ETH{nic_id}_{cname}"] = value
+                context[f"{prefix}_{cname}"] = value

@@ -341,3 +341,15 @@ class QuotaRecoverTests(NicCase):
         self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
         self.assertEqual(len(self.nics(vid)), 1)
         self.assertEqual(len(self.leases()), 1)
+
+    def test_alias_context_at_allocate(self) -> None:
+        tmpl = (
+            f'{VM_TEMPLATE}\nCONTEXT=[NETWORK="YES"]\nNIC=[NETWORK_ID="{self.net}"]\n'
+            f'NIC_ALIAS=[NETWORK_ID="{self.net}", PARENT="NIC0"]'
+        )
+        vid = self.h.ok("one.vm.allocate", tmpl)
+        context = self.vm(vid).find("TEMPLATE/CONTEXT")
+        assert context is not None
+        self.assertEqual(context.findtext("ETH0_IP"), "10.0.0.10")
+        self.assertEqual(context.findtext("ETH0_ALIAS0_IP"), "10.0.0.11")
+        self.assertEqual(context.findtext("ETH0_ALIAS0_MASK"), "255.255.255.0")
