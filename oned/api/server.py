@@ -89,12 +89,39 @@ class OneXMLRPC(Resource):
                 request.setHeader(b"content-type", b"text/xml")
             size = sum(len(piece) for piece in payload)
             request.setHeader(b"content-length", str(size).encode())
+            if len(payload) > 3:
+                request.registerProducer(_Pieces(request, payload), False)
+                return
             for piece in payload:
                 request.write(piece)
             request.finish()
 
         background(respond(), "XML-RPC call")
         return NOT_DONE_YET
+
+
+class _Pieces:
+    """Writes a large answer one piece at a time as the transport drains (a pull
+    producer), so no reactor step copies the whole answer at once."""
+
+    def __init__(self, request: Request, pieces: list[bytes]) -> None:
+        self._request = request
+        self._pieces = pieces
+        self._next = 0
+
+    def resumeProducing(self) -> None:
+        if self._next < len(self._pieces):
+            self._next += 1
+            self._request.write(self._pieces[self._next - 1])
+            return
+        if self._pieces:
+            self._pieces = []
+            self._request.unregisterProducer()
+            self._request.finish()
+
+    def stopProducing(self) -> None:
+        self._pieces = []
+        self._next = 0
 
 
 class OneChannel(http.HTTPChannel):

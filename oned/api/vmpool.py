@@ -7,6 +7,9 @@ reactor turn in between, so a 10,000-VM answer never holds up small calls for lo
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Callable
+
 from twisted.internet.defer import Deferred
 
 from oned.api import shared
@@ -19,8 +22,8 @@ from oned.errors import ApiError, AuthorizationError, InternalError
 from oned.objects import showback
 from oned.objects.vm import VirtualMachine, VmState
 
-#: VMs joined per slice before yielding to the reactor.
-SLICE = 2000
+#: VMs joined per slice (one piece of the answer) before yielding to the reactor.
+SLICE = 500
 #: monitord's VM_MONITORING_EXPIRATION_TIME default.
 DEFAULT_MONITORING_EXPIRATION = 43200
 
@@ -38,33 +41,107 @@ async def _yield(core: Core) -> None:
 
 
 async def _join(core: Core, root: str, vms: list[VirtualMachine], extended: bool) -> WireParts:
-    """The listing as cached escaped pieces, gathered slice by slice (a reactor turn
-    between slices, for bodies escaped for the first time)."""
-    escaped = core.vms.escaped
+    """The listing from the cached escaped bodies, joined slice by slice into a few
+    large pieces (the transport takes 20 writes, not 10,000) with a reactor turn
+    between slices, so small calls are answered while a big listing is built."""
+    wire = core.vms.wire_cache(extended)
+    render = core.vms.wire_body if extended else core.vms.short_wire
     parts = WireParts([f"&lt;{root}&gt;".encode()])
-    for start in range(0, len(vms), SLICE):
-        if start:
+    for first in range(0, len(vms), SLICE):
+        if first:
             await _yield(core)
-        parts.extend(escaped(vm.oid, extended) for vm in vms[start : start + SLICE])
+        chunk = []
+        for vm in vms[first : first + SLICE]:
+            data = wire.get(vm.oid)
+            chunk.append(data if data is not None else render(vm.oid))
+        parts.append(b"".join(chunk))
     parts.append(f"&lt;/{root}&gt;".encode())
     return parts
 
 
-def _select(
-    core: Core, call: Call, filter_flag: int, start: int, end: int, state: int, query: str
-) -> list[VirtualMachine]:
+def _checks(core: Core, filter_flag: int, state: int, query: str) -> None:
     if query:
         raise InternalError("JSON query search is not supported by the SQL backend")
     _state_filter(state)
+    if filter_flag < -4:
+        raise ApiError("Incorrect filter_flag")
+
+
+def _select(
+    core: Core, call: Call, filter_flag: int, start: int, end: int, state: int
+) -> list[VirtualMachine]:
+    """``VirtualMachinePoolAPI::info``'s where clause at once (ACL-filtered callers
+    and pages): owner filter, state (-2 any, -1 not DONE), id range or page."""
+    keep = None if state == -2 else _keeper(call, -2, state)
+    return shared.filtered(core, call, VM, filter_flag, start, end, extra=keep)
+
+
+def _keeper(call: Call, flag: int, state: int) -> Callable[[VirtualMachine], bool]:
+    """The owner (``flag``) and state filters as one predicate."""
+    uid, gid, groups = call.caller.uid, call.caller.gid, call.caller.group_ids
+    done = int(VmState.DONE)
 
     def keep(vm: VirtualMachine) -> bool:
-        if state == -2:
-            return True
+        if flag == -4:
+            if vm.gid != gid:
+                return False
+        elif flag == -3:
+            if vm.uid != uid:
+                return False
+        elif flag == -1:
+            if vm.uid != uid and vm.gid not in groups:
+                return False
+        elif flag >= 0 and vm.uid != flag:
+            return False
         if state == -1:
-            return vm.state != VmState.DONE
-        return vm.state == state
+            return vm.state != done
+        return state in (-2, vm.state)
 
-    return shared.filtered(core, call, VM, filter_flag, start, end, extra=keep)
+    return keep
+
+
+async def _listing(
+    core: Core,
+    call: Call,
+    flag: int,
+    start: int,
+    end: int,
+    state: int,
+    query: str,
+    extended: bool,
+) -> WireParts:
+    """A ``VM_POOL`` listing written slice by slice: the ids in order (an id range cut
+    by bisection), each slice filtered and joined from the cached escaped bodies into
+    one piece, a reactor turn between slices. So a 10,000-VM answer holds the reactor
+    for well under a millisecond at a time, and the transport gets 20 writes."""
+    _checks(core, flag, state, query)
+    root = "VM_POOL"
+    if end < -1 or (flag != -3 and not core.acl.whole_pool(call.caller, VM.type_name)):
+        return await _join(core, root, _select(core, call, flag, start, end, state), extended)
+    ids = core.vms.sorted_ids()
+    if start != -1:
+        lo = bisect.bisect_left(ids, start)
+        ids = ids[lo : bisect.bisect_right(ids, end) if end != -1 else len(ids)]
+    ids = ids[::-1] if shared.list_order_desc(core, call) else list(ids)
+    keep = _keeper(call, flag, state)
+    get = core.vms.get
+    wire = core.vms.wire_cache(extended)
+    render = core.vms.wire_body if extended else core.vms.short_wire
+    parts = WireParts([f"&lt;{root}&gt;".encode()])
+    for first in range(0, len(ids), SLICE):
+        if first:
+            await _yield(core)
+        chunk = []
+        for oid in ids[first : first + SLICE]:
+            vm = get(oid)
+            if vm is None or not keep(vm):
+                continue
+            data = wire.get(oid)
+            chunk.append(data if data is not None else render(oid))
+        if chunk:
+            parts.append(b"".join(chunk))
+    parts.append(f"&lt;/{root}&gt;".encode())
+    return parts
 
 
 @rpc("one.vmpool.info", "iiiis", required=4)
@@ -72,7 +149,7 @@ async def pool_info(
     core: Core, call: Call, flag: int, start: int, end: int, state: int, query: str = ""
 ) -> WireParts:
     """Returns the virtual machine instances pool."""
-    return await _join(core, "VM_POOL", _select(core, call, flag, start, end, state, query), False)
+    return await _listing(core, call, flag, start, end, state, query, False)
 
 
 @rpc("one.vmpool.infoextended", "iiiis", required=4)
@@ -80,7 +157,7 @@ async def pool_info_extended(
     core: Core, call: Call, flag: int, start: int, end: int, state: int, query: str = ""
 ) -> WireParts:
     """Returns the virtual machine instances pool in extended format."""
-    return await _join(core, "VM_POOL", _select(core, call, flag, start, end, state, query), True)
+    return await _listing(core, call, flag, start, end, state, query, True)
 
 
 @rpc("one.vmpool.infoset", "sb")

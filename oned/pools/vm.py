@@ -8,6 +8,7 @@ store the VM document of the moment, which ``one.vmpool.accounting`` returns.
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from oned.objects.history import History
 from oned.objects.showback import HistoryCost, ShowbackRow, history_cost
 from oned.objects.vm import VirtualMachine
 from oned.pools.base import Pool
+from oned.template import xml_escape
 
 
 def _thd_history(conn: sqlite3.Connection) -> list[tuple[int, str]]:
@@ -113,8 +115,11 @@ class VirtualMachinePool(Pool[VirtualMachine]):
     ) -> None:
         super().__init__(db, "vm_pool", loader)
         self._short: dict[int, str] = {}
-        #: Bodies escaped for an XML-RPC ``<string>``, made on first listing.
-        self._vm_escaped: dict[tuple[int, bool], bytes] = {}
+        #: Short bodies escaped for an XML-RPC ``<string>``, made on first listing (the
+        #: stored bodies' are the base pool's ``wire_body``).
+        self._short_wire: dict[int, bytes] = {}
+        #: Every VM id, ascending (listings walk it slice by slice).
+        self._order: list[int] = []
 
     async def load(self) -> None:
         await super().load()
@@ -128,31 +133,46 @@ class VirtualMachinePool(Pool[VirtualMachine]):
                 vm.history = records
 
     def _remember(self, obj: VirtualMachine, body: str | None = None) -> None:
+        if obj.oid not in self._objects:
+            if not self._order or obj.oid > self._order[-1]:
+                self._order.append(obj.oid)
+            else:
+                bisect.insort(self._order, obj.oid)
         super()._remember(obj, body)
         short = obj.__dict__.pop("_short_cache", None)
         self._short[obj.oid] = short if short is not None else obj.short_xml()
-        self._vm_escaped.pop((obj.oid, True), None)
-        self._vm_escaped.pop((obj.oid, False), None)
+        self._short_wire.pop(obj.oid, None)
 
     def _forget(self, oid: int) -> None:
+        at = bisect.bisect_left(self._order, oid)
+        if at < len(self._order) and self._order[at] == oid:
+            del self._order[at]
         super()._forget(oid)
         self._short.pop(oid, None)
-        self._vm_escaped.pop((oid, True), None)
-        self._vm_escaped.pop((oid, False), None)
+        self._short_wire.pop(oid, None)
+
+    def sorted_ids(self) -> list[int]:
+        """Every VM id, ascending (read-only)."""
+        return self._order
 
     def short_body(self, oid: int) -> str:
         return self._short[oid]
 
-    def escaped(self, oid: int, extended: bool) -> bytes:
-        """The short (or stored) body escaped and encoded for a listing, cached until
-        it changes."""
-        key = (oid, extended)
-        data = self._vm_escaped.get(key)
+    def short_wire(self, oid: int) -> bytes:
+        """The short body escaped and encoded for a listing, cached until it changes."""
+        data = self._short_wire.get(oid)
         if data is None:
-            raw = self._bodies[oid] if extended else self._short[oid]
-            text = raw.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            data = self._vm_escaped[key] = text.encode("utf-8", "xmlcharrefreplace")
+            data = xml_escape(self._short[oid]).encode("utf-8", "xmlcharrefreplace")
+            self._short_wire[oid] = data
         return data
+
+    def escaped(self, oid: int, extended: bool) -> bytes:
+        """The stored (or short) body as a listing piece."""
+        return self.wire_body(oid) if extended else self.short_wire(oid)
+
+    def wire_cache(self, extended: bool) -> dict[int, bytes]:
+        """The cache behind ``escaped`` (read-only: a missing entry is not made yet)."""
+        return self._wire if extended else self._short_wire
 
     def info_body(self, oid: int) -> str:
         """``one.vm.info``: the stored body, or one with every history record."""
