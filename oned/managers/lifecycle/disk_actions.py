@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from oned.managers.vmm.manager import VirtualMachineManager
 
 DISK_ATTACH, DISK_DETACH = 21, 22
+INTERRUPTED = "Operation interrupted by an oned restart"
 
 _SNAP_CREATE = (L.DISK_SNAPSHOT, L.DISK_SNAPSHOT_POWEROFF, L.DISK_SNAPSHOT_SUSPENDED)
 _SNAP_DELETE = (
@@ -79,8 +80,18 @@ def _resting(lcm: int) -> int:
     return S.ACTIVE
 
 
-def _tag(message: str) -> str:
-    return "TrM" if message.startswith("Error executing image transfer script") else "VMM"
+def report(tx: Tx, message: str) -> None:
+    """A driver failure: logged, and the VM's ERROR only when the driver said why
+    (``log_error``: an INFO that is empty or starts with ``-`` sets no ERROR)."""
+    if not message:
+        return
+    tag = "TrM" if message.startswith("Error executing image transfer script") else "VMM"
+    if message.startswith(INTERRUPTED):
+        tx.error("LCM", message)
+    elif ": " in message:
+        tx.error(tag, message)
+    else:
+        tx.log(tag, "E", message)
 
 
 def give_back(tx: Tx, disk: ds.Disk, snaps: im.Snapshots | None, resize: bool) -> None:
@@ -151,8 +162,7 @@ class LcmDisks:
             if lcm not in (L.HOTPLUG, L.HOTPLUG_PROLOG_POWEROFF):
                 tx.log("LCM", "E", "attach_failure_action, VM in a wrong state")
                 return True
-            if message:
-                tx.error(_tag(message), message)
+            report(tx, message)
             before = ds.vm_system_size(tx.vm)
             delete_attach_disk(tx, False)
             refund(tx, before)
@@ -185,8 +195,7 @@ class LcmDisks:
             if lcm not in (L.HOTPLUG, L.HOTPLUG_EPILOG_POWEROFF):
                 tx.log("LCM", "E", "detach_failure_action, VM in a wrong state")
                 return True
-            if message:
-                tx.error(_tag(message), message)
+            report(tx, message)
             if lcm != L.HOTPLUG:
                 tx.log("LCM", "I", "VM Disk detach failure.")
             disk = ds.flagged(tx.vm, "ATTACH")
@@ -213,8 +222,7 @@ class LcmDisks:
         if lcm not in (*_SNAP_CREATE, *_SNAP_DELETE, L.DISK_SNAPSHOT_REVERT_POWEROFF):
             tx.log("LCM", "E", f"disk_snapshot_{word}, VM in a wrong state")
             return True
-        if message:
-            tx.error(_tag(message), message)
+        report(tx, message)
         before = ds.vm_system_size(vm)
         if success and lcm in _SNAP_CREATE:
             tx.log("LCM", "I", "VM disk snapshot operation completed.")
@@ -294,8 +302,7 @@ class LcmDisks:
         if lcm not in _RESIZE:
             tx.log("LCM", "E", f"disk_resize_{word}, VM in a wrong state")
             return True
-        if message:
-            tx.error(_tag(message), message)
+        report(tx, message)
         done = "completed" if success else "failed"
         tx.log("LCM", "I", f"VM disk resize operation {done}.")
         disk = ds.flagged(tx.vm, "RESIZE")
@@ -366,8 +373,7 @@ class LcmDisks:
                 tx.log("LCM", "E", f"saveas_{word}_action, VM in a wrong state")
                 found.clear()
                 return True
-            if message:
-                tx.error(_tag(message), message)
+            report(tx, message)
             rest(tx, state)
             return True
 
@@ -405,7 +411,5 @@ class LcmDisks:
             disk = ds.flagged(vm, "HOTPLUG_SAVE_AS_ACTIVE")
             if disk is not None and "HOTPLUG_SAVE_AS_SOURCE" in disk:
                 return lambda: tmc.saveas_hot(tm, vm)
-            return lambda: self.schedule(
-                self.saveas_failure, vm.oid, "Operation interrupted by an oned restart"
-            )
+            return lambda: self.schedule(self.saveas_failure, vm.oid, INTERRUPTED)
         return table.get(lcm)
