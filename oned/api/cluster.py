@@ -271,4 +271,5 @@ async def deldatastore(core: Core, call: Call, oid: int, ds_id: int) -> int:
     return await _generic(core, call, oid, ds_id, DATASTORES, False)
 
 
-declare(CLUSTER, "cluster", "info", "pool", "update", "rename")
+# one.cluster.info is in cluster_plan.py: it adds the cluster's PLAN.
+declare(CLUSTER, "cluster", "pool", "update", "rename")

@@ -158,6 +158,22 @@ class PlanManager:
         await self.execute_plans()
         return ""
 
+    async def delete_plan(self, cid: int) -> bool:
+        """``plandelete``: empty the plan (False when there is none)."""
+        await self.plans.load()
+        await self._lock.acquire()
+        try:
+            plan = self.plans.get(cid)
+            if plan.state == PlanState.NONE:
+                return False
+            for a in plan.actions:
+                self.by_vm.pop(a.vm_id, None)
+            plan.clear()
+            await self.plans.save(plan)
+            return True
+        finally:
+            self._lock.release()
+
     # -- execution -------------------------------------------------------------------
 
     async def timer_action(self) -> None:
