@@ -39,6 +39,8 @@ from oned.objects.vlans import vlans_xml
 from oned.objects.vmtemplate import VMTemplate
 from oned.objects.vntemplate import VNTemplate
 from oned.objects.vdc import Vdc
+from oned.objects.vmgroup import VMGroup
+from oned.objects.vrouter import VirtualRouter
 from oned.objects.zone import Zone
 from oned.pools.acl import AclPool
 from oned.pools.base import Locks, Pool, Unit
@@ -79,6 +81,8 @@ class Core:
     groups: Pool[Group]
     zones: Pool[Zone]
     vdcs: Pool[Vdc]
+    vmgroups: Pool[VMGroup]
+    vrouters: Pool[VirtualRouter]
     clusters: Pool[Cluster]
     datastores: Pool[Datastore]
     documents: Pool[Document]
@@ -118,6 +122,8 @@ class Core:
             groups=Pool(db, "group_pool", Group.from_xml, first_oid=100),
             zones=Pool(db, "zone_pool", Zone.from_xml, first_oid=100),
             vdcs=Pool(db, "vdc_pool", Vdc.from_xml, first_oid=100),
+            vmgroups=Pool(db, "vmgroup_pool", VMGroup.from_xml),
+            vrouters=Pool(db, "vrouter_pool", VirtualRouter.from_xml),
             clusters=Pool(db, "cluster_pool", Cluster.from_xml, first_oid=100),
             datastores=Pool(db, "datastore_pool", Datastore.from_xml, first_oid=100),
             documents=Pool(db, "document_pool", Document.from_xml),
@@ -161,6 +167,8 @@ class Core:
             self.groups,
             self.zones,
             self.vdcs,
+            self.vmgroups,
+            self.vrouters,
             self.clusters,
             self.datastores,
             self.documents,

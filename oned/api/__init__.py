@@ -30,6 +30,7 @@ def build_registry() -> Registry:
         vmtemplate,
         vnet,
         vntemplate,
+        vrouter,
         zone,
     )
 

@@ -63,7 +63,17 @@ async def prepare_instantiate(
     return _helper(core, call, oid, name, hold, extra)
 
 
-def _helper(core: Core, call: Call, oid: int, name: str, hold: bool, extra: str) -> Instantiation:
+def _helper(
+    core: Core,
+    call: Call,
+    oid: int,
+    name: str,
+    hold: bool,
+    extra: str,
+    extra_tmpl: Template | None = None,
+) -> Instantiation:
+    """``instantiate_helper``; ``extra_tmpl`` (a virtual router's NICs...) replaces the
+    attributes it names after the user's merge, as ``Template::merge`` does."""
     source = shared.get_object(core, TEMPLATE, oid)
     tmpl = source.template.copy()
     uattrs = shared.parse_template(extra)
@@ -73,6 +83,12 @@ def _helper(core: Core, call: Call, oid: int, name: str, hold: bool, extra: str)
         raise AuthorizationError(
             f"User Template includes a restricted attribute {exc.attribute}"
         ) from exc
+    if extra_tmpl is not None:
+        for attr in {n for n, _ in extra_tmpl.items}:
+            tmpl.erase(attr)
+        for attr, value in extra_tmpl.items:
+            if value:
+                tmpl.add(attr, value)
     owner = _as_uid_gid(core, call, tmpl)
     vm_tmpl = instantiate_template(tmpl, source.name, oid, name)
     requests = [(Op.USE, TEMPLATE.auth(core, source))]

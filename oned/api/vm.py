@@ -16,6 +16,8 @@ from oned.api.registry import rpc
 from oned.api.shared import Family, ObjectAuth
 from oned.api.vm_context import parse_context
 from oned.api.vm_template import automatic_requirements, build_templates, cluster_requirements
+from oned.api.vmgroup import join_template as join_vmgroup
+from oned.api.vmgroup import use_request as vmgroup_use
 from oned.core import Core
 from oned.errors import (
     ActionError,
@@ -123,6 +125,7 @@ async def create_vm(
     RUNNING_* ones), insert; ``InternalError`` with oned's text on a bad template.
     ``owner`` (uid, gid) replaces the caller as owner (AS_UID/AS_GID)."""
     uid, gid = owner if owner is not None else (call.uid, call.caller.gid)
+    core.acl.check_all(call.caller, vmgroup_use(core, tmpl, uid))
     user = core.users.get(uid)
     group = core.groups.get(gid)
     owners: list[tuple[Pool[Any], int]] = [(core.users, uid)] if uid > 0 else []
@@ -154,6 +157,7 @@ async def create_vm(
                 "VMID": str(oid),
             }
             parse_context(core, vm_tmpl, user_tmpl, owner_vars)
+            join_vmgroup(core, unit, vm_tmpl, user_tmpl, uid, oid)
             automatic_requirements(vm_tmpl, cluster_requirements(vm_tmpl))
             secret = core.attr_list("VM_ENCRYPTED_ATTR")
             if secret:
