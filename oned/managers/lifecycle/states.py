@@ -18,6 +18,7 @@ from oned.managers.lifecycle.nics import release_all
 from oned.managers.lifecycle.system_actions import save_done, shutdown_done
 from oned.managers.lifecycle.tx import Tx, del_capacity, transition
 from oned.managers.lifecycle.vmgroups import leave as leave_vmgroup
+from oned.managers.lifecycle.vrouters import leave as leave_vrouter
 from oned.objects.history import VMAction
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VmState as S
@@ -298,5 +299,6 @@ class LcmStates(LcmMigrate):
                 tx.unit.drop(core.sched_actions, sa_id)
         tx.before.append(lambda: release_all(core, tx.unit, vm))
         leave_vmgroup(core, tx.unit, vm)
+        leave_vrouter(core, tx.unit, vm)
         if images_of(vm):
             release_images(tx.image_stage(), vm, tx.now)
