@@ -1,13 +1,65 @@
-"""LifeCycleManager: backups and restores."""
+"""LifeCycleManager: backups and restores (mirrors ``LifeCycleStates.cc``
+``trigger_backup_success/failure``, ``create_backup_image`` and
+``trigger_disk_restore_success/failure``).
+
+A backup reply moves the VM back to RUNNING (BACKUP) or POWEROFF (BACKUP_POWEROFF); a
+successful one creates the BACKUP image in the backup datastore (``<vid> <date>``,
+READY, persistent, the VM in its VMS, the disks in BACKUP_DISK_IDS) and adds it to the
+VM's BACKUP_IDS and the datastore's IMAGES, all in one transaction. After a restart a
+VM in BACKUP/BACKUP_POWEROFF gets its BACKUP re-sent; an interrupted RESTORE fails back
+to POWEROFF.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from oned.managers.lifecycle.tx import Tx, transition
+from oned.managers.transfer.manager import system_dir
+from oned.managers.vmm.backup import send_backup
+from oned.managers.vmm.backup_config import Backups, backup_disk_ids
+from oned.objects.base import Permissions
+from oned.objects.image import BACKUP, READY, Image
+from oned.objects.vm import LcmState as L
+from oned.objects.vm import VirtualMachine
+from oned.objects.vm import VmState as S
 
 if TYPE_CHECKING:
     from oned.core import Core
     from oned.managers.transfer.manager import TransferManager
     from oned.managers.vmm.manager import VirtualMachineManager
+
+
+def _back_from_backup(tx: Tx, verb: str) -> bool:
+    """BACKUP -> RUNNING, BACKUP_POWEROFF -> POWEROFF (False: wrong state, logged)."""
+    if tx.vm.lcm_state == L.BACKUP:
+        tx.lcm(L.RUNNING)
+    elif tx.vm.lcm_state == L.BACKUP_POWEROFF:
+        _quiet_state(tx, S.POWEROFF)
+        tx.lcm(L.LCM_INIT)
+    else:
+        tx.log("LCM", "E", f"{verb}, VM in wrong state")
+        return False
+    return True
+
+
+def _quiet_state(tx: Tx, state: int) -> None:
+    tx.vm.set_state(state)
+    tx.log("VM", "I", f"New state is {S(state).name}")
+
+
+def parse_backup_reply(payload: str) -> tuple[str, int, str] | None:
+    """``backup_id size_mb [format]`` (format defaults to raw)."""
+    parts = payload.split()
+    if len(parts) < 2:
+        return None
+    try:
+        size = int(float(parts[1]))
+    except ValueError:
+        return None
+    return parts[0], size, parts[2] if len(parts) > 2 else "raw"
 
 
 class LcmBackups:
@@ -16,3 +68,154 @@ class LcmBackups:
     core: Core
     vmm: VirtualMachineManager
     tm: TransferManager
+
+    def schedule(self, fn: Any, *args: Any) -> None:
+        raise NotImplementedError
+
+    # -- driver steps ------------------------------------------------------------------
+
+    def send_backup(self, vm: VirtualMachine) -> None:
+        send_backup(self.vmm, vm)
+
+    def send_restore(self, vm: VirtualMachine, img_id: int, inc_id: int, disk_id: int) -> None:
+        """``TransferManager::trigger_restore``: ``transfer.<seq>.restore``."""
+        current = vm.current
+        assert current is not None
+        line = (
+            f"RESTORE {current.tm_mad} {current.hostname}:{system_dir(self.core, vm)} "
+            f"{vm.oid} {img_id} {inc_id} {disk_id} "
+        )
+        self.tm._transfer(vm, "restore", [line])
+
+    def backup_replay(self, vm: VirtualMachine) -> dict[L, Callable[[], None]]:
+        """Restart recovery: BACKUP is re-sent; RESTORE (its image is not kept) fails."""
+        return {
+            L.BACKUP: lambda: self.send_backup(vm),
+            L.BACKUP_POWEROFF: lambda: self.send_backup(vm),
+            L.RESTORE: lambda: self.schedule(
+                self.disk_restore_failure, vm.oid, "Interrupted by an oned restart"
+            ),
+        }
+
+    # -- VMM replies -------------------------------------------------------------------
+
+    async def backup_success(self, vid: int, payload: str = "") -> None:
+        reply = parse_backup_reply(payload)
+        if reply is None:
+            await self.backup_failure(vid, f"Error parsing backup_id and size: {payload}")
+            return
+        vm = self.core.vms.get(vid)
+        if vm is None:
+            return
+        ds_id = Backups.of(vm).get_int("LAST_DATASTORE_ID")
+        async with self.core.datastores.lock(ds_id):
+            await transition(
+                self.core,
+                vid,
+                lambda tx: self._backup_done(tx, ds_id, *reply),
+                f"backup success of VM {vid}",
+            )
+
+    def _backup_done(self, tx: Tx, ds_id: int, source: str, size: int, fmt: str) -> bool:
+        vm = tx.vm
+        if not _back_from_backup(tx, "backup_success"):
+            return True
+        backups = Backups.of(vm)
+        ds = self.core.datastores.get(ds_id)
+        if ds is None:
+            tx.log("LCM", "E", "backup_success, backup datastore does not exist")
+            backups.clear_last()
+            backups.store(vm)
+            return True
+        core = self.core
+        image_id = tx.unit.allocate(core.images)
+        stamp = time.strftime("%d-%b %H.%M.%S", time.localtime(tx.now))
+        image = Image(
+            oid=image_id,
+            name=f"{vm.oid} {stamp}",
+            uid=vm.uid,
+            gid=vm.gid,
+            uname=vm.uname,
+            gname=vm.gname,
+            perms=Permissions.for_new_object(
+                vm.uid, vm.gid, 0o177, core.config.enable_other_permissions
+            ),
+            type=BACKUP,
+            disk_type=ds.disk_type,
+            persistent=1,
+            regtime=tx.now,
+            modtime=tx.now,
+            source=source,
+            format=fmt,
+            size=size,
+            state=READY,
+            prev_state=READY,
+            running_vms=1,
+            datastore_id=ds.oid,
+            datastore=ds.name,
+            vms={vm.oid},
+            backup_disk_ids=set(backup_disk_ids(vm, backups)),
+        )
+        tx.unit.add(core.images, image)
+        ds = ds.copy()
+        ds.images.add(image_id)
+        tx.unit.save(core.datastores, ds)
+        backups.ids.append(image_id)
+        backups.clear_last()
+        backups.store(vm)
+        return True
+
+    async def backup_failure(self, vid: int, text: str = "") -> None:
+        def step(tx: Tx) -> bool:
+            _back_from_backup(tx, "backup_failure")
+            if text:
+                tx.error("VMM", text)
+            backups = Backups.of(tx.vm)
+            backups.clear_last()
+            backups.store(tx.vm)
+            return True
+
+        await transition(self.core, vid, step, f"backup failure of VM {vid}")
+
+    async def backup_cancel_success(self, vid: int, info: str = "") -> None:
+        self._log_only(vid, "I", "Backup successfully cancelled.")
+
+    async def backup_cancel_failure(self, vid: int, text: str = "") -> None:
+        self._log_only(vid, "E", text or "BACKUPCANCEL")
+
+    def _log_only(self, vid: int, letter: str, text: str) -> None:
+        from oned.managers.lifecycle.vmlog import write_vm_log
+
+        write_vm_log(self.core, vid, [("VMM", letter, text)], self.core.now())
+
+    # -- TM replies (RESTORE) ------------------------------------------------------------
+
+    async def disk_restore_success(self, vid: int, text: str = "") -> None:
+        def step(tx: Tx) -> bool:
+            if tx.vm.lcm_state != L.RESTORE:
+                tx.log("LCM", "E", "VM restore success, VM in a wrong state")
+                return True
+            backups = Backups.of(tx.vm)
+            if backups.config:
+                backups.reset_chain()
+                backups.store(tx.vm)
+            _quiet_state(tx, S.POWEROFF)
+            tx.lcm(L.LCM_INIT)
+            tx.log("LCM", "I", "VM restore operation completed.")
+            return True
+
+        await transition(self.core, vid, step, f"restore success of VM {vid}")
+
+    async def disk_restore_failure(self, vid: int, text: str = "") -> None:
+        def step(tx: Tx) -> bool:
+            if tx.vm.lcm_state != L.RESTORE:
+                tx.log("LCM", "E", f"restore fails, VM in a wrong state: {L(tx.vm.lcm_state).name}")
+                return True
+            _quiet_state(tx, S.POWEROFF)
+            tx.lcm(L.LCM_INIT)
+            if text:
+                tx.error("TrM", text)
+            tx.log("LCM", "I", "VM restore operation fails")
+            return True
+
+        await transition(self.core, vid, step, f"restore failure of VM {vid}")

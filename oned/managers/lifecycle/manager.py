@@ -217,6 +217,7 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             L.EPILOG_UNDEPLOY: lambda: self.tm.epilog_stop(vm),
         }
         replay.update(self.migrate_replay(vm))
+        replay.update(self.backup_replay(vm))
         replay[L.HOTPLUG_NIC] = replay[L.HOTPLUG_NIC_POWEROFF] = lambda: self.resume_nic(vm)
         step = replay.get(lcm) or self.disk_replay(vm) or self.system_replay(vm)
         if step is not None:

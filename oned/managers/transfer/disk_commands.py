@@ -43,6 +43,7 @@ ROUTES: dict[int, tuple[str, str]] = {
         )
     },
     L.DISK_RESIZE_POWEROFF: ("disk_resize_success", "disk_resize_failure"),
+    L.RESTORE: ("disk_restore_success", "disk_restore_failure"),
     L.DISK_RESIZE_UNDEPLOYED: ("disk_resize_success", "disk_resize_failure"),
 }
 

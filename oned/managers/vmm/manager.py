@@ -33,6 +33,8 @@ ROUTES: dict[str, tuple[str, str]] = {
     "SHUTDOWN": ("shutdown_success", "shutdown_failure"),
     "CANCEL": ("shutdown_success", "shutdown_failure"),
     "SAVE": ("save_success", "save_failure"),
+    "BACKUP": ("backup_success", "backup_failure"),
+    "BACKUPCANCEL": ("backup_cancel_success", "backup_cancel_failure"),
     "MIGRATE": ("deploy_success", "deploy_failure"),
     "ATTACHDISK": ("attach_success", "attach_failure"),
     "DETACHDISK": ("detach_success", "detach_failure"),
@@ -270,6 +272,8 @@ class VirtualMachineManager:
                         getattr(lcm, fail_name), vm.oid, "Empty deploy ID for virtual machine"
                     )
                     return
+            elif msg.action == "BACKUP":  # backup_id size_mb [format]
+                deploy_id = msg.payload
             elif msg.action == "SNAPSHOTCREATE":  # the hypervisor's snapshot id
                 deploy_id = msg.payload.split()[0] if msg.payload.split() else ""
             lcm.schedule(getattr(lcm, ok_name), vm.oid, deploy_id)

@@ -62,7 +62,7 @@ class SchedCase(SynchronousTestCase):
         return found
 
     def running_vm(self) -> int:
-        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
+        vid: int = self.h.ok("one.vm.allocate", VM_TEMPLATE)
         self.h.ok("one.vm.deploy", vid, self.hid)
         self.settle()
         self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
