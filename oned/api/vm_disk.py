@@ -6,6 +6,7 @@ state machine in the DispatchManager (``oned.managers.dispatch.disks``).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from oned.api import shared
@@ -30,6 +31,9 @@ from oned.objects.vm import VirtualMachine
 from oned.template import Template
 from oned.template_merge import parse_restricted, restricted_in
 from oned.vm_disks import disk_image
+
+#: ``str_cast<long long>``: blanks, a sign and digits up to the end.
+_LONG = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
 
 #: Image managers the saveas MKFS listener is registered with.
 _LISTENING: set[int] = set()
@@ -195,10 +199,9 @@ async def disk_snapshot_rename(
 @rpc("one.vm.diskresize", "iis")
 async def disk_resize(core: Core, call: Call, vid: int, did: int, size_text: str) -> int:
     """Resize a disk of a Virtual Machine."""
-    text = size_text.strip()
-    if not text.lstrip("+-").isdigit() or text != size_text.lstrip():
+    if not _LONG.fullmatch(size_text) or not -(2**63) <= int(size_text) < 2**63:
         raise ActionError("Disk SIZE is not a valid integer")
-    size = int(text)
+    size = int(size_text)
     vm = _vm(core, vid)
     _authorize(core, call, vm, "disk-resize")
     disk = _disk(vm, did)

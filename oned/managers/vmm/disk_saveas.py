@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from oned.errors import InternalError
+from oned.errors import InternalError, no_exists
 from oned.log import logger
 from oned.managers.image.stage import Stage
 from oned.managers.lifecycle.tx import Tx, transition
@@ -90,7 +90,7 @@ async def begin(core: Core, vid: int, did: int, sid: int) -> tuple[int, int]:
         found.append((int(raw), ds.to_int(disk.get("SIZE"))))
 
     if await transition(core, vid, step, f"disk saveas of VM {vid}") is None:
-        raise InternalError("")
+        raise no_exists("virtual machine", vid)
     return found[0]
 
 
