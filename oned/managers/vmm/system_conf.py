@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from oned.api.vm_context import parse_context
 from oned.errors import InternalError
+from oned.managers.vmm.system_backup_conf import backup_config
 from oned.template import Template
 
 if TYPE_CHECKING:
@@ -268,32 +269,5 @@ def updateconf(core: Core, vm: VirtualMachine, new: Template, append: bool) -> b
     _graphics_video(tmpl)
     backup = new.get_vector("BACKUP_CONFIG")
     if backup is not None:
-        _backup_config(vm, backup, append)
+        backup_config(vm, backup, append)
     return changed
-
-
-def _backup_config(vm: VirtualMachine, new: dict[str, str], append: bool) -> None:
-    """BACKUP_CONFIG goes to the VM's BACKUPS element (``Backups::parse``, simplified:
-    the given keys replace or merge the stored ones)."""
-    from lxml import etree
-
-    root = etree.fromstring(vm.backups_xml)
-    config = root.find("BACKUP_CONFIG")
-    if config is None:
-        config = etree.SubElement(root, "BACKUP_CONFIG")
-        root.remove(config)
-        root.insert(0, config)
-    current = {child.tag: child.text or "" for child in config}
-    if not append:
-        current = {}
-    for key in UPDATECONF_ATTRS["BACKUP_CONFIG"]:
-        if key in new:
-            current[key] = new[key]
-    body = "".join(f"<{k}><![CDATA[{current[k]}]]></{k}>" for k in sorted(current))
-    inner = f"<BACKUP_CONFIG>{body}</BACKUP_CONFIG>" if body else "<BACKUP_CONFIG/>"
-    rest = "".join(
-        etree.tostring(child, encoding="unicode", with_tail=False)
-        for child in root
-        if child.tag != "BACKUP_CONFIG"
-    )
-    vm.backups_xml = f"<BACKUPS>{inner}{rest}</BACKUPS>"

@@ -340,6 +340,43 @@ class UpdateConfTests(SystemCase):
         self.settle()
         self.assertEqual(self.template(run).findtext("QEMU_GA_EXEC/STATUS"), "CANCELLED")
 
+    def test_backup_config(self) -> None:
+        """BACKUP_CONFIG goes to BACKUPS as Backups::parse writes it."""
+        vid = self.running_vm()
+        self.h.ok("one.vm.updateconf", vid, 'BACKUP_CONFIG=[ KEEP_LAST="3", MODE="increment" ]', 0)
+        config = self.vm(vid).find("BACKUPS/BACKUP_CONFIG")
+        assert config is not None
+        self.assertEqual(
+            [(c.tag, c.text) for c in config],
+            [
+                ("BACKUP_VOLATILE", "NO"),
+                ("FS_FREEZE", "NONE"),
+                ("INCREMENTAL_BACKUP_ID", "-1"),
+                ("INCREMENT_MODE", "CBT"),
+                ("INTERACTIVE", "NO"),
+                ("KEEP_LAST", "3"),
+                ("LAST_INCREMENT_ID", "-1"),
+                ("MODE", "INCREMENT"),
+            ],
+        )
+        self.assertIsNotNone(self.vm(vid).find("BACKUPS/BACKUP_IDS"))
+        self.assertEqual(
+            self.err("one.vm.snapshotcreate", vid, "s")[0],
+            '[one.vm.snapshotcreate] Action "snapshot-create" is not compatible with '
+            "incremental backups",
+        )
+        self.h.ok("one.vm.updateconf", vid, 'BACKUP_CONFIG=[ MODE="FULL" ]', 1)
+        self.h.ok("one.vm.snapshotcreate", vid, "s")
+        self.settle()
+        self.assertEqual(
+            self.err("one.vm.updateconf", vid, 'BACKUP_CONFIG=[ MODE="INCREMENT" ]', 1)[0],
+            "[one.vm.updateconf] VM cannot use backup increment mode, it has snapshots.",
+        )
+        self.assertEqual(
+            self.err("one.vm.updateconf", vid, 'BACKUP_CONFIG=[ DISK_IDS="4" ]', 1)[0],
+            "[one.vm.updateconf] Invalid DISK_IDS, disk 4 cannot be backed up",
+        )
+
     def test_refusals(self) -> None:
         vid = self.h.ok("one.vm.allocate", VM_TEMPLATE)
         self.assertEqual(
