@@ -65,6 +65,55 @@ SG_LIVE = {
     L.DISK_RESIZE,
 }
 
+#: LCM states whose VM only gets the new rules in its template (``trigger_updatesg``);
+#: an ACTIVE VM in a state none of these lists names is left out of the group.
+SG_TEMPLATE_ONLY = {
+    L.LCM_INIT,
+    L.PROLOG,
+    L.PROLOG_MIGRATE_FAILURE,
+    L.PROLOG_MIGRATE_POWEROFF_FAILURE,
+    L.PROLOG_MIGRATE_SUSPEND_FAILURE,
+    L.PROLOG_RESUME_FAILURE,
+    L.PROLOG_UNDEPLOY_FAILURE,
+    L.PROLOG_MIGRATE_UNKNOWN_FAILURE,
+    L.PROLOG_FAILURE,
+    L.PROLOG_MIGRATE,
+    L.PROLOG_MIGRATE_POWEROFF,
+    L.PROLOG_MIGRATE_SUSPEND,
+    L.PROLOG_MIGRATE_UNKNOWN,
+    L.PROLOG_RESUME,
+    L.PROLOG_UNDEPLOY,
+    L.EPILOG,
+    L.EPILOG_STOP,
+    L.EPILOG_UNDEPLOY,
+    L.EPILOG_FAILURE,
+    L.EPILOG_STOP_FAILURE,
+    L.EPILOG_UNDEPLOY_FAILURE,
+    L.SHUTDOWN,
+    L.SHUTDOWN_POWEROFF,
+    L.SHUTDOWN_UNDEPLOY,
+    L.SAVE_STOP,
+    L.SAVE_SUSPEND,
+    L.SAVE_MIGRATE,
+    L.CLEANUP_RESUBMIT,
+    L.CLEANUP_DELETE,
+    L.DISK_RESIZE_POWEROFF,
+    L.DISK_RESIZE_UNDEPLOYED,
+    L.DISK_SNAPSHOT_POWEROFF,
+    L.DISK_SNAPSHOT_REVERT_POWEROFF,
+    L.DISK_SNAPSHOT_DELETE_POWEROFF,
+    L.DISK_SNAPSHOT_SUSPENDED,
+    L.DISK_SNAPSHOT_DELETE_SUSPENDED,
+    L.HOTPLUG_SAVEAS_POWEROFF,
+    L.HOTPLUG_SAVEAS_SUSPENDED,
+    L.HOTPLUG_SAVEAS_UNDEPLOYED,
+    L.HOTPLUG_SAVEAS_STOPPED,
+    L.HOTPLUG_PROLOG_POWEROFF,
+    L.HOTPLUG_EPILOG_POWEROFF,
+    L.BACKUP_POWEROFF,
+    L.RESTORE,
+}
+
 
 class LcmNics:
     """Mixed into ``LifeCycleManager``."""
@@ -178,16 +227,18 @@ class LcmNics:
             def step(tx: Tx, vid: int = vid, live: list[bool] = live) -> bool:
                 vm = tx.vm
                 lcm = L(vm.lcm_state)
-                error = vm.state == S.ACTIVE and lcm in SG_REFUSED
-                update = vm.state == S.ACTIVE and lcm in (*SG_LIVE, L.BACKUP)
+                active = vm.state == S.ACTIVE
+                error = active and lcm in SG_REFUSED
+                update = active and lcm in (*SG_LIVE, L.BACKUP)
+                template = not active or lcm in SG_TEMPLATE_ONLY
                 edits = GroupEdits(core)
-                if not error:
+                if template or update:
                     rules = edits.rules(sg_id)
                     drop_group(edits, vm.template, vid, sg_id)
                     add_rules(vm.template, rules)
                 if error:
                     edits.error(vid, sg_id)
-                else:
+                elif template or update:
                     edits.add(vid, sg_id, updating=update)
                 edits.stage(tx.unit)
                 if update:
