@@ -69,6 +69,10 @@ class AllocateError(OneError):
     code = ErrorCode.ALLOCATE
 
 
+class ReplicationError(OneError):
+    code = ErrorCode.REPLICATION
+
+
 class RpcFault(Exception):
     """An XML-RPC level fault (bad parameter types/counts), not an OpenNebula array."""
 

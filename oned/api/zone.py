@@ -8,7 +8,15 @@ from oned.api.declare import declare
 from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.core import Core
-from oned.errors import ActionError, AllocateError, AuthorizationError, ErrorCode, OneError
+from oned.errors import (
+    ActionError,
+    AllocateError,
+    AuthorizationError,
+    ErrorCode,
+    InternalError,
+    OneError,
+    ReplicationError,
+)
 from oned.objects.base import Op
 from oned.objects.zone import DISABLED, ENABLED, Zone
 
@@ -118,4 +126,88 @@ async def delserver(core: Core, call: Call, oid: int, sid: int) -> int:
 async def resetserver(core: Core, call: Call, oid: int, sid: int) -> int:
     """Resets a follower's log index; a solo server has no followers to reset."""
     _server_zone(core, call, oid, "deleted")  # oned's text says "deleted" here too
+    return oid
+
+
+# -- server-to-server calls of a solo server (mirrors ``ZoneAPI::replicate_log``,
+# ``vote``, ``replicate_fed_log`` and ``SharedAPI::update_db``) ---------------------------
+
+#: The Raft term of a solo server: it never takes part in an election.
+SOLO_TERM = 0
+
+
+def _term_error(error: type[OneError], message: str = "") -> OneError:
+    """A Raft reply names the server's term in the fourth element."""
+    return error(message, resp_id=SOLO_TERM, keep_id=True)
+
+
+@rpc("one.zone.replicate", "iIiIiIiIs")
+async def replicate(
+    core: Core,
+    call: Call,
+    leader_id: int,
+    leader_commit: int,
+    leader_term: int,
+    index: int,
+    term: int,
+    prev_index: int,
+    prev_term: int,
+    fed_index: int,
+    sql: str,
+) -> int:
+    """Replicate a log record: a solo server has no log a leader could extend."""
+    if call.uid != 0:
+        raise _term_error(AuthorizationError)
+    if leader_term < SOLO_TERM:
+        raise _term_error(ActionError, f"Leader term ({leader_term}) is outdated ({SOLO_TERM})")
+    if index == 0 and prev_index == 0 and term == 0 and prev_term == 0 and not sql:
+        return SOLO_TERM  # a heartbeat
+    if not sql:
+        raise _term_error(ActionError, "Empty SQL command in log record")
+    if index > 0:
+        raise _term_error(ActionError, "Error loading previous log record")
+    raise _term_error(ActionError, "Error writing log record")
+
+
+@rpc("one.zone.voterequest", "iiIi")
+async def voterequest(
+    core: Core, call: Call, candidate_term: int, candidate_id: int, log_index: int, log_term: int
+) -> int:
+    """Request a vote: a solo server's log (index and term -1, as unsigned the largest)
+    is never behind a candidate's."""
+    if candidate_id < 0:
+        raise _term_error(InternalError)
+    if call.uid != 0:
+        raise _term_error(AuthorizationError)
+    if 0 <= candidate_term < SOLO_TERM:
+        raise _term_error(ActionError, "Candidate's term is outdated")
+    if not (log_term == -1 and log_index == -1):
+        raise _term_error(ActionError, "Candidate's log is outdated")
+    raise _term_error(ActionError, "Already voted for another candidate")
+
+
+@rpc("one.zone.fedreplicate", "IIs")
+async def fedreplicate(core: Core, call: Call, index: int, prev: int, sql: str) -> int:
+    """Replicate a federation log record: only a federation slave takes them."""
+    if call.uid != 0:
+        raise AuthorizationError()
+    if not sql:
+        raise ReplicationError(f"Received an empty SQL command at index{index}")
+    raise ReplicationError("Cannot replicate federate log records on federation master")
+
+
+@rpc("one.zone.updatedb", "is")
+async def updatedb(core: Core, call: Call, oid: int, xml: str) -> int:
+    """Replace a zone's stored document (a federation master pushes it)."""
+    if call.uid != 0:
+        raise AuthorizationError()
+    async with core.zones.lock(oid):
+        shared.get_object(core, ZONE, oid)
+        try:
+            zone = Zone.from_xml(xml)
+        except Exception as exc:
+            raise InternalError("Cannot update object from XML") from exc
+        if zone.oid != oid:
+            raise InternalError("Consistency check failed")
+        await shared.save(core, ZONE, zone, f"updatedb zone {oid}")
     return oid
