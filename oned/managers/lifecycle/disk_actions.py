@@ -382,6 +382,26 @@ class LcmDisks:
             if iid >= 0:
                 await finish_image(self.core, iid, success)
 
+    # -- recover -----------------------------------------------------------------------
+
+    def disk_recover(self, vm: VirtualMachine, success: bool) -> Coroutine[Any, Any, None] | None:
+        """``recover`` of a disk operation state: its success or failure callback
+        (HOTPLUG recovers as an attach, as oned does)."""
+        lcm = vm.lcm_state
+        if lcm in (L.HOTPLUG, L.HOTPLUG_PROLOG_POWEROFF):
+            pair = (self.attach_success, self.attach_failure)
+        elif lcm == L.HOTPLUG_EPILOG_POWEROFF:
+            pair = (self.detach_success, self.detach_failure)
+        elif lcm in _SAVEAS:
+            pair = (self.saveas_success, self.saveas_failure)
+        elif lcm in (*_SNAP_CREATE, *_SNAP_DELETE, L.DISK_SNAPSHOT_REVERT_POWEROFF):
+            pair = (self.disk_snapshot_success, self.disk_snapshot_failure)
+        elif lcm in _RESIZE:
+            pair = (self.disk_resize_success, self.disk_resize_failure)
+        else:
+            return None
+        return pair[0 if success else 1](vm.oid, "")
+
     # -- restart -----------------------------------------------------------------------
 
     def disk_replay(self, vm: VirtualMachine) -> Callable[[], None] | None:

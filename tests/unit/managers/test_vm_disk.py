@@ -336,3 +336,17 @@ class SameImageTests(DiskCase):
         self.h.ok("one.vm.detach", vid, 1)
         self.settle()
         self.assertEqual(self.image_doc(iid).findtext("STATE"), "1")
+
+
+class RecoverTests(DiskCase):
+    def test_recover_success_and_failure_of_an_attach(self) -> None:
+        ok, failed = self.running_vm(), self.running_vm()
+        for vid in (ok, failed):
+            self.h.ok("one.vm.attach", vid, 'DISK=[TYPE="swap", SIZE="8"]')
+        self.h.ok("one.vm.recover", ok, 1)
+        self.h.ok("one.vm.recover", failed, 0)
+        self.flush()
+        self.assertEqual(self.states(ok), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.states(failed), (S.ACTIVE, L.RUNNING))
+        self.assertIsNone(self.disk(ok, 0).find("ATTACH"))
+        self.assertIsNone(self.vm(failed).find("TEMPLATE/DISK"))
