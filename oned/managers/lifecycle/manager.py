@@ -314,6 +314,8 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             await self.recover_system(vid, success)
         elif lcm in (L.HOTPLUG_NIC, L.HOTPLUG_NIC_POWEROFF):
             await (self.attach_nic_success(vid) if success else self.attach_nic_failure(vid))
+        elif (disk_step := self.disk_recover(vm, success)) is not None:
+            await disk_step
         elif lcm == L.CLEANUP_DELETE:
             await transition(self.core, vid, self._cleanup_done, f"recover VM {vid}")
 
