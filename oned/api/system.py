@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+from typing import Any
 
 from oned import __version__
 from oned.api.context import Call
 from oned.api.registry import rpc
 from oned.core import Core
 from oned.errors import ActionError, AuthorizationError
+from oned.log import logger
 from oned.template import cdata
+
+log = logger("ReM")
 
 DB_HIDDEN = ("BACKEND", "SERVER", "PORT", "USER", "PASSWD", "DB_NAME")
 
@@ -113,3 +117,85 @@ async def sqlquery(core: Core, call: Call, sql: str) -> str:
     if result is None:
         raise ActionError("", resp_id=SQL_ERROR, keep_id=True)
     return f"<SQL_COMMAND><QUERY><![CDATA[{sql}]]></QUERY><RESULT>{result}</RESULT></SQL_COMMAND>"
+
+
+#: sqlite authorizer actions that change a table, and the argument naming it.
+_WRITES = {
+    sqlite3.SQLITE_INSERT: 0,
+    sqlite3.SQLITE_UPDATE: 0,
+    sqlite3.SQLITE_DELETE: 0,
+    sqlite3.SQLITE_DROP_TABLE: 0,
+    sqlite3.SQLITE_CREATE_TABLE: 0,
+    sqlite3.SQLITE_ALTER_TABLE: 1,
+}
+
+
+def _thd_exec(conn: sqlite3.Connection, sql: str) -> set[str] | None:
+    """Run one statement in its own transaction; the tables it wrote (None if it failed)."""
+    touched: set[str] = set()
+
+    def watch(action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+        if action in _WRITES:
+            name = (arg1, arg2)[_WRITES[action]]
+            if name:
+                touched.add(name)
+        return sqlite3.SQLITE_OK
+
+    conn.set_authorizer(watch)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(sql)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            conn.execute("ROLLBACK")
+            return None
+    finally:
+        conn.set_authorizer(None)
+    return touched
+
+
+async def reload_tables(core: Core, tables: set[str]) -> None:
+    """Bring the in-memory pools back in line with tables changed behind them."""
+    pools: list[Any] = [
+        core.users,
+        core.groups,
+        core.zones,
+        core.vdcs,
+        core.vmgroups,
+        core.vrouters,
+        core.clusters,
+        core.datastores,
+        core.documents,
+        core.hosts,
+        core.images,
+        core.templates,
+        core.secgroups,
+        core.vnets,
+        core.vntemplates,
+        core.vms,
+        core.user_quotas,
+        core.group_quotas,
+        core.group_vlans,
+    ]
+    for pool in pools:
+        wanted = {pool.table} | ({"history"} if pool is core.vms else set())
+        if tables & wanted:
+            await pool.reload()
+    if "acl" in tables:
+        core.acl.load(await core.acl_pool.load())
+
+
+@rpc("one.system.sql", "sb", required=1)
+async def sql(core: Core, call: Call, statement: str, federate: bool = False) -> int:
+    """Executes a SQL statement on the DB backend; the pools it touches are read again."""
+    if call.uid != 0:
+        raise AuthorizationError("", word="-")
+    touched = await core.db.run("system sql", _thd_exec, statement)
+    if touched is None:
+        raise ActionError("", resp_id=SQL_ERROR, keep_id=True)
+    try:
+        await reload_tables(core, touched)
+    except Exception as exc:  # a dropped or mangled table: the statement ran, as in oned
+        log.error("Cannot reload {tables} after one.system.sql: {exc}", tables=touched, exc=exc)
+    return 0

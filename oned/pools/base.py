@@ -60,6 +60,12 @@ class Pool(Generic[T]):
             self._remember(self._loader(body), body)
         self.last_oid = last
 
+    async def reload(self) -> None:
+        """Forget every object and read the table again (after ``one.system.sql``)."""
+        for oid in list(self._objects):
+            self._forget(oid)
+        await self.load()
+
     def is_empty(self) -> bool:
         return self.last_oid == -1
 

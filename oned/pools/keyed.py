@@ -38,6 +38,10 @@ class KeyedTable(Generic[V]):
         for oid, body in await self.db.run(f"load {self.table}", _thd_rows, self.table):
             self._values[oid] = self._load(body)
 
+    async def reload(self) -> None:
+        self._values.clear()
+        await self.load()
+
     def get(self, oid: int) -> V:
         value = self._values.get(oid)
         return self._empty() if value is None else value

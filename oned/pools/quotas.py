@@ -43,6 +43,10 @@ class QuotaTable:
         if raw:
             self.defaults = Quotas.from_xml(parse_xml(raw))
 
+    async def reload(self) -> None:
+        self._quotas.clear()
+        await self.load()
+
     def get(self, oid: int) -> Quotas:
         """The quotas of ``oid`` (empty when none were ever set)."""
         return self._quotas.get(oid) or Quotas()
