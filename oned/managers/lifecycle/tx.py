@@ -19,6 +19,7 @@ from oned.log import logger
 from oned.managers.lifecycle import quota
 from oned.managers.lifecycle.disks import images_of
 from oned.managers.lifecycle.vmlog import write_vm_log
+from oned.managers.vmm.system_vm import host_add_vm_pci, host_del_vm_pci
 from oned.objects.history import History
 from oned.objects.vm import LcmState, VirtualMachine, VmState
 from oned.pools.base import Locks, Pool
@@ -48,6 +49,7 @@ def add_capacity(host: Host, vm: VirtualMachine) -> None:
     share.mem_usage += mem
     share.running_vms += 1
     host.vms.add(vm.oid)
+    host_add_vm_pci(host, vm)
 
 
 def del_capacity(host: Host, vm: VirtualMachine) -> None:
@@ -60,6 +62,7 @@ def del_capacity(host: Host, vm: VirtualMachine) -> None:
     share.mem_usage -= mem
     share.running_vms = max(0, share.running_vms - 1)
     host.vms.discard(vm.oid)
+    host_del_vm_pci(host, vm)
 
 
 _log = logger("LCM")

@@ -399,3 +399,22 @@ def detach_pci(vm: VirtualMachine, pci: dict[str, str]) -> None:
     if context is not None:
         context.pop(f"PCI{pci.get('PCI_ID', '')}_ADDRESS", None)
     vm.template.items = [(n, v) for n, v in vm.template.items if v is not pci]
+
+
+def host_add_vm_pci(host: Host, vm: VirtualMachine) -> None:
+    """``HostShare::add`` for the VM's PCI devices (``Host::add_capacity``): each one
+    not yet held on this host takes a free device, and its VM address is set again."""
+    q35 = is_q35(vm)
+    for pci in vm.template.vectors("PCI"):
+        address = pci.get("ADDRESS", "")
+        held = next((d for d in host.share.pci if address and d.get("ADDRESS") == address), None)
+        if held is not None and _int(held.get("VMID"), -1) == vm.oid:
+            continue
+        if host_add_pci(host, vm.oid, pci):
+            set_pci_address(pci, q35)
+
+
+def host_del_vm_pci(host: Host, vm: VirtualMachine) -> None:
+    """``HostShare::del`` for the VM's PCI devices (``Host::del_capacity``)."""
+    for pci in vm.template.vectors("PCI"):
+        host_del_pci(host, vm.oid, pci)

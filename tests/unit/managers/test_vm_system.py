@@ -434,6 +434,29 @@ class PciTests(SystemCase):
             self.err("one.vm.detachpci", vid, 0)[0], "[one.vm.detachpci] PCI device not found"
         )
 
+    def host_pci_vmid(self) -> str | None:
+        host = etree.fromstring(self.h.ok("one.host.info", self.hid).encode())
+        return host.findtext("HOST_SHARE/PCI_DEVICES/PCI/VMID")
+
+    def test_device_follows_host_capacity(self) -> None:
+        """Undeploy frees the host device, the next deploy takes it again, terminate frees it."""
+        vid = self.poweroff_vm()
+        self.host_capacity(400, 4 * 1024 * 1024, [PCI_DEVICE])
+        self.h.ok("one.vm.attachpci", vid, 'PCI=[ VENDOR="8086" ]')
+        self.assertEqual(self.host_pci_vmid(), str(vid))
+        self.action("undeploy", vid)
+        self.settle()
+        self.assertEqual(self.states(vid), (S.UNDEPLOYED, L.LCM_INIT))
+        self.assertEqual(self.host_pci_vmid(), "-1")
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.host_pci_vmid(), str(vid))
+        self.assertEqual(self.template(vid).findtext("PCI/ADDRESS"), "0000:00:02:0")
+        self.action("terminate-hard", vid)
+        self.settle()
+        self.assertEqual(self.host_pci_vmid(), "-1")
+
     def test_refusals(self) -> None:
         vid = self.running_vm()
         self.assertEqual(
