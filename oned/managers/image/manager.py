@@ -302,6 +302,8 @@ class ImageManager:
             return "CLONE"
         if img.target_snapshot >= 0:
             return ""
+        if img.source and img.template.get("SAVE_AS_HOT") == "YES":
+            return None  # made, being copied into: its VM re-sends CPDS
         if not img.source:
             if img.path:
                 return "CP"
