@@ -217,10 +217,11 @@ class DispatchSystem:
             nmem = nmem or omem
             ncpu = ncpu or ocpu
             nvcpu = nvcpu or ovcpu
-            deltas = {"MEMORY": float(nmem - omem), "CPU": ncpu - ocpu}
-            if vm.state in (S.PENDING, S.HOLD) or running:
-                deltas["RUNNING_MEMORY"] = deltas["MEMORY"]
-                deltas["RUNNING_CPU"] = deltas["CPU"]
+            dcpu, dmem = ncpu - ocpu, float(nmem - omem)
+            if vm.state in (S.PENDING, S.HOLD) or running:  # oned's metric order
+                deltas = {"CPU": dcpu, "RUNNING_CPU": dcpu, "MEMORY": dmem, "RUNNING_MEMORY": dmem}
+            else:
+                deltas = {"CPU": dcpu, "MEMORY": dmem}
             self._sys_quota(tx, deltas)
             state = vm.state
             history = True
