@@ -35,6 +35,7 @@ from oned.managers.lifecycle.nic_actions import (
 from oned.managers.lifecycle.tx import state_str, transition
 from oned.managers.vmm import nic as vmm_nic
 from oned.managers.vmm.nic_setup import (
+    charge_attach_quota,
     clear_attach,
     delete_attach_nic,
     find_nic,
@@ -119,9 +120,11 @@ class DispatchNics:
 
         def step(tx: Tx) -> None:
             vm = tx.vm
+            quota = charge_attach_quota(core, tx, vector or {})
             running = vm.state == S.ACTIVE and vm.lcm_state == L.RUNNING
             poweroff = vm.state == S.POWEROFF and vm.lcm_state == L.LCM_INIT
             if not running and not poweroff:
+                quota.rollback()
                 raise ActionError(
                     f"Could not add a new NIC to VM {vid}, wrong state {state_str(vm)}."
                 )
@@ -132,7 +135,12 @@ class DispatchNics:
             cid = current.cid if current is not None else -1
 
             async def work() -> list[LeaseChanges]:
-                changes = await set_up_attach_nic(core, tx, vector, alias, cid)
+                try:
+                    changes = await set_up_attach_nic(core, tx, vector, alias, cid)
+                except Exception:
+                    quota.rollback()
+                    raise
+                changes.append(quota)
                 if running:
                     tx.lcm(L.HOTPLUG_NIC)
                 elif cold:

@@ -24,7 +24,7 @@ from oned.api.secgroup_vm import (
 )
 from oned.errors import ActionError, AuthorizationError, InternalError
 from oned.managers.ipam import quota as net_quota
-from oned.managers.ipam.nic import acquire_nic, network_of, release_nic
+from oned.managers.ipam.nic import acquire_nic, release_nic
 
 if TYPE_CHECKING:
     from oned.core import Core
@@ -183,7 +183,8 @@ async def set_up_attach_nic(
     core: Core, tx: Tx, vector: dict[str, str], alias: bool, cluster_id: int
 ) -> list[LeaseChanges]:
     """``VirtualMachine::set_up_attach_nic``: the new NIC (ATTACH=YES) with its lease,
-    NETWORK quota, the rules of the security groups the VM joins, ALIAS_IDS."""
+    the rules of the security groups the VM joins, ALIAS_IDS (the NETWORK quota is
+    the caller's, ``charge_attach_quota``)."""
     vm = tx.vm
     tmpl = vm.template
     nic = dict(vector)
@@ -215,10 +216,6 @@ async def set_up_attach_nic(
         if not nic.get("MAC"):
             nic["MAC"] = _dummy_mac(core)
     else:
-        try:
-            vn = network_of(core, nic, vm.uid)
-        except InternalError as exc:
-            raise ActionError(exc.message) from exc
         nic["NIC_ID"] = str(nic_id)
         try:
             nic, lease = await acquire_nic(
@@ -227,11 +224,6 @@ async def set_up_attach_nic(
         except InternalError as exc:
             raise ActionError(exc.message) from exc
         changes.append(lease)
-        if vn is not None:
-            problem = net_quota.stage_add(core, tx.unit, vm.uid, vm.gid, {vn.oid: 1}, lease)
-            if problem:
-                lease.rollback()
-                raise AuthorizationError(problem)
         clusters = ids_of(nic.get("CLUSTER_ID", "")) if "CLUSTER_ID" in nic else None
         if clusters is not None and cluster_id not in clusters:
             for done in changes:
@@ -251,6 +243,23 @@ async def set_up_attach_nic(
     if parent is not None:
         parent["ALIAS_IDS"] = parent_ids
     add_context(core, tmpl, nic, alias)
+    return changes
+
+
+def charge_attach_quota(core: Core, tx: Tx, vector: dict[str, str]) -> LeaseChanges:
+    """``quota_authorization(NETWORK)`` of the request: one LEASES for the NETWORK_ID
+    the NIC names (a NIC given by NETWORK name is not counted, as in oned)."""
+    from oned.objects.vnet import LeaseChanges
+
+    changes = LeaseChanges()
+    raw = vector.get("NETWORK_ID", "").strip()
+    if _mode(vector) == "AUTO" or not raw.isdigit():
+        return changes
+    vm = tx.vm
+    problem = net_quota.stage_add(core, tx.unit, vm.uid, vm.gid, {int(raw): 1}, changes)
+    if problem:
+        changes.rollback()
+        raise AuthorizationError(problem)
     return changes
 
 
