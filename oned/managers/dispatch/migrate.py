@@ -19,6 +19,7 @@ from oned.objects.history import VMAction
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VirtualMachine
 from oned.objects.vm import VmState as S
+from oned.vm_disks import datastore_disk_attribute
 
 if TYPE_CHECKING:
     from oned.core import Core
@@ -91,6 +92,9 @@ class DispatchMigrate:
             if current.cid != cid:
                 self._migrate_vnc_port(tx, cid, live)
             tm_mad = target_ds.template.get("TM_MAD") or target_ds.tm_mad
+            for disk in vm.template.vectors("DISK"):  # set_volatile_disk_info
+                if disk.get("TYPE", "").strip().upper() in ("SWAP", "FS"):
+                    datastore_disk_attribute(self.core, disk, target_ds.oid)
             self.lcm.new_history(tx, hid, hostname, cid, vm_mad, tm_mad, target_ds.oid)
             uid, gid, req_id = who.uid, who.gid, who.req_id
             if live and vm.lcm_state == L.RUNNING:

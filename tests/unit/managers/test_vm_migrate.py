@@ -130,8 +130,11 @@ class MigrateChecksTests(MigrateCase):
         )
 
     def test_change_of_system_datastore_needs_same_tm(self) -> None:
-        """A new system DS with another TM_MAD is refused; the same family is moved."""
-        vid = self.running_vm()
+        """A new system DS with another TM_MAD is refused; the same family is moved
+        (a volatile disk takes the new datastore)."""
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE + '\nDISK=[TYPE="fs",SIZE="16"]')
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
         other = self.h.ok("one.datastore.allocate", 'NAME="s2"\nTYPE="SYSTEM_DS"\nTM_MAD="ssh"', -1)
         self.assertEqual(
             self.migrate(vid, self.hid2, False, False, other)[1],
@@ -151,9 +154,12 @@ class MigrateChecksTests(MigrateCase):
         self.assertEqual(
             lines,
             [
+                f"MV dummy host01:{base}/0/{vid}/disk.0 host01:{base}/{same}/{vid}/disk.0 "
+                f"{vid} {same}",
                 f"MV dummy host01:{base}/0/{vid} host01:{base}/{same}/{vid} {vid} {same}",
             ],
         )
+        self.assertEqual(self.vm(vid).findtext("TEMPLATE/DISK/DATASTORE_ID"), str(same))
         self.settle()
         self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
         self.assertEqual(self.records(vid)[-1].findtext("DS_ID"), str(same))
