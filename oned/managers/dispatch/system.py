@@ -152,7 +152,7 @@ class DispatchSystem:
                 raise ActionError(
                     'Action "snapshot-create" is not compatible with incremental backups'
                 )
-            if any(d.get("TYPE", "").upper() == "FILESYSTEM" for d in vm.template.vectors("DISK")):
+            if any(d.get("TYPE", "") == "FILESYSTEM" for d in vm.template.vectors("DISK")):
                 raise ActionError("Cannot create snapshot for VM with FILESYSTEM disks")
             snap = sv.new_snapshot(vm, name, tx.now, factor)
             self._sys_quota(tx, {"SYSTEM_DISK_SIZE": float(sv.snapshots_system_size_of(snap))})

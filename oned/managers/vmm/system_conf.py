@@ -270,4 +270,7 @@ def updateconf(core: Core, vm: VirtualMachine, new: Template, append: bool) -> b
     backup = new.get_vector("BACKUP_CONFIG")
     if backup is not None:
         backup_config(vm, backup, append)
+    secret = core.attr_list("VM_ENCRYPTED_ATTR")
+    if secret:  # ``encrypt()``: e.g. a new CONTEXT/PASSWORD is stored encrypted
+        vm.template = core.one_key.encrypt_template(vm.template, secret)
     return changed
