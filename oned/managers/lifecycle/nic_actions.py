@@ -115,6 +115,15 @@ SG_TEMPLATE_ONLY = {
 }
 
 
+def vmm_error(tx: Tx, message: str) -> None:
+    """``VirtualMachineManager::log_error``: an ERROR line; the driver's own text
+    (``ACTION: info``, info not starting with ``-``) also becomes USER_TEMPLATE/ERROR."""
+    if ": " in message:
+        tx.error("VMM", message)
+    else:
+        tx.log("VMM", "E", message)
+
+
 class LcmNics:
     """Mixed into ``LifeCycleManager``."""
 
@@ -164,7 +173,7 @@ class LcmNics:
     async def _nic_reply(self, vid: int, name: str, keep: bool, message: str) -> None:
         def step(tx: Tx) -> bool:
             if message:
-                tx.error("VMM", message)
+                vmm_error(tx, message)
             elif "success" in name:
                 text = "attached" if name.startswith("attach") else "detached"
                 tx.log("VMM", "I", f"VM NIC Successfully {text}.")
@@ -194,7 +203,7 @@ class LcmNics:
                 tx.vm.template.erase("VNET_UPDATE")
                 tx.log("VMM", "I", "VM nic updated.")
             else:
-                tx.error("VMM", message)
+                vmm_error(tx, message)
             if tx.vm.lcm_state == L.HOTPLUG_NIC:
                 tx.lcm(L.RUNNING)
             else:
@@ -277,7 +286,7 @@ class LcmNics:
         else:
 
             def step(tx: Tx) -> bool:
-                tx.error("VMM", message)
+                vmm_error(tx, message)
                 return True
 
             await transition(core, vid, step, f"update sg of VM {vid}")

@@ -332,7 +332,7 @@ class QuotaRecoverTests(NicCase):
         [nic] = self.nics(vid)
         self.assertNotIn("ATTACH", nic)
         self.assertEqual(len(self.leases()), 1)
-        self.assertEqual(self.vm(vid).findtext("USER_TEMPLATE/ERROR")[-9:], "DETACHNIC")
+        self.assertIsNone(self.vm(vid).find("USER_TEMPLATE/ERROR"))  # info "-": log only
         # recover --failure of a hanging attach drops the NIC
         self.h.ok("one.vm.attachnic", vid, f'NIC=[NETWORK_ID="{self.net}"]')
         self.flush()
