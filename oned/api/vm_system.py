@@ -28,6 +28,7 @@ from oned.errors import (
     no_exists,
 )
 from oned.managers.dispatch.system import ResizeRequest
+from oned.managers.vmm import system_pci as spci
 from oned.managers.vmm import system_vm as sv
 from oned.managers.vmm.system_conf import updateconf_template
 from oned.objects.vm import VirtualMachine
@@ -175,7 +176,7 @@ async def attach_pci(core: Core, call: Call, oid: int, text: str) -> int:
     if pci.get("TYPE", "") == "NIC":
         raise ActionError("Use one.vm.attachnic to attach this PCI device")
     bus = core.config.get("PCI_PASSTHROUGH_BUS") or "0x01"
-    error = sv.check_pci_attributes(pci, bus)
+    error = spci.check_pci_attributes(pci, bus)
     if error:
         raise ActionError(error)
     _authorized(core, call, oid, "pci-attach")

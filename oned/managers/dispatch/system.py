@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from oned.errors import ActionError, AuthorizationError, InternalError
 from oned.managers.lifecycle.tx import Tx, state_str
 from oned.managers.vmm import system as send
+from oned.managers.vmm import system_pci as spci
 from oned.managers.vmm import system_vm as sv
 from oned.managers.vmm.system import vm_mad_flag
 from oned.managers.vmm.system_conf import updateconf
@@ -35,43 +36,6 @@ PCI_ATTACH_ACTION = 58
 PCI_DETACH_ACTION = 59
 EXEC_ACTION = 61
 EXEC_CANCEL_ACTION = 63
-
-#: ``VirtualMachine::updateconf``: ACTIVE sub-states whose configuration may change.
-_UPDATECONF_LCM = {
-    L.LCM_INIT,
-    L.PROLOG,
-    L.RUNNING,
-    L.EPILOG,
-    L.SHUTDOWN,
-    L.CLEANUP_RESUBMIT,
-    L.SHUTDOWN_POWEROFF,
-    L.CLEANUP_DELETE,
-    L.HOTPLUG_SAVEAS_POWEROFF,
-    L.SHUTDOWN_UNDEPLOY,
-    L.EPILOG_UNDEPLOY,
-    L.PROLOG_UNDEPLOY,
-    L.HOTPLUG_PROLOG_POWEROFF,
-    L.HOTPLUG_EPILOG_POWEROFF,
-    L.BOOT_FAILURE,
-    L.PROLOG_FAILURE,
-    L.EPILOG_FAILURE,
-    L.EPILOG_UNDEPLOY_FAILURE,
-    L.PROLOG_MIGRATE_POWEROFF,
-    L.PROLOG_MIGRATE_POWEROFF_FAILURE,
-    L.BOOT_UNDEPLOY_FAILURE,
-    L.PROLOG_UNDEPLOY_FAILURE,
-    L.DISK_SNAPSHOT_POWEROFF,
-    L.DISK_SNAPSHOT_REVERT_POWEROFF,
-    L.DISK_SNAPSHOT_DELETE_POWEROFF,
-}
-_UPDATECONF_STATES = {
-    S.PENDING,
-    S.HOLD,
-    S.POWEROFF,
-    S.UNDEPLOYED,
-    S.CLONING,
-    S.CLONING_FAILURE,
-}
 
 
 @dataclass
@@ -296,9 +260,6 @@ class DispatchSystem:
 
         def step(tx: Tx) -> None:
             vm = tx.vm
-            lcm_ok = vm.state == S.ACTIVE and vm.lcm_state in _UPDATECONF_LCM
-            if vm.state not in _UPDATECONF_STATES and not lcm_ok:
-                raise InternalError(f"configuration cannot be updated in state {state_str(vm)}")
             changed = updateconf(self.core, vm, new, append)
             graphics = vm.template.get_vector("GRAPHICS")
             port = (graphics or {}).get("PORT", "").strip()
@@ -330,11 +291,11 @@ class DispatchSystem:
                 host = tx.host(current.hid)
                 if host is None:
                     raise ActionError("Could not find host information")
-                if not sv.host_add_pci(host, vid, device):
+                if not spci.host_add_pci(host, vid, device):
                     raise ActionError(
                         "Cannot assign PCI device in host. Check address and free devices"
                     )
-            error = sv.attach_pci(vm, device)
+            error = spci.attach_pci(vm, device)
             if error:
                 raise ActionError(error)
             if vm.state != S.UNDEPLOYED:
@@ -349,15 +310,15 @@ class DispatchSystem:
             vm = tx.vm
             self._sys_pci_state(vm)
             current = vm.current
-            device = sv.get_pci(vm, pci_id)
+            device = spci.get_pci(vm, pci_id)
             if device is None:
                 raise ActionError("PCI device not found")
             if device.get("TYPE", "") == "NIC":
                 raise ActionError("Use one.vm.detachnic to detach this PCI device")
             host = tx.host(current.hid) if current is not None else None
             if host is not None:
-                sv.host_del_pci(host, vid, device)
-            sv.detach_pci(vm, device)
+                spci.host_del_pci(host, vid, device)
+            spci.detach_pci(vm, device)
             if vm.state != S.UNDEPLOYED and current is not None:
                 close_cp_history(tx, PCI_DETACH_ACTION, who)
             tx.log("DiM", "I", "PCI device successfully deatached.")

@@ -19,7 +19,7 @@ from oned.log import logger
 from oned.managers.lifecycle import quota
 from oned.managers.lifecycle.disks import images_of
 from oned.managers.lifecycle.vmlog import write_vm_log
-from oned.managers.vmm.system_vm import host_add_vm_pci, host_del_vm_pci
+from oned.managers.vmm.system_pci import host_add_vm_pci, host_del_vm_pci
 from oned.objects.history import History
 from oned.objects.vm import LcmState, VirtualMachine, VmState
 from oned.pools.base import Locks, Pool

@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 
 from oned.api.vm_context import parse_context
 from oned.errors import InternalError
+from oned.managers.lifecycle.tx import state_str
 from oned.managers.vmm.system_backup_conf import backup_config
+from oned.objects.vm import LcmState as L
+from oned.objects.vm import VmState as S
 from oned.template import Template
 
 if TYPE_CHECKING:
@@ -80,6 +83,43 @@ _BOOL_FEATURES = (
     "MIGRATE_COMPRESSED",
 )
 _ETH = re.compile(r"^ETH\d+_\w+$")
+
+#: ``VirtualMachine::updateconf``: ACTIVE sub-states whose configuration may change.
+_UPDATECONF_LCM = {
+    L.LCM_INIT,
+    L.PROLOG,
+    L.RUNNING,
+    L.EPILOG,
+    L.SHUTDOWN,
+    L.CLEANUP_RESUBMIT,
+    L.SHUTDOWN_POWEROFF,
+    L.CLEANUP_DELETE,
+    L.HOTPLUG_SAVEAS_POWEROFF,
+    L.SHUTDOWN_UNDEPLOY,
+    L.EPILOG_UNDEPLOY,
+    L.PROLOG_UNDEPLOY,
+    L.HOTPLUG_PROLOG_POWEROFF,
+    L.HOTPLUG_EPILOG_POWEROFF,
+    L.BOOT_FAILURE,
+    L.PROLOG_FAILURE,
+    L.EPILOG_FAILURE,
+    L.EPILOG_UNDEPLOY_FAILURE,
+    L.PROLOG_MIGRATE_POWEROFF,
+    L.PROLOG_MIGRATE_POWEROFF_FAILURE,
+    L.BOOT_UNDEPLOY_FAILURE,
+    L.PROLOG_UNDEPLOY_FAILURE,
+    L.DISK_SNAPSHOT_POWEROFF,
+    L.DISK_SNAPSHOT_REVERT_POWEROFF,
+    L.DISK_SNAPSHOT_DELETE_POWEROFF,
+}
+_UPDATECONF_STATES = {
+    S.PENDING,
+    S.HOLD,
+    S.POWEROFF,
+    S.UNDEPLOYED,
+    S.CLONING,
+    S.CLONING_FAILURE,
+}
 
 
 def updateconf_template(tmpl: Template) -> Template:
@@ -250,11 +290,14 @@ def _context(core: Core, vm: VirtualMachine, new_ctx: dict[str, str], append: bo
 
 
 def updateconf(core: Core, vm: VirtualMachine, new: Template, append: bool) -> bool:
-    """``VirtualMachine::updateconf`` after the state check: True when CONTEXT changed.
+    """``VirtualMachine::updateconf``: True when CONTEXT changed.
 
     Raises:
         InternalError: with oned's text.
     """
+    lcm_ok = vm.state == S.ACTIVE and vm.lcm_state in _UPDATECONF_LCM
+    if vm.state not in _UPDATECONF_STATES and not lcm_ok:
+        raise InternalError(f"configuration cannot be updated in state {state_str(vm)}")
     validate_raw(core, new)
     _features(new)
     tmpl = vm.template
