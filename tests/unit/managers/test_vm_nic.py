@@ -353,3 +353,67 @@ class QuotaRecoverTests(NicCase):
         self.assertEqual(context.findtext("ETH0_IP"), "10.0.0.10")
         self.assertEqual(context.findtext("ETH0_ALIAS0_IP"), "10.0.0.11")
         self.assertEqual(context.findtext("ETH0_ALIAS0_MASK"), "255.255.255.0")
+
+
+class MoreNicTests(NicCase):
+    def test_sg_on_poweroff_and_in_hotplug(self) -> None:
+        sg = self.h.ok("one.secgroup.allocate", SG)
+        vid = self.h.ok("one.vm.allocate", f'{VM_TEMPLATE}\nNIC=[NETWORK_ID="{self.net}"]')
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.h.ok("one.vm.attachnic", vid, f'NIC=[NETWORK_ID="{self.net}"]')
+        self.flush()
+        msg, code = self.refused("one.vm.attachsg", vid, 0, sg)
+        self.assertEqual(msg, f"[one.vm.attachsg] VM {vid} is in wrong state HOTPLUG_NIC")
+        self.assertEqual(code, 0x800)
+        self.settle()
+        self.action("poweroff", vid)
+        self.settle()
+        self.drivers.sent.clear()
+        self.h.ok("one.vm.attachsg", vid, 1, sg)
+        self.assertEqual(self.drivers.pending("UPDATESG"), [])
+        self.assertEqual(self.sg(sg)["UPDATED_VMS"], [str(vid)])
+        self.assertEqual(self.nics(vid)[1]["SECURITY_GROUPS"], f"0,{sg}")
+        # updatenic of a VM that is not ACTIVE changes the NIC only
+        self.h.ok("one.vm.updatenic", vid, 1, 'NIC=[INBOUND_AVG_BW="7"]')
+        self.assertEqual(self.nics(vid)[1]["INBOUND_AVG_BW"], "7")
+        self.assertIsNone(self.vm(vid).find("TEMPLATE/VNET_UPDATE"))
+        self.assertEqual(self.states(vid), (S.POWEROFF, L.LCM_INIT))
+        msg, _ = self.refused("one.vm.detachsg", vid, 1, 99)
+        self.assertEqual(msg, f"[one.vm.detachsg] VM {vid} NIC 1 doesn't contain SG 99")
+        msg, _ = self.refused("one.vm.attachsg", vid, 1, 99)
+        self.assertEqual(msg, "[one.vm.attachsg] Could not attach SG 99 to VM, SG does not exist")
+
+    def test_restart_resends_detachnic_and_pool_lists_aliases(self) -> None:
+        tmpl = (
+            f'{VM_TEMPLATE}\nNIC=[NETWORK_ID="{self.net}"]\n'
+            f'NIC_ALIAS=[NETWORK_ID="{self.net}", PARENT="NIC0"]'
+        )
+        vid = self.h.ok("one.vm.allocate", tmpl)
+        pool = etree.fromstring(self.h.ok("one.vmpool.info", -2, -1, -1, -1).encode())
+        self.assertEqual(
+            [n.findtext("NIC_ID") for n in pool.findall("VM/TEMPLATE/NIC")], ["0", "1"]
+        )
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.h.ok("one.vm.detachnic", vid, 1)
+        self.flush()
+        self.assertEqual(self.nics(vid)[0].get("ALIAS_IDS"), "")
+        self.drivers.sent.clear()
+        self.h.core.lifecycle_manager._resume_one(self.h.core.vms.get(vid))
+        self.flush()
+        self.drivers.reply("DETACHNIC", vid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.nics(vid, "NIC_ALIAS"), [])
+        self.assertEqual(len(self.leases()), 1)
+
+    def test_other_users_are_refused(self) -> None:
+        self.h.ok("one.user.allocate", "eve", "pw", "core", [])
+        vid = self.running_vm()
+        reply = self.h.call(
+            "one.vm.attachnic", vid, f'NIC=[NETWORK_ID="{self.net}"]', session="eve:pw"
+        )
+        self.assertFalse(reply[0])
+        self.assertEqual(reply[2], 0x200)
+        self.assertIn("Not authorized to perform MANAGE VM", str(reply[1]))
