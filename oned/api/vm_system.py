@@ -11,6 +11,8 @@ quotas); the state rules and the changes themselves are the DispatchManager's
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -83,27 +85,18 @@ async def snapshot_revert(core: Core, call: Call, oid: int, snap_id: int) -> int
 # -- resize ------------------------------------------------------------------------------
 
 
+_FLOAT = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INT = re.compile(r"^\s*[+-]?\d+")
+
+
 def _number(tmpl: Template, name: str, integer: bool) -> float:
-    """``Template::get(name, value)``: the value read as oned's streams read it (a
-    missing or unreadable value is 0)."""
-    text = (tmpl.get(name) or "").strip()
-    if not text:
+    """``Template::get(name, value)``: the leading number of the value, as a C++
+    stream reads it (missing or unreadable: 0)."""
+    match = (_INT if integer else _FLOAT).match(tmpl.get(name) or "")
+    if match is None:
         return 0
-    try:
-        return float(int(text)) if integer else float(text)
-    except ValueError:
-        if integer:
-            digits = ""
-            for i, ch in enumerate(text):
-                if ch.isdigit() or (i == 0 and ch in "+-"):
-                    digits += ch
-                else:
-                    break
-            try:
-                return float(int(digits))
-            except ValueError:
-                return 0
-        return 0
+    value = float(match.group(0))
+    return value if math.isfinite(value) else 0
 
 
 @rpc("one.vm.resize", "isb", required=2)
