@@ -55,10 +55,17 @@ def sched_xml(core: Core, vm: VirtualMachine) -> str:
     return render(core, vm)
 
 
+def backups_of_template(oid: int, vm_tmpl: Template, user_tmpl: Template) -> str:
+    from oned.managers.vmm.backup_config import backups_of_template as parse
+
+    return parse(oid, vm_tmpl, user_tmpl)
+
+
 def stage_template_actions(core: Core, unit: Any, vid: int, user_tmpl: Template) -> list[int]:
     from oned.api.vm_sched import stage_template_actions as stage
 
     return stage(core, unit, vid, user_tmpl)
+
 
 VM = Family[VirtualMachine](
     type_name="VM",
@@ -148,6 +155,7 @@ async def create_vm(
             sched_ids = stage_template_actions(core, unit, oid, user_tmpl)
             acquire_images(core, stage, vm_tmpl, oid, uid)
             leases = await acquire_all(core, unit, vm_tmpl, oid, uid, gid)
+            backups_xml = backups_of_template(oid, vm_tmpl, user_tmpl)
             owner_vars = {
                 "UID": str(uid),
                 "UNAME": user.name if user is not None else "",
@@ -183,6 +191,7 @@ async def create_vm(
             prev_state=state,
             stime=now,
             sched_actions=sched_ids,
+            backups_xml=backups_xml,
             template=vm_tmpl,
             user_template=user_tmpl,
         )

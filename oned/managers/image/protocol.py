@@ -116,6 +116,10 @@ def drop_image(stage: Stage, img: Image) -> None:
     stage.ds_del_image(img.datastore_id, img.oid)
     size = img.size + img.snapshots.total_size()
     stage.quota_del(img.uid, img.gid, img.datastore_id, usage_of(size))
+    if img.type == im.BACKUP and img.vms:  # the VM forgets it (ImageManager RM success)
+        from oned.managers.lifecycle.backup_actions import forget_backup_image
+
+        stage.unit.then(lambda: forget_backup_image(stage.core, img))
 
 
 def snap_delete(stage: Stage, msg: DriverMessage, now: float) -> set[int]:

@@ -68,6 +68,7 @@ class LcmBackups:
     core: Core
     vmm: VirtualMachineManager
     tm: TransferManager
+    log: Any
 
     def schedule(self, fn: Any, *args: Any) -> None:
         raise NotImplementedError
@@ -108,15 +109,35 @@ class LcmBackups:
         if vm is None:
             return
         ds_id = Backups.of(vm).get_int("LAST_DATASTORE_ID")
+        prune: list[int] = []
         async with self.core.datastores.lock(ds_id):
             await transition(
                 self.core,
                 vid,
-                lambda tx: self._backup_done(tx, ds_id, *reply),
+                lambda tx: self._backup_done(tx, ds_id, prune, *reply),
                 f"backup success of VM {vid}",
             )
+        for image_id in prune:
+            await self._remove_backup(vid, image_id)
 
-    def _backup_done(self, tx: Tx, ds_id: int, source: str, size: int, fmt: str) -> bool:
+    async def _remove_backup(self, vid: int, image_id: int) -> None:
+        """KEEP_LAST: the oldest backups go through ``one.image.delete``."""
+        from oned.api.context import Call
+        from oned.api.registry import declared
+        from oned.errors import OneError, failure_message
+
+        handler = next((m.handler for m in declared() if m.name == "one.image.delete"), None)
+        if handler is None:
+            return
+        try:
+            await handler(self.core, Call("one.image.delete", self.core.caller_of(0), -1), image_id)
+        except OneError as exc:
+            text = failure_message("one.image.delete", exc, "image", 0)
+            self.log.error("backup_success, cannot remove VM backup {i} : {e}", i=image_id, e=text)
+
+    def _backup_done(
+        self, tx: Tx, ds_id: int, prune: list[int], source: str, size: int, fmt: str
+    ) -> bool:
         vm = tx.vm
         if not _back_from_backup(tx, "backup_success"):
             return True
@@ -128,11 +149,23 @@ class LcmBackups:
             backups.store(vm)
             return True
         core = self.core
-        image_id = tx.unit.allocate(core.images)
         stamp = time.strftime("%d-%b %H.%M.%S", time.localtime(tx.now))
+        name = f"{vm.oid} {stamp}"
+        taken = next((i for i in core.images.objects() if i.name == name and i.uid == vm.uid), None)
+        if taken is not None:
+            tx.log(
+                "LCM",
+                "E",
+                "backup_success, backup image allocate error: "
+                f"NAME is already taken by IMAGE {taken.oid}.",
+            )
+            backups.clear_last()
+            backups.store(vm)
+            return True
+        image_id = tx.unit.allocate(core.images)
         image = Image(
             oid=image_id,
-            name=f"{vm.oid} {stamp}",
+            name=name,
             uid=vm.uid,
             gid=vm.gid,
             uname=vm.uname,
@@ -161,6 +194,10 @@ class LcmBackups:
         ds.images.add(image_id)
         tx.unit.save(core.datastores, ds)
         backups.ids.append(image_id)
+        keep = backups.get_int("KEEP_LAST", 0)
+        if keep > 0 and len(backups.ids) > keep:
+            prune += sorted(backups.ids)[: len(backups.ids) - keep]
+            tx.log("LCM", "I", "Removing backup snapshots: " + " ".join(map(str, prune)))
         backups.clear_last()
         backups.store(vm)
         return True
@@ -219,3 +256,28 @@ class LcmBackups:
             return True
 
         await transition(self.core, vid, step, f"restore failure of VM {vid}")
+
+
+def forget_backup_image(core: Core, image: Image) -> None:
+    """A dropped BACKUP image leaves its VM's BACKUP_IDS (and the incremental chain
+    pointers when it was the chain), after the drop commits (``ImageManager`` RM)."""
+    if image.type != BACKUP or not image.vms:
+        return
+    vid, image_id = min(image.vms), image.oid
+
+    def step(tx: Tx) -> bool:
+        backups = Backups.of(tx.vm)
+        if image_id not in backups.ids:
+            return False
+        backups.ids = [i for i in backups.ids if i != image_id]
+        if backups.get_int("INCREMENTAL_BACKUP_ID") == image_id:
+            backups.reset_chain()
+        backups.store(tx.vm)
+        return True
+
+    async def forget() -> None:
+        await transition(core, vid, step, f"forget backup {image_id} of VM {vid}")
+
+    from oned._async import background
+
+    core.eventually(lambda: background(forget(), f"forget backup {image_id}"))

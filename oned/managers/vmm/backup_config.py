@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from oned.objects.vm import VirtualMachine
-from oned.template import cdata
+from oned.objects.vm import EMPTY_BACKUPS, VirtualMachine
+from oned.template import Template, cdata
 
 
 def _int(text: str | None, default: int = -1) -> int:
@@ -106,3 +106,18 @@ def backup_size(vm: VirtualMachine, backups: Backups) -> int:
 
 def has_filesystem_disk(vm: VirtualMachine) -> bool:
     return any(d.get("TYPE", "").upper() == "FILESYSTEM" for d in vm.template.vectors("DISK"))
+
+
+def backups_of_template(oid: int, vm_tmpl: Template, user_tmpl: Template) -> str:
+    """``VirtualMachine::insert``: a BACKUP_CONFIG of the allocate template is parsed
+    (``Backups::parse``, not appending) into the new VM's BACKUPS element and leaves
+    the user template; ``InternalError`` with oned's text when it is wrong."""
+    vector = user_tmpl.get_vector("BACKUP_CONFIG")
+    if vector is None:
+        return EMPTY_BACKUPS
+    user_tmpl.erase("BACKUP_CONFIG")
+    from oned.managers.vmm.system_backup_conf import backup_config
+
+    probe = VirtualMachine(oid, "", template=vm_tmpl, user_template=user_tmpl)
+    backup_config(probe, dict(vector), append=False)
+    return Backups.of(probe).to_xml()

@@ -10,6 +10,8 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from oned.core import Core
+from oned.managers.image.manager import ImageManager
+from oned.managers.image.testing import FakeDatastoreDrivers
 from oned.managers.lifecycle.testing import FakeVmDrivers
 from oned.managers.lifecycle.wiring import use_drivers
 from oned.objects.vm import LcmState as L
@@ -272,3 +274,50 @@ class RestartTests(BackupCase):
         self.flush()
         self.assertEqual(self.states(vid), (S.POWEROFF, L.LCM_INIT))
         self.assertIn("restart", self.vm(vid).findtext("USER_TEMPLATE/ERROR") or "")
+
+
+class ConfigTests(BackupCase):
+    def start_images(self) -> FakeDatastoreDrivers:
+        drivers = FakeDatastoreDrivers()
+        manager = ImageManager(self.h.core, drivers, self.h.clock)
+        self.h.core.image_manager = manager
+        result_of(Deferred.fromCoroutine(manager.start()))
+        self.addCleanup(lambda: result_of(Deferred.fromCoroutine(manager.stop())))
+        drivers.answer_all()
+        self.flush()
+        return drivers
+
+    def test_allocate_moves_backup_config_into_backups(self) -> None:
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE + '\nBACKUP_CONFIG=[KEEP_LAST="2"]', True)
+        info = self.h.ok("one.vm.info", vid)
+        vm = etree.fromstring(info.encode())
+        self.assertIsNone(vm.find("USER_TEMPLATE/BACKUP_CONFIG"))
+        self.assertEqual(vm.findtext("BACKUPS/BACKUP_CONFIG/KEEP_LAST"), "2")
+        self.assertEqual(vm.findtext("BACKUPS/BACKUP_CONFIG/MODE"), "FULL")
+        self.assertIn("<KEEP_LAST><![CDATA[2]]></KEEP_LAST>", info)
+        self.assertIn("<BACKUP_IDS></BACKUP_IDS></BACKUPS>", info)
+        reply = self.h.call("one.vm.allocate", VM_TEMPLATE + '\nBACKUP_CONFIG=[DISK_IDS="x"]')
+        self.assertEqual(reply[:3], [False, "[one.vm.allocate] Invalid DISK_IDS value: x", 0x2000])
+
+    def test_keep_last_removes_the_oldest_backups(self) -> None:
+        ds_drivers = self.start_images()
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE + '\nBACKUP_CONFIG=[KEEP_LAST="1"]')
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        images = []
+        for n in range(2):
+            self.h.clock.advance(1)  # backup images are named after the second
+            self.h.ok("one.vm.backup", vid, self.bds)
+            self.flush()
+            self.backup_done(vid, f"bk-{n} 10")
+            ids = [int(i.text or -1) for i in self.vm(vid).findall("BACKUPS/BACKUP_IDS/ID")]
+            images.append(ids[-1])
+        self.flush()
+        rm = ds_drivers.pending("RM")
+        self.assertEqual([s.oid for s in rm], [images[0]])
+        ds_drivers.answer_all("RM")
+        self.h.clock.advance(1)  # replies are applied in batches
+        self.flush()
+        self.assertIsNone(self.h.core.images.get(images[0]))
+        ids = [int(i.text or -1) for i in self.vm(vid).findall("BACKUPS/BACKUP_IDS/ID")]
+        self.assertEqual(ids, [images[1]])
