@@ -94,10 +94,8 @@ async def attach(core: Core, call: Call, vid: int, text: str) -> int:
         found = restricted_in(tmpl, parse_restricted(core.attr_list("VM_RESTRICTED_ATTR")))
         if found is not None:
             raise AuthorizationError(f"DISK includes a restricted attribute {found}")
-    if disk is None:
-        raise ActionError("Internal error parsing DISK attribute")
     iid = int(img.oid) if img is not None else None
-    await _dm(dispatcher(core).attach_disk(vid, dict(disk), requester(call), iid), vid)
+    await _dm(dispatcher(core).attach_disk(vid, disk, requester(call), iid), vid)
     return vid
 
 

@@ -85,7 +85,7 @@ class DispatchDisks:
         raise NotImplementedError
 
     async def attach_disk(
-        self, vid: int, disk: dict[str, str], who: Any, image: int | None = None
+        self, vid: int, disk: dict[str, str] | None, who: Any, image: int | None = None
     ) -> None:
         """``attach``; ``image`` is the image the DISK names (locked with the VM)."""
 
@@ -99,6 +99,8 @@ class DispatchDisks:
                 raise ActionError(
                     f"Could not attach a new disk to VM {vid}, wrong state {state_str(vm)}."
                 )
+            if disk is None:
+                raise ActionError("Internal error parsing DISK attribute")
             before = ds.vm_system_size(vm)
             disk_attach.set_up_attach(tx, dict(disk))
             charge(tx, before)
