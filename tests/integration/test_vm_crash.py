@@ -57,14 +57,15 @@ def test_kill9_during_a_burst_settles_every_vm(
     vids = []
     for i in range(12):
         nic = f'\nNIC=[NETWORK_ID="{net}"]' if i % 2 else ""
-        vid = one.vm.allocate(f'NAME="c{i}"\nCPU="0.5"\nMEMORY="64"{nic}', False)
+        # on hold: placed by the test, not by the scheduler
+        vid = one.vm.allocate(f'NAME="c{i}"\nCPU="0.5"\nMEMORY="64"{nic}', True)
         one.vm.deploy(vid, hids[i % 3])
         vids.append(vid)
     for vid in vids:
         wait_for(one, vid, ACTIVE, RUNNING)
     for name in _SLOW:
         (actions / name).write_text("success 30\n")
-    fresh = [one.vm.allocate(f'NAME="f{i}"\nCPU="0.5"\nMEMORY="64"', False) for i in range(3)]
+    fresh = [one.vm.allocate(f'NAME="f{i}"\nCPU="0.5"\nMEMORY="64"', True) for i in range(3)]
     burst = [
         lambda: one.vm.migrate(vids[0], hids[1], True, False, -1, 0),
         lambda: one.vm.migrate(vids[1], hids[2], False, False, -1, 0),

@@ -27,7 +27,7 @@ def test_migrations_through_pyone(daemon: Daemon) -> None:
     history and its host capacity; refusals carry oned's texts."""
     one = client(daemon)
     h0, h1 = setup_infra(one, hosts=2)
-    vid = one.vm.allocate('NAME="m"\nCPU="0.5"\nVCPU="1"\nMEMORY="128"', False)
+    vid = one.vm.allocate('NAME="m"\nCPU="0.5"\nVCPU="1"\nMEMORY="128"', True)  # on hold
     one.vm.deploy(vid, h0)
     wait_for(one, vid, ACTIVE, RUNNING)
     with pytest.raises(pyone.OneActionException) as same:
