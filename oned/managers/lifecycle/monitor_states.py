@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from oned.log import logger
+from oned.managers.lifecycle.system_actions import drop_snapshots
 from oned.managers.lifecycle.tx import Tx, transition
 from oned.managers.lifecycle.vmlog import write_vm_log
 from oned.objects.history import VMAction
@@ -183,6 +184,7 @@ class LcmMonitor:
             vm = tx.vm
             if _active_in(vm, (L.RUNNING, L.UNKNOWN)):
                 tx.log("LCM", "I", "VM running but monitor state is POWEROFF")
+                drop_snapshots(self.core, tx)
                 vm.resched = 0
                 tx.lcm(L.SHUTDOWN_POWEROFF)
                 self._internal_action(tx)
@@ -207,6 +209,7 @@ class LcmMonitor:
                 tx.log("LCM", "E", "monitor_suspend_action, VM in a wrong state")
                 return True
             tx.log("LCM", "I", "Polling reports that the VM is suspended.")
+            drop_snapshots(self.core, tx)
             tx.lcm(L.SAVE_SUSPEND)
             vm.resched = 0
             self._internal_action(tx)

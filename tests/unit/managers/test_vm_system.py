@@ -185,6 +185,16 @@ class SnapshotTests(SystemCase):
         user = self.h.ok("one.user.info", uid)
         self.assertIn("<SYSTEM_DISK_SIZE_USED><![CDATA[0]]></SYSTEM_DISK_SIZE_USED>", user)
 
+    def test_monitor_poweroff_drops_snapshots(self) -> None:
+        vid = self.running_vm()
+        self.h.ok("one.vm.snapshotcreate", vid, "a")
+        self.settle()
+        lcm = self.h.core.lifecycle_manager
+        result_of(Deferred.fromCoroutine(lcm.monitor_poweroff(vid)))
+        self.flush()
+        self.assertEqual(self.states(vid), (S.POWEROFF, L.LCM_INIT))
+        self.assertIsNone(self.template(vid).find("SNAPSHOT"))
+
     def test_restart_reissues_snapshot(self) -> None:
         vid = self.running_vm()
         self.h.ok("one.vm.snapshotcreate", vid, "a")
