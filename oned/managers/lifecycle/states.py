@@ -15,7 +15,7 @@ from oned.managers.lifecycle.disks import images_of
 from oned.managers.lifecycle.disks import release_all as release_images
 from oned.managers.lifecycle.migrate_actions import PROLOG_MIGRATES, ROLLBACK, LcmMigrate
 from oned.managers.lifecycle.nics import release_all
-from oned.managers.lifecycle.system_actions import save_done, shutdown_done
+from oned.managers.lifecycle.system_actions import drop_snapshots, save_done, shutdown_done
 from oned.managers.lifecycle.tx import Tx, del_capacity, transition
 from oned.managers.lifecycle.vmgroups import leave as leave_vmgroup
 from oned.managers.lifecycle.vrouters import leave as leave_vrouter
@@ -122,6 +122,7 @@ class LcmStates(LcmMigrate):
         def step(tx: Tx) -> bool:
             vm = tx.vm
             if vm.lcm_state == L.MIGRATE:
+                drop_snapshots(self.core, tx)
                 self.migrate_success(tx)
                 return True
             if vm.lcm_state not in _BOOTS:
