@@ -426,3 +426,63 @@ class MigrateRecoveryTests(MigrateCase):
         self.assertEqual(self.vm(vid).findtext("RESCHED"), "0")
         self.settle()
         self.assert_on(vid, self.hid2)
+
+
+class MigrateRestartTests(MigrateCase):
+    def restart(self) -> None:
+        """A new Core on the same database, as after a kill -9."""
+        from twisted.internet.defer import Deferred
+
+        from oned.core import Core
+        from oned.managers.lifecycle.testing import FakeVmDrivers
+        from oned.testing.rpc import result_of
+
+        core = Core.create(self.h.config, self.h.clock, self.h.db)
+        result_of(Deferred.fromCoroutine(core.load()))
+        self.h.core = core
+        self.h.manager.core = core
+        self.drivers = FakeVmDrivers()
+        self.start_managers(core, self.drivers)
+        self.flush()
+
+    def test_restart_resends_each_migration_step(self) -> None:
+        """SAVE (to the source), MIGRATE and the PROLOG_MIGRATE_POWEROFF transfer are
+        sent again after a restart, and each migration completes on the target."""
+        saving, live, off = self.running_vm(), self.running_vm(), self.running_vm()
+        self.action("poweroff", off)
+        self.settle()
+        self.h.ok("one.vm.migrate", saving, self.hid2, False, False, -1, 0)
+        self.h.ok("one.vm.migrate", live, self.hid2, True)
+        self.h.ok("one.vm.migrate", off, self.hid2, False)
+        self.flush()
+        self.restart()
+        sent = {(s.action, s.oid) for s in self.drivers.sent}
+        self.assertEqual(sent, {("SAVE", saving), ("MIGRATE", live), ("TRANSFER", off)})
+        self.assertEqual(self.doc("SAVE").findtext("HOST"), "host01")
+        self.assertEqual(self.doc("MIGRATE").findtext("MIGR_HOST"), "host02")
+        self.settle()
+        self.assertEqual(self.states(saving), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.states(live), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(self.states(off), (S.POWEROFF, 0))
+        self.assertEqual(self.share_of(self.hid), (0, 0, 0, ""))
+        self.assertEqual(self.share_of(self.hid2)[2], 3)
+
+    def test_poweroff_prolog_failure_rolls_back(self) -> None:
+        """recover --failure of PROLOG_MIGRATE_POWEROFF_FAILURE: POWEROFF again on the
+        source host, its capacity moved back."""
+        vid = self.running_vm()
+        self.action("poweroff", vid)
+        self.settle()
+        self.h.ok("one.vm.migrate", vid, self.hid2, False)
+        self.flush()
+        self.drivers.reply("TRANSFER", vid, success=False)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.PROLOG_MIGRATE_POWEROFF_FAILURE))
+        self.assert_on(vid, self.hid2)
+        self.h.ok("one.vm.recover", vid, 0)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.POWEROFF, 0))
+        self.assert_on(vid, self.hid)
+        self.assertEqual(
+            [r.findtext("HOSTNAME") for r in self.records(vid)], ["host01", "host02", "host01"]
+        )
