@@ -12,6 +12,7 @@ from oned.core import Core
 from oned.errors import ActionError, InternalError, NoExistsError, no_exists
 from oned.managers.image.insert import avail_mb
 from oned.managers.vmm.backup_config import Backups, backup_size, has_filesystem_disk
+from oned.managers.vmm.backup_increments import last_increment_id
 from oned.objects.base import Op
 from oned.objects.datastore import BACKUP_DS
 from oned.objects.image import BACKUP
@@ -87,7 +88,7 @@ async def restore(
         raise no_exists("image", image_id)
     if image.type != BACKUP:
         raise ActionError("Image has to be of type BACKUP")
-    if inc_id > _last_increment(image.increments):
+    if inc_id > last_increment_id(image):
         raise ActionError("Wrong increment")
     core.acl.check_all(
         call.caller,
@@ -101,13 +102,3 @@ async def restore(
     except NoExistsError as exc:
         raise no_exists("virtual machine", oid) from exc
     return oid
-
-
-def _last_increment(increments_xml: str) -> int:
-    """``Image::last_increment_id``: the highest INCREMENT/ID (-1 without any)."""
-    from lxml import etree
-
-    root = etree.fromstring(increments_xml.encode())
-    texts = [(i.text or "").strip() for i in root.findall("INCREMENT/ID")]
-    ids = [int(t) for t in texts if t.isdigit()]
-    return max(ids) if ids else -1

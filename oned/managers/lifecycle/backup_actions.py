@@ -20,11 +20,13 @@ from oned.managers.lifecycle.tx import Tx, transition
 from oned.managers.transfer.manager import system_dir
 from oned.managers.vmm.backup import send_backup
 from oned.managers.vmm.backup_config import Backups, backup_disk_ids
+from oned.managers.vmm.backup_increments import FULL, INCREMENT, add_increment
 from oned.objects.base import Permissions
 from oned.objects.image import BACKUP, READY, Image
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VirtualMachine
 from oned.objects.vm import VmState as S
+from oned.pools.base import Locks
 
 if TYPE_CHECKING:
     from oned.core import Core
@@ -108,9 +110,11 @@ class LcmBackups:
         vm = self.core.vms.get(vid)
         if vm is None:
             return
-        ds_id = Backups.of(vm).get_int("LAST_DATASTORE_ID")
+        backups = Backups.of(vm)
+        ds_id = backups.get_int("LAST_DATASTORE_ID")
+        chain = backups.get_int("INCREMENTAL_BACKUP_ID")
         prune: list[int] = []
-        async with self.core.datastores.lock(ds_id):
+        async with Locks((self.core.datastores, ds_id), (self.core.images, chain)):
             await transition(
                 self.core,
                 vid,
@@ -138,33 +142,67 @@ class LcmBackups:
     def _backup_done(
         self, tx: Tx, ds_id: int, prune: list[int], source: str, size: int, fmt: str
     ) -> bool:
+        """``trigger_backup_success``: state back; a new image for a FULL backup or the
+        first of a chain, an increment of the chain's image otherwise."""
         vm = tx.vm
         if not _back_from_backup(tx, "backup_success"):
             return True
         backups = Backups.of(vm)
-        ds = self.core.datastores.get(ds_id)
+        chain = backups.get_int("INCREMENTAL_BACKUP_ID")
+        incremental = backups.mode == "INCREMENT"
+        error = ""
+        image: Image | None = None
+        if not incremental or chain == -1:
+            image, error = self._new_backup_image(tx, ds_id, backups, source, size, fmt)
+            if image is not None:
+                backups.ids.append(image.oid)
+                keep = backups.get_int("KEEP_LAST", 0)
+                if keep > 0 and len(backups.ids) > keep:
+                    prune += sorted(backups.ids)[: len(backups.ids) - keep]
+        if image is not None and incremental:
+            backups.config["INCREMENTAL_BACKUP_ID"] = str(image.oid)
+            backups.config["LAST_INCREMENT_ID"] = str(
+                add_increment(image, source, size, FULL, tx.now)
+            )
+        elif incremental and not error:
+            stored = self.core.images.get(chain)
+            if stored is None:
+                error = "backup image does not exists"
+            else:
+                image = stored.copy()
+                inc_id = add_increment(image, source, size, INCREMENT, tx.now)
+                if inc_id == -1:
+                    error = "cannot add increment to backup image"
+                else:
+                    backups.config["LAST_INCREMENT_ID"] = str(inc_id)
+                    tx.unit.save(self.core.images, image)
+                    image = None
+        if image is not None:
+            tx.unit.add(self.core.images, image)
+        if error:
+            tx.log("LCM", "E", f"backup_success, {error}")
+        elif prune:
+            tx.log("LCM", "I", "Removing backup snapshots: " + " ".join(map(str, prune)))
+        backups.clear_last()
+        backups.store(vm)
+        return True
+
+    def _new_backup_image(
+        self, tx: Tx, ds_id: int, backups: Backups, source: str, size: int, fmt: str
+    ) -> tuple[Image | None, str]:
+        """``create_backup_image``: ``<vid> <dd-Mon HH.MM.SS>`` in the backup datastore,
+        whose IMAGES gets it (the caller adds the image to the unit)."""
+        vm, core = tx.vm, self.core
+        ds = core.datastores.get(ds_id)
         if ds is None:
-            tx.log("LCM", "E", "backup_success, backup datastore does not exist")
-            backups.clear_last()
-            backups.store(vm)
-            return True
-        core = self.core
+            return None, "backup datastore does not exist"
         stamp = time.strftime("%d-%b %H.%M.%S", time.localtime(tx.now))
         name = f"{vm.oid} {stamp}"
         taken = next((i for i in core.images.objects() if i.name == name and i.uid == vm.uid), None)
         if taken is not None:
-            tx.log(
-                "LCM",
-                "E",
-                "backup_success, backup image allocate error: "
-                f"NAME is already taken by IMAGE {taken.oid}.",
-            )
-            backups.clear_last()
-            backups.store(vm)
-            return True
-        image_id = tx.unit.allocate(core.images)
+            return None, f"backup image allocate error: NAME is already taken by IMAGE {taken.oid}."
         image = Image(
-            oid=image_id,
+            oid=tx.unit.allocate(core.images),
             name=name,
             uid=vm.uid,
             gid=vm.gid,
@@ -189,18 +227,10 @@ class LcmBackups:
             vms={vm.oid},
             backup_disk_ids=set(backup_disk_ids(vm, backups)),
         )
-        tx.unit.add(core.images, image)
         ds = ds.copy()
-        ds.images.add(image_id)
+        ds.images.add(image.oid)
         tx.unit.save(core.datastores, ds)
-        backups.ids.append(image_id)
-        keep = backups.get_int("KEEP_LAST", 0)
-        if keep > 0 and len(backups.ids) > keep:
-            prune += sorted(backups.ids)[: len(backups.ids) - keep]
-            tx.log("LCM", "I", "Removing backup snapshots: " + " ".join(map(str, prune)))
-        backups.clear_last()
-        backups.store(vm)
-        return True
+        return image, ""
 
     async def backup_failure(self, vid: int, text: str = "") -> None:
         def step(tx: Tx) -> bool:

@@ -321,3 +321,44 @@ class ConfigTests(BackupCase):
         self.assertIsNone(self.h.core.images.get(images[0]))
         ids = [int(i.text or -1) for i in self.vm(vid).findall("BACKUPS/BACKUP_IDS/ID")]
         self.assertEqual(ids, [images[1]])
+
+
+class IncrementTests(BackupCase):
+    def backup(self, vid: int, info: str, reset: bool = False) -> None:
+        self.h.clock.advance(1)
+        self.h.ok("one.vm.backup", vid, self.bds, reset)
+        self.flush()
+        self.backup_done(vid, info)
+
+    def test_a_chain_grows_on_one_image_until_reset(self) -> None:
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE + '\nBACKUP_CONFIG=[MODE="INCREMENT"]')
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.backup(vid, "full-0 100")
+        self.backup(vid, "inc-1 7")
+        vm = self.vm(vid)
+        ids = [int(i.text or -1) for i in vm.findall("BACKUPS/BACKUP_IDS/ID")]
+        self.assertEqual(len(ids), 1)
+        config = vm.find("BACKUPS/BACKUP_CONFIG")
+        assert config is not None
+        self.assertEqual(config.findtext("INCREMENTAL_BACKUP_ID"), str(ids[0]))
+        self.assertEqual(config.findtext("LAST_INCREMENT_ID"), "1")
+        info = self.h.ok("one.image.info", ids[0])
+        image = etree.fromstring(info.encode())
+        self.assertEqual(image.findtext("SIZE"), "107")
+        incs = image.findall("BACKUP_INCREMENTS/INCREMENT")
+        self.assertEqual(
+            [(i.findtext("ID"), i.findtext("PARENT_ID"), i.findtext("TYPE")) for i in incs],
+            [("0", "-1", "FULL"), ("1", "0", "INCREMENT")],
+        )
+        self.assertIn("<SOURCE><![CDATA[inc-1]]></SOURCE><TYPE><![CDATA[INCREMENT]]>", info)
+        # The chain's datastore is used whatever the call names; reset starts a new image.
+        self.h.clock.advance(1)
+        self.h.ok("one.vm.backup", vid, 1, False)
+        self.flush()
+        self.backup_done(vid, "inc-2 1")
+        self.backup(vid, "full-3 50", reset=True)
+        ids = [int(i.text or -1) for i in self.vm(vid).findall("BACKUPS/BACKUP_IDS/ID")]
+        self.assertEqual(len(ids), 2)
+        reply = self.h.call("one.vm.restore", vid, ids[0], 3, -1)
+        self.assertEqual(reply[:2], [False, "[one.vm.restore] Wrong increment"])
