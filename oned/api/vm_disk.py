@@ -17,6 +17,7 @@ from oned.api.vm import VM, action_op, dispatcher, requester
 from oned.core import Core
 from oned.errors import (
     ActionError,
+    AllocateError,
     AuthorizationError,
     InternalError,
     NoExistsError,
@@ -275,7 +276,10 @@ async def _new_image(
     if mgr is not None and id(mgr) not in _LISTENING:
         _LISTENING.add(id(mgr))
         mgr.saveas_listeners.append(saveas.listener(core))
-    img, action = await actions.create_image(core, call, tmpl, store, size)
+    try:
+        img, action = await actions.create_image(core, call, tmpl, store, size)
+    except AllocateError as exc:
+        raise AllocateError(exc.message, word="image") from exc
     if mgr is not None and action is not None:
         mgr.send_image_action(action, img)
     return img.oid

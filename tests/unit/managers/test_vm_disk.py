@@ -350,3 +350,28 @@ class RecoverTests(DiskCase):
         self.assertEqual(self.states(failed), (S.ACTIVE, L.RUNNING))
         self.assertIsNone(self.disk(ok, 0).find("ATTACH"))
         self.assertIsNone(self.vm(failed).find("TEMPLATE/DISK"))
+
+
+class SaveasErrorTests(DiskCase):
+    def test_refusals_leave_the_vm_running(self) -> None:
+        iid = self.image(DATABLOCK)
+        vid, did = self.attached(iid)
+        err = self.h.call("one.vm.disksaveas", vid, did, "data", "", -1)
+        self.assertEqual(
+            err[1],
+            "[one.vm.disksaveas] Error allocating a new image. NAME is already taken by "
+            f"IMAGE {iid}.",
+        )
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertIsNone(self.disk(vid, did).find("HOTPLUG_SAVE_AS_ACTIVE"))
+        err = self.h.call("one.vm.disksaveas", vid, 5, "x", "", -1)
+        self.assertEqual(err[1], "[one.vm.disksaveas] Cannot use DISK. DISK does not exist.")
+        err = self.h.call("one.vm.disksaveas", vid, did, "x", "", 3)
+        self.assertEqual(err[1], "[one.vm.disksaveas] Cannot use DISK. Snapshot does not exist.")
+        held = self.h.ok("one.vm.allocate", 'NAME="h"\nCPU="1"\nMEMORY="8"', True)
+        err = self.h.call("one.vm.disksaveas", held, 0, "x", "", -1)
+        self.assertEqual(
+            err[1],
+            "[one.vm.disksaveas] VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.",
+        )
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
