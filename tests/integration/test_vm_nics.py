@@ -3,19 +3,21 @@ real ``oned -f`` with the dummy VMM, TM and IPAM drivers."""
 
 from __future__ import annotations
 
+import signal
 import time
 import xmlrpc.client
 from collections.abc import Callable
+from pathlib import Path
 
 import pyone
 import pytest
 
 from . import xsd
-from .conftest import Daemon
+from .conftest import Daemon, MakeDaemon
 
 pytestmark = pytest.mark.slow
 
-ACTIVE, RUNNING, DONE = 3, 3, 6
+ACTIVE, RUNNING, DONE, HOTPLUG_NIC = 3, 3, 6, 25
 
 
 def wait(check: Callable[[], bool], what: str, secs: float = 20) -> None:
@@ -120,3 +122,45 @@ def test_nic_and_secgroup_hotplug_through_pyone(daemon: Daemon) -> None:
     wait(lambda: one.vm.info(vid).STATE == DONE, "DONE")
     assert one.vn.info(vn).USED_LEASES == 0
     assert not one.secgroup.info(0).UPDATED_VMS.ID
+
+
+def test_kill9_during_nic_hotplug_resumes(
+    make_daemon: MakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VMs caught in HOTPLUG_NIC (an attach and a detach) by a kill -9 finish them
+    after the restart: the NIC stays or goes with its lease."""
+    actions = tmp_path / "dummy_actions"
+    actions.mkdir()
+    monkeypatch.setenv("ONE_DUMMY_ACTIONS_DIR", str(actions))
+    d = make_daemon(tmp_path / "one")
+    d.start()
+    one = pyone.OneServer(d.url, session=d.session, timeout=30)
+    one.datastore.update(0, 'TM_MAD="dummy"', 1)
+    hid = one.host.allocate("host01", "dummy", "dummy", -1)
+    vn = one.vn.allocate(
+        'NAME="n"\nVN_MAD="dummy"\nBRIDGE="br0"\nAR=[TYPE="IP4", IP="10.2.0.1", SIZE="8"]', -1
+    )
+    wait(lambda: one.vn.info(vn).STATE == 1, "network READY")
+    attaching = one.vm.allocate('CPU="0.1"\nMEMORY="64"', False)
+    detaching = one.vm.allocate(f'CPU="0.1"\nMEMORY="64"\nNIC=[NETWORK_ID="{vn}"]', False)
+    for vid in (attaching, detaching):
+        one.vm.deploy(vid, hid)
+    for vid in (attaching, detaching):
+        wait(lambda vid=vid: one.vm.info(vid).LCM_STATE == RUNNING, "RUNNING")
+    (actions / "attach_nic").write_text("success 60\n")
+    (actions / "detach_nic").write_text("success 60\n")
+    one.vm.attachnic(attaching, f'NIC=[NETWORK_ID="{vn}"]')
+    one.vm.detachnic(detaching, 0)
+    for vid in (attaching, detaching):
+        wait(lambda vid=vid: one.vm.info(vid).LCM_STATE == HOTPLUG_NIC, "HOTPLUG_NIC")
+    d.stop(signal.SIGKILL)
+    (actions / "attach_nic").unlink()
+    (actions / "detach_nic").unlink()
+    d.start()
+    one = pyone.OneServer(d.url, session=d.session, timeout=30)
+    for vid in (attaching, detaching):
+        wait(lambda vid=vid: one.vm.info(vid).LCM_STATE == RUNNING, "RUNNING after restart")
+    assert as_list(one.vm.info(attaching).TEMPLATE["NIC"])[0]["IP"] == "10.2.0.2"
+    assert "ATTACH" not in as_list(one.vm.info(attaching).TEMPLATE["NIC"])[0]
+    assert "NIC" not in one.vm.info(detaching).TEMPLATE
+    assert one.vn.info(vn).USED_LEASES == 1
