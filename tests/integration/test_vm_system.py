@@ -171,6 +171,15 @@ def test_snapshots_resize_updateconf_pci_exec(daemon: Daemon) -> None:
         vid,
         'PCI=[ SHORT_ADDRESS="00:06.0" ]',
     )
+    one.vm.updateconf(vid, 'CONTEXT=[ VAR="c" ]', 1)  # live: HOTPLUG, VMM UPDATECONF
+    wait_for(one, vid, ACTIVE, RUNNING)
+    assert vm_doc(daemon, vid).findtext("TEMPLATE/CONTEXT/VAR") == "c"
+    log = daemon.root / "var" / "vms" / str(vid) / "vm.log"
+    deadline = time.monotonic() + 5
+    while "[VMM][I]: VM update conf succesfull." not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    assert "New LCM state is HOTPLUG" in log.read_text()
     one.vm.exec(vid, "uptime", "")
     wait_for(one, vid, ACTIVE, RUNNING)
     assert vm_doc(daemon, vid).findtext("TEMPLATE/QEMU_GA_EXEC/STATUS") == "EXECUTING"

@@ -154,7 +154,8 @@ class LcmSystem:
     # -- updateconf --------------------------------------------------------------------
 
     async def update_conf_success(self, vid: int, _info: str = "") -> None:
-        await self._sys_hotplug_back(vid, "update_conf_success", "", None)
+        status = ("VM update conf succesfull.", "", "")
+        await self._sys_hotplug_back(vid, "update_conf_success", "", status)
 
     async def update_conf_failure(self, vid: int, message: str = "") -> None:
         await self._sys_hotplug_back(vid, "update_conf_failure", message, None)
@@ -178,8 +179,9 @@ class LcmSystem:
                 tx.log("LCM", "E", text or f"{name}, VM in a wrong state")
                 return True
             tx.lcm(L.RUNNING)
-            if status is not None:
+            if status is not None and status[1]:
                 tx.log("LCM", "I", status[1])
+            if status is not None and status[2]:
                 sv.set_exec_attr(tx.vm, "STATUS", status[2])
             return True
 
@@ -223,6 +225,7 @@ class LcmSystem:
 
     async def resize_success(self, vid: int, _info: str = "") -> None:
         def step(tx: Tx) -> bool:
+            tx.log("VMM", "I", "VM hotplug resize successful")
             if tx.vm.lcm_state != L.HOTPLUG_RESIZE:
                 tx.log("LCM", "E", "hotplug_resize_success, VM in a wrong state")
                 return True
