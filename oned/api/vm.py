@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from oned.api import shared
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.declare import declare
 from oned.api.registry import rpc
@@ -363,7 +364,7 @@ def _system_ds(core: Core, cluster_id: int, hid: int, ds_id: int):  # type: igno
 
 
 @rpc("one.vm.monitoring", "i")
-async def monitoring(core: Core, call: Call, oid: int) -> str:
+async def monitoring(core: Core, call: Call, oid: int) -> WireParts:
     """Returns the virtual machine monitoring records."""
     shared.get_authorized(core, call, VM, oid, Op.USE)
     from oned.api.vmpool import monitoring_samples  # vmpool imports this module

@@ -184,12 +184,12 @@ def monitoring_expiration(core: Core) -> int:
         return DEFAULT_MONITORING_EXPIRATION
 
 
-async def monitoring_samples(core: Core, vids: list[int], seconds: int) -> str:
+async def monitoring_samples(core: Core, vids: list[int], seconds: int) -> WireParts:
     """``dump_monitoring``: 0 the last sample of each VM, -1 every sample, N those of
     the last N seconds (newer than now - N), by VM id then time; expired ones left out."""
     expiration = monitoring_expiration(core)
     if expiration <= 0 or not vids:
-        return "<MONITORING_DATA></MONITORING_DATA>"
+        return _document("MONITORING_DATA", [])
     now = core.now()
     oldest = now - expiration
     if seconds == 0:
@@ -197,7 +197,12 @@ async def monitoring_samples(core: Core, vids: list[int], seconds: int) -> str:
     else:
         after = -1 if seconds == -1 else now - seconds
         samples = await core.vms.monitoring(vids, after, last_only=False, oldest=oldest)
-    return "<MONITORING_DATA>" + "".join(samples) + "</MONITORING_DATA>"
+    return _document("MONITORING_DATA", samples)
+
+
+def _document(root: str, pieces: list[bytes]) -> WireParts:
+    """``<root>`` around pieces escaped and joined in the DB thread."""
+    return WireParts([f"&lt;{root}&gt;".encode(), *pieces, f"&lt;/{root}&gt;".encode()])
 
 
 def _visible(core: Core, call: Call, flag: int) -> list[int]:
@@ -208,16 +213,16 @@ def _visible(core: Core, call: Call, flag: int) -> list[int]:
 
 
 @rpc("one.vmpool.monitoring", "ii", required=1)
-async def pool_monitoring(core: Core, call: Call, flag: int, seconds: int = -1) -> str:
+async def pool_monitoring(core: Core, call: Call, flag: int, seconds: int = -1) -> WireParts:
     """Returns the virtual machine monitoring records."""
     return await monitoring_samples(core, _visible(core, call, flag), seconds)
 
 
 @rpc("one.vmpool.accounting", "iii")
-async def pool_accounting(core: Core, call: Call, flag: int, start: int, end: int) -> str:
+async def pool_accounting(core: Core, call: Call, flag: int, start: int, end: int) -> WireParts:
     """Returns the virtual machine history records."""
     records = await core.vms.accounting(start, end, _visible(core, call, flag))
-    return "<HISTORY_RECORDS>" + "".join(records) + "</HISTORY_RECORDS>"
+    return _document("HISTORY_RECORDS", records)
 
 
 @rpc("one.vmpool.showback", "iiiii")
@@ -229,12 +234,12 @@ async def pool_showback(
     start_year: int,
     end_month: int,
     end_year: int,
-) -> str:
+) -> WireParts:
     """Returns the virtual machine showback records."""
     records = await core.vms.showback(
         _visible(core, call, flag), (start_month, start_year), (end_month, end_year)
     )
-    return "<SHOWBACK_RECORDS>" + "".join(records) + "</SHOWBACK_RECORDS>"
+    return _document("SHOWBACK_RECORDS", records)
 
 
 def _default_costs(core: Core) -> tuple[float, float, float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from oned.db.database import Database, Statement
 from oned.objects.history import History
@@ -25,29 +25,50 @@ def _thd_history(conn: sqlite3.Connection) -> list[tuple[int, str]]:
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
+#: Documents escaped and joined into one listing piece in the DB thread.
+CHUNK = 200
+
+
+def _wire_chunks(bodies: Iterable[str]) -> list[bytes]:
+    """XML documents escaped for an XML-RPC ``<string>`` and joined ``CHUNK`` at a
+    time: large answers are built off the reactor thread and written piece by piece."""
+    out: list[bytes] = []
+    batch: list[str] = []
+    for body in bodies:
+        batch.append(body)
+        if len(batch) >= CHUNK:
+            out.append(xml_escape("".join(batch)).encode("utf-8", "xmlcharrefreplace"))
+            batch = []
+    if batch:
+        out.append(xml_escape("".join(batch)).encode("utf-8", "xmlcharrefreplace"))
+    return out
+
+
 def _thd_accounting(
     conn: sqlite3.Connection, start: int, end: int, vids: list[int] | None
-) -> list[str]:
+) -> list[bytes]:
+    """``dump_acct``: records overlapping [start, end] (-1 open) of ``vids``, by VM id
+    and sequence, as listing pieces."""
     sql = "SELECT vid, body FROM history WHERE 1=1"
     args: list[int] = []
-    if start >= 0:
+    if start != -1:
         sql += " AND (etime > ? OR etime = 0)"
         args.append(start)
-    if end >= 0:
+    if end != -1:
         sql += " AND stime < ?"
         args.append(end)
     sql += " ORDER BY vid, seq"
     allowed = set(vids) if vids is not None else None
-    return [
+    return _wire_chunks(
         str(body) for vid, body in conn.execute(sql, args) if allowed is None or int(vid) in allowed
-    ]
+    )
 
 
 def _thd_monitoring(
     conn: sqlite3.Connection, vids: list[int] | None, after: int, last_only: bool, oldest: int
-) -> list[str]:
+) -> list[bytes]:
     """Samples newer than ``after`` (the last one of each VM with ``last_only``), none
-    older than ``oldest`` (expired), by VM id then time."""
+    older than ``oldest`` (expired), by VM id then time, as listing pieces."""
     if last_only:
         sql = (
             "SELECT m.vmid, m.body FROM vm_monitoring m JOIN (SELECT vmid, MAX(last_poll) AS lp "
@@ -62,7 +83,7 @@ def _thd_monitoring(
             (after, oldest),
         )
     allowed = set(vids) if vids is not None else None
-    return [str(b) for v, b in rows if allowed is None or int(v) in allowed]
+    return _wire_chunks(str(b) for v, b in rows if allowed is None or int(v) in allowed)
 
 
 def _thd_showback_input(
@@ -89,7 +110,7 @@ def _thd_min_stime(conn: sqlite3.Connection) -> int | None:
 
 def _thd_showback(
     conn: sqlite3.Connection, vids: list[int], start: tuple[int, int], end: tuple[int, int]
-) -> list[str]:
+) -> list[bytes]:
     """``dump_showback``: the records of ``vids`` between two (month, year), by year,
     month and VM id."""
     sql = "SELECT vmid, body FROM vm_showback WHERE 1=1"
@@ -102,7 +123,7 @@ def _thd_showback(
         args += [end[1], end[1], end[0]]
     sql += " ORDER BY year, month, vmid"
     allowed = set(vids)
-    return [str(body) for vid, body in conn.execute(sql, args) if int(vid) in allowed]
+    return _wire_chunks(str(body) for vid, body in conn.execute(sql, args) if int(vid) in allowed)
 
 
 class VirtualMachinePool(Pool[VirtualMachine]):
@@ -189,12 +210,12 @@ class VirtualMachinePool(Pool[VirtualMachine]):
             (vm.oid, record.seq, record.to_xml(vm.bare_xml()), record.stime, record.etime),
         )
 
-    async def accounting(self, start: int, end: int, vids: list[int] | None) -> list[str]:
+    async def accounting(self, start: int, end: int, vids: list[int] | None) -> list[bytes]:
         return list(await self.db.run("accounting", _thd_accounting, start, end, vids))
 
     async def monitoring(
         self, vids: list[int] | None, after: int, last_only: bool, oldest: int = 0
-    ) -> list[str]:
+    ) -> list[bytes]:
         """``dump_monitoring``: samples newer than ``after`` (or the last of each VM),
         leaving out those older than ``oldest`` (expired)."""
         return list(
@@ -213,7 +234,7 @@ class VirtualMachinePool(Pool[VirtualMachine]):
 
     async def showback(
         self, vids: list[int], start: tuple[int, int], end: tuple[int, int]
-    ) -> list[str]:
+    ) -> list[bytes]:
         return list(await self.db.run("showback", _thd_showback, vids, start, end))
 
     @staticmethod

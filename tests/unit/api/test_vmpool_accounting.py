@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from oned.managers.lifecycle.monitor import monitor_vms
 from oned.managers.lifecycle.testing import FakeVmDrivers
 from oned.managers.lifecycle.wiring import use_drivers
+from oned.pools import vm as pools_vm
 from oned.testing.rpc import OnedHarness, result_of
 
 HOUR = 3600
@@ -84,6 +85,7 @@ class VmPoolCase(SynchronousTestCase):
 class AccountingTests(VmPoolCase):
     def test_records_in_vid_seq_order_with_the_vm_inside(self) -> None:
         """Every record of every VM, oldest first, each with the VM of that moment."""
+        self.patch(pools_vm, "CHUNK", 2)  # pieces of two records, escaped in the DB thread
         a = self.running()
         b = self.running()
         self.h.clock.advance(2 * HOUR)
@@ -128,6 +130,8 @@ class AccountingTests(VmPoolCase):
         self.assertEqual(seqs(-1, t0 + 2 * HOUR), ["0"])
         self.assertEqual(seqs(-1, t0 + 2 * HOUR + 1), ["0", "1"])
         self.assertEqual(seqs(-1, t0), [])
+        self.assertEqual(seqs(-7, -1), ["0", "1"])
+        self.assertEqual(seqs(-1, -7), [])
 
     def test_filter_flag_and_errors(self) -> None:
         """Filters as other pools: a user sees only its own VMs' records."""
