@@ -1,4 +1,10 @@
-"""A real guest under our core: OpenNebula's own one_vmm_exec with its kvm remotes and its
+"""The libvirt deployment file end to end, and a real guest under our core.
+
+In CI: a VM_MAD of TYPE ``kvm`` (run by our dummy VMM program) gets the libvirt domain
+as its deployment file, with the defaults of the shipped ``vmm_exec_kvm.conf``, and a
+VM_MAD whose defaults give no ARCH fails the boot with oned's texts in the VM log.
+
+Locally, a real guest: OpenNebula's own one_vmm_exec with its kvm remotes and its
 one_tm with the ``shared`` transfer scripts, over ssh to ``localhost``, boot a tiny Linux
 (the host's kernel plus a busybox initramfs) from a qcow2 image registered in a shared
 datastore, on a VM_MAD of TYPE ``qemu``: our libvirt deployment file goes through
@@ -27,7 +33,7 @@ from typing import Any
 import pyone
 import pytest
 
-from .conftest import Daemon
+from .conftest import Daemon, MakeDaemon
 from .test_drivers_opennebula import SOURCE, install
 
 TOOLS = ("virsh", "qemu-system-x86_64", "qemu-img", "ssh", "ruby", "xmllint", "cpio", "busybox")
@@ -43,7 +49,7 @@ elif missing := [t for t in TOOLS if shutil.which(t) is None]:
 elif not KERNELS:
     skip_reason = "no kernel in /boot"
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(skip_reason), reason=skip_reason or "-")]
+pytestmark = pytest.mark.slow
 
 EMULATOR = shutil.which("qemu-system-x86_64") or ""
 INIT = """#!/bin/busybox sh
@@ -163,6 +169,7 @@ def wait(what: Any, want: Any, timeout: float = 180.0) -> Any:
     return value
 
 
+@pytest.mark.skipif(bool(skip_reason), reason=skip_reason or "-")
 def test_real_guest_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
     base = Path(tempfile.mkdtemp(prefix="oned-real-guest-", dir="/var/tmp"))
     base.chmod(0o755)  # libvirt's qemu user reads the disks and the kernel below it
@@ -261,3 +268,69 @@ def socket_name() -> str:
     import socket
 
     return socket.gethostname()
+
+
+KVM_DUMMY = """
+VM_MAD = [ NAME = "kvm", SUNSTONE_NAME = "KVM", EXECUTABLE = "one_vmm_dummy",
+  DEFAULT = "vmm_exec/vmm_exec_kvm.conf", TYPE = "kvm", KEEP_SNAPSHOTS = "yes" ]
+VM_MAD = [ NAME = "bare", EXECUTABLE = "one_vmm_dummy", TYPE = "qemu" ]
+"""
+
+
+def test_kvm_deployment_file_through_pyone(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    from lxml import etree
+
+    from oned.objects.vm import LcmState
+
+    daemon = make_daemon(tmp_path / "one", extra_conf=KVM_DUMMY)
+    daemon.start()
+    one = pyone.OneServer(daemon.url, session=daemon.session, timeout=30)
+    one.datastore.update(0, 'TM_MAD="dummy"', 1)
+    hid = one.host.allocate("kvm01", "dummy", "kvm", -1)
+    bare = one.host.allocate("bare01", "dummy", "bare", -1)
+    vid = one.vm.allocate(
+        'NAME="k"\nCPU="1.5"\nVCPU="2"\nMEMORY="256"\n'
+        'GRAPHICS=[TYPE="vnc",LISTEN="0.0.0.0"]\nCONTEXT=[TOKEN="NO",HELLO="world"]\n'
+        'FEATURES=[HYPERV="yes"]\nRAW=[TYPE="kvm",DATA="<cpu><topology sockets=\'1\'/></cpu>"]'
+    )
+    one.vm.deploy(vid, hid, False, 0)
+    state = wait(lambda: (one.vm.info(vid).STATE, one.vm.info(vid).LCM_STATE), (3, 3), 30)
+    assert state == (3, 3), vm_log(tmp_path / "one", vid)
+    vms = tmp_path / "one" / "var" / "vms"
+    text = (vms / str(vid) / "deployment.0").read_text()
+    dom = etree.fromstring(text.encode())
+    assert dom.get("type") == "kvm"
+    assert dom.findtext("name") == f"one-{vid}"
+    assert dom.findtext("vcpu") == "2"
+    assert dom.findtext("cputune/shares") == "1536"
+    assert dom.findtext("memory") == str(256 * 1024)
+    assert dom.find("os/type").get("machine") == "q35"  # type: ignore[union-attr]
+    assert dom.findtext("devices/emulator") == "/usr/bin/qemu-kvm-one"
+    port = one.vm.info(vid).TEMPLATE["GRAPHICS"]["PORT"]
+    graphics = dom.find("devices/graphics")
+    assert graphics is not None and graphics.get("port") == port
+    context = dom.find("devices/disk[@device='cdrom']")
+    assert context is not None
+    ds_location = f"{tmp_path / 'one' / 'var'}//datastores"  # oned's default, as it joins it
+    source = context.find("source")
+    assert source is not None and source.get("file", "").startswith(f"{ds_location}/0/{vid}/disk.")
+    assert dom.find("features/hyperv/relaxed") is not None  # HYPERV_OPTIONS of the conf
+    assert dom.find("clock/timer[@name='hypervclock']") is not None
+    assert [c.tag for c in dom][-2:] == ["cpu", "metadata"]  # RAW, then the metadata
+    assert "<![CDATA[/usr/bin/qemu-kvm-one]]>" in text  # oned's CDATA bodies
+    assert one.vm.info(vid).TEMPLATE["TM_MAD_SYSTEM"] == "dummy"
+
+    failing = one.vm.allocate('NAME="b"\nCPU="1"\nMEMORY="64"')
+    one.vm.deploy(failing, bare, False, 0)
+    boot_failure = (3, int(LcmState.BOOT_FAILURE))
+    state = wait(lambda: (one.vm.info(failing).STATE, one.vm.info(failing).LCM_STATE), boot_failure)
+    assert state == boot_failure, vm_log(tmp_path / "one", failing)
+    deadline = time.monotonic() + 10
+    while "error generating" not in vm_log(tmp_path / "one", failing):
+        assert time.monotonic() < deadline, vm_log(tmp_path / "one", failing)
+        time.sleep(0.2)
+    log = vm_log(tmp_path / "one", failing)
+    assert "[VMM][E]: No ARCH defined and no default provided." in log
+    assert "deploy_action, error generating deployment file:" in log
+    assert not (vms / str(failing) / "deployment.0").exists()
+    one.vm.action("terminate-hard", vid)

@@ -141,9 +141,10 @@ class VirtualMachineManager:
         try:
             write_deployment(self.core, vm, path)  # VM XML or libvirt domain by VM_MAD TYPE
         except (OSError, DeploymentError):
-            self._local_failure(
-                vm.oid, "DEPLOY", f"deploy_action, error generating deployment file: {path}"
-            )
+            text = f"deploy_action, error generating deployment file: {path}"
+            write_vm_log(self.core, vm.oid, [("VMM", "E", text)], self.core.now())
+            if self.lcm is not None:  # trigger_deploy's error_common: log, then the failure
+                self.lcm.schedule(self.lcm.deploy_failure, vm.oid)
             return
         command = self.context_command(vm)
         self._send(

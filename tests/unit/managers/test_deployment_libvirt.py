@@ -486,3 +486,63 @@ class VirtXmlValidateTests(unittest.TestCase):
                 check=False,
             )
             self.assertEqual(run.returncode, 0, f"{name}: {run.stdout}{run.stderr}")
+
+
+class DeployThroughTheManagersTests(unittest.TestCase):
+    """one.vm.deploy on a kvm host: the VMM writes the libvirt domain and sends it (fake
+    clock, scripted drivers); a writer error fails the boot with oned's log lines."""
+
+    def setUp(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        from oned.managers.lifecycle.testing import FakeVmDrivers
+        from oned.managers.lifecycle.wiring import use_drivers
+        from oned.testing.rpc import OnedHarness, result_of
+
+        self.h = OnedHarness(KVM)
+        self.addCleanup(self.h.close)
+        self.h.ok("one.datastore.update", 0, 'TM_MAD="dummy"', 1)
+        self.drivers = FakeVmDrivers()
+        lcm = use_drivers(self.h.core, self.drivers)
+        result_of(Deferred.fromCoroutine(lcm.start()))
+        self.addCleanup(lcm.log_writer.stop)
+        self.lcm = lcm
+
+    def flush(self) -> None:
+        for _ in range(10):
+            self.h.core.eventually.flush()
+
+    def boot(self, vm_mad: str) -> tuple[int, Path]:
+        hid = self.h.ok("one.host.allocate", f"h-{vm_mad}", "dummy", vm_mad, -1)
+        vid = self.h.ok("one.vm.allocate", 'NAME="v"\nCPU="1"\nVCPU="1"\nMEMORY="64"')
+        self.h.ok("one.vm.deploy", vid, hid)
+        self.flush()
+        self.drivers.reply("TRANSFER", vid)
+        self.flush()
+        return vid, self.h.config.locations.var / "vms" / str(vid)
+
+    def test_kvm_host_gets_the_domain(self) -> None:
+        vid, vm_dir = self.boot("kvm")
+        [deploy] = self.drivers.pending("DEPLOY")
+        self.assertEqual(deploy.name, "kvm")
+        text = (vm_dir / "deployment.0").read_text()
+        self.assertTrue(text.startswith("<domain type='kvm' "))
+        self.assertIn(f"\t<name>one-{vid}</name>\n", text)
+        self.assertIn(str(vm_dir / "deployment.0"), deploy.document)
+
+    def test_writer_error_is_a_boot_failure(self) -> None:
+        from oned.objects.vm import LcmState
+
+        vid, vm_dir = self.boot("bare")
+        self.assertEqual(self.drivers.pending("DEPLOY"), [])
+        self.flush()
+        self.lcm.log_writer.flush()
+        log = (vm_dir / "vm.log").read_text()
+        self.assertIn("[VMM][E]: No ARCH defined and no default provided.\n", log)
+        self.assertIn(
+            f"[VMM][E]: deploy_action, error generating deployment file: {vm_dir}/deployment.0\n",
+            log,
+        )
+        self.assertTrue(log.rstrip().endswith("New LCM state is BOOT_FAILURE"))
+        doc = self.h.ok("one.vm.info", vid)
+        self.assertIn(f"<LCM_STATE>{int(LcmState.BOOT_FAILURE)}</LCM_STATE>", doc)
