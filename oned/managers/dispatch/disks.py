@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from oned.errors import ActionError, AuthorizationError, NoExistsError
+from oned.managers.lifecycle.disk_actions import image_quota
 from oned.managers.lifecycle.tx import state_str, transition
 from oned.managers.transfer import disk_commands as tmc
 from oned.managers.vmm import disk_attach
@@ -84,6 +85,13 @@ class DispatchDisks:
     def _act(self, tx: Tx, action: int, who: Any) -> None:
         raise NotImplementedError
 
+    async def _run_disk(self, vid: int, step: Any, desc: str) -> None:
+        """A transition holding the VM's image owners too (their DATASTORE quotas)."""
+        vm = self.core.vms.get(vid)
+        owners = ds.image_owner_locks(self.core, vm) if vm is not None else []
+        if await transition(self.core, vid, step, desc, extra_targets=owners) is None:
+            raise NoExistsError("", vid, "virtual machine")
+
     async def attach_disk(
         self, vid: int, disk: dict[str, str] | None, who: Any, image: int | None = None
     ) -> None:
@@ -153,8 +161,12 @@ class DispatchDisks:
                     f"Could not create a new snapshot for VM {vid}, wrong state {state_str(vm)}."
                 )
             before = ds.vm_system_size(vm)
+            disk = ds.disk_by_id(vm, did)
+            footprint = ds.image_footprint(disk) if disk is not None else 0
             made.append(disk_attach.new_snapshot(tx, did, name))
             charge(tx, before)
+            assert disk is not None
+            image_quota(tx, disk, footprint, check=True)
             if state == S.POWEROFF:
                 _enter(tx, L.DISK_SNAPSHOT_POWEROFF)
                 tx.then(lambda: tmc.snapshot_action(self.lcm.tm, vm, "SNAP_CREATE"))
@@ -166,7 +178,7 @@ class DispatchDisks:
                 tx.then(lambda: vmc.disk_snapshot_create(self.lcm.vmm, vm))
             close_cp_history(tx, DISK_SNAPSHOT_CREATE, who)
 
-        await self._run(vid, step, f"disk snapshot of VM {vid}")
+        await self._run_disk(vid, step, f"disk snapshot of VM {vid}")
         return made[0]
 
     async def disk_snapshot_revert(self, vid: int, did: int, sid: int, who: Any) -> None:
@@ -221,8 +233,12 @@ class DispatchDisks:
                     f"Could not resize disk for VM {vid}, wrong state {state_str(vm)}."
                 )
             before = ds.vm_system_size(vm)
+            disk = ds.disk_by_id(vm, did)
+            footprint = ds.image_footprint(disk) if disk is not None else 0
             disk_attach.set_up_resize(vm, did, size)
             charge(tx, before)
+            assert disk is not None
+            image_quota(tx, disk, footprint, check=True)
             tx.touch_history()
             if state == S.POWEROFF:
                 _enter(tx, L.DISK_RESIZE_POWEROFF)
@@ -236,4 +252,4 @@ class DispatchDisks:
             if state != S.UNDEPLOYED:
                 close_cp_history(tx, DISK_RESIZE, who)
 
-        await self._run(vid, step, f"disk resize of VM {vid}")
+        await self._run_disk(vid, step, f"disk resize of VM {vid}")

@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from oned.errors import AuthorizationError
 from oned.managers.image import usage
+from oned.managers.image.quota import usage_of
 from oned.managers.lifecycle.tx import Tx, transition
 from oned.managers.transfer import disk_commands as tmc
 from oned.managers.vmm import disk_messages as vmc
@@ -54,6 +56,25 @@ def refund(tx: Tx, before: int) -> None:
     delta = ds.vm_system_size(tx.vm) - before
     if delta:
         tx.quota_change({"SYSTEM_DISK_SIZE": float(abs(delta))}, count=delta > 0)
+
+
+def image_quota(tx: Tx, disk: ds.Disk, before: int, check: bool = False) -> None:
+    """The image owner's DATASTORE SIZE follows the disk's footprint (``resize_quotas``
+    with ``do_img_owner``, ``Quotas::ds_del``); a growth asked for by a call is
+    checked (``check``) and refused with oned's text."""
+    delta = ds.image_footprint(disk) - before
+    raw = disk.get("IMAGE_ID", "").strip()
+    img = tx.core.images.get(int(raw)) if raw.isdigit() else None
+    if not delta or img is None:
+        return
+    ds_id = ds.to_int(disk.get("DATASTORE_ID"), -1)
+    stage = tx.image_stage()
+    if check and delta > 0:
+        error = stage.quota_add(img.uid, img.gid, ds_id, usage_of(delta, 0))
+        if error:
+            raise AuthorizationError(error)
+    else:
+        stage.quota_del(img.uid, img.gid, ds_id, usage_of(-delta, 0))
 
 
 def rest(tx: Tx, state: int) -> None:
@@ -137,7 +158,9 @@ class LcmDisks:
         raise NotImplementedError
 
     async def _disk_step(self, vid: int, step: Callable[[Tx], bool], desc: str) -> None:
-        await transition(self.core, vid, step, f"{desc} of VM {vid}")
+        vm = self.core.vms.get(vid)
+        owners = ds.image_owner_locks(self.core, vm) if vm is not None else []
+        await transition(self.core, vid, step, f"{desc} of VM {vid}", extra_targets=owners)
 
     # -- attach / detach -------------------------------------------------------------
 
@@ -224,6 +247,7 @@ class LcmDisks:
             return True
         report(tx, message)
         before = ds.vm_system_size(vm)
+        footprint = ds.image_footprint(disk)
         if success and lcm in _SNAP_CREATE:
             tx.log("LCM", "I", "VM disk snapshot operation completed.")
             if snaps is not None:
@@ -254,6 +278,7 @@ class LcmDisks:
         disk.pop("DISK_SNAPSHOT_ACTIVE", None)
         disk.pop("DISK_SNAPSHOT_ID", None)
         refund(tx, before)
+        image_quota(tx, disk, footprint)
         tx.touch_history()
         self._snapshots_to_image(tx, disk, snaps, success)
         rest(tx, _resting(lcm))
@@ -317,11 +342,13 @@ class LcmDisks:
                 return True
         else:
             before = ds.vm_system_size(tx.vm)
+            footprint = ds.image_footprint(disk)
             if not success and disk.get("SIZE_PREV"):
                 disk["SIZE"] = disk["SIZE_PREV"]
             disk.pop("SIZE_PREV", None)
             disk.pop("RESIZE", None)
             refund(tx, before)
+            image_quota(tx, disk, footprint)
             tx.touch_history()
             raw = disk.get("IMAGE_ID", "").strip()
             linked = ds.is_persistent(disk) and ds.tm_target(disk) == "NONE"

@@ -9,7 +9,7 @@ elements of the VM document (kept rendered in ``VirtualMachine.snapshots_xml``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
@@ -18,7 +18,9 @@ from oned.objects.image import Snapshots
 from oned.template import cdata
 
 if TYPE_CHECKING:
+    from oned.core import Core
     from oned.objects.vm import VirtualMachine
+    from oned.pools.base import Pool
 
 Disk = dict[str, str]
 
@@ -281,3 +283,30 @@ def system_size(disk: Disk) -> int:
 def vm_system_size(vm: VirtualMachine) -> int:
     """``VirtualMachineDisks::system_ds_size(true)`` of every disk of ``vm``."""
     return sum(system_size(d) for d in disks(vm))
+
+
+def image_owner_locks(core: Core, vm: VirtualMachine) -> list[tuple[Pool[Any], int]]:
+    """The users and groups owning the VM's images (their DATASTORE quotas move with
+    the snapshots and sizes of persistent disks)."""
+    out: list[tuple[Pool[Any], int]] = []
+    for disk in disks(vm):
+        raw = disk.get("IMAGE_ID", "").strip()
+        img = core.images.get(int(raw)) if raw.isdigit() else None
+        if img is not None:
+            out += [(core.users, img.uid)] if img.uid > 0 else []
+            out += [(core.groups, img.gid)] if img.gid > 0 else []
+    return out
+
+
+def image_ds_delta(disk: Disk) -> bool:
+    """``resize_quotas``' ``do_img_owner``: the image owner's DATASTORE quota pays
+    for this disk's growth and snapshots (persistent or linked, not volatile)."""
+    return not is_volatile(disk) and (is_persistent(disk) or tm_target(disk) == "NONE")
+
+
+def image_footprint(disk: Disk) -> int:
+    """What the disk takes from its image owner's DATASTORE quota (size and snapshots
+    of a persistent or linked disk)."""
+    if not image_ds_delta(disk):
+        return 0
+    return to_int(disk.get("SIZE")) + to_int(disk.get("DISK_SNAPSHOT_TOTAL_SIZE"))

@@ -375,3 +375,29 @@ class SaveasErrorTests(DiskCase):
             "[one.vm.disksaveas] VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.",
         )
         self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+
+
+class ImageQuotaTests(DiskCase):
+    def test_persistent_disk_snapshots_count_on_the_image_owner(self) -> None:
+        uid = self.h.ok("one.user.allocate", "owner", "p", "", [])
+        iid = self.image(PERSISTENT)
+        self.h.ok("one.image.chown", iid, uid, -1)
+
+        def size_used() -> str:
+            user = etree.fromstring(self.h.ok("one.user.info", uid).encode())
+            return user.findtext("DATASTORE_QUOTA/DATASTORE[ID='1']/SIZE_USED") or ""
+
+        self.assertEqual(size_used(), "128")
+        vid, did = self.attached(iid)
+        self.h.ok("one.vm.disksnapshotcreate", vid, did, "a")
+        self.settle()
+        self.assertEqual(size_used(), "256")
+        self.h.ok("one.vm.disksnapshotcreate", vid, did, "b")
+        self.drivers.reply("DISKSNAPSHOTCREATE", vid, success=False)
+        self.flush()
+        self.assertEqual(size_used(), "256")
+        self.h.ok("one.user.quota", uid, "DATASTORE=[ID=1, SIZE=300]")
+        err = self.h.call("one.vm.disksnapshotcreate", vid, did, "c")
+        self.assertIn("limit of 300 reached for SIZE quota in DATASTORE with ID: 1", err[1])
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertEqual(size_used(), "256")
