@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from oned.errors import ActionError, InternalError
+from oned.errors import ActionError, AuthorizationError, InternalError
 from oned.managers.lifecycle.tx import Tx, state_str
 from oned.managers.vmm.backup import send_backup_cancel
-from oned.managers.vmm.backup_config import Backups
+from oned.managers.vmm.backup_config import Backups, reserved_usage
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VmState as S
 
@@ -74,10 +74,16 @@ class DispatchBackups:
                 tx.lcm(L.BACKUP_POWEROFF)
             else:
                 raise InternalError(f"{prefix}, wrong state {state_str(vm)}.")
-            backups.config["LAST_DATASTORE_ID"] = str(ds_id)
             if reset:
                 backups.config["LAST_INCREMENT_ID"] = "-1"
                 backups.config["INCREMENTAL_BACKUP_ID"] = "-1"
+            # The datastore quota reserves the whole size now (the real one on success).
+            error = tx.image_stage().quota_add(
+                vm.uid, vm.gid, ds_id, reserved_usage(vm, backups, reset)
+            )
+            if error:
+                raise AuthorizationError(error)
+            backups.config["LAST_DATASTORE_ID"] = str(ds_id)
             backups.store(vm)
             vm.resched = 0
             close_cp_history(tx, BACKUP_ACTION, who)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from oned.managers.lifecycle.tx import Tx, transition
 from oned.managers.transfer.manager import system_dir
 from oned.managers.vmm.backup import send_backup
-from oned.managers.vmm.backup_config import Backups, backup_disk_ids
+from oned.managers.vmm.backup_config import Backups, backup_disk_ids, reserved_usage
 from oned.managers.vmm.backup_increments import FULL, INCREMENT, add_increment
 from oned.objects.base import Permissions
 from oned.objects.image import BACKUP, READY, Image
@@ -150,6 +150,11 @@ class LcmBackups:
         backups = Backups.of(vm)
         chain = backups.get_int("INCREMENTAL_BACKUP_ID")
         incremental = backups.mode == "INCREMENT"
+        reserved = reserved_usage(vm, backups)
+        if ds_id >= 0:  # keep the real size only
+            tx.image_stage().quota_del(
+                vm.uid, vm.gid, ds_id, {"IMAGES": 0.0, "SIZE": reserved["SIZE"] - size}
+            )
         error = ""
         image: Image | None = None
         if not incremental or chain == -1:
@@ -238,6 +243,11 @@ class LcmBackups:
             if text:
                 tx.error("VMM", text)
             backups = Backups.of(tx.vm)
+            ds_id = backups.get_int("LAST_DATASTORE_ID")
+            if ds_id >= 0:
+                tx.image_stage().quota_del(
+                    tx.vm.uid, tx.vm.gid, ds_id, reserved_usage(tx.vm, backups)
+                )
             backups.clear_last()
             backups.store(tx.vm)
             return True

@@ -121,3 +121,15 @@ def backups_of_template(oid: int, vm_tmpl: Template, user_tmpl: Template) -> str
     probe = VirtualMachine(oid, "", template=vm_tmpl, user_template=user_tmpl)
     backup_config(probe, dict(vector), append=False)
     return Backups.of(probe).to_xml()
+
+
+def reserved_usage(vm: VirtualMachine, backups: Backups, reset: bool = False) -> dict[str, float]:
+    """The DATASTORE quota a backup reserves: the disks' size, and one image unless it
+    continues an incremental chain."""
+    chained = (
+        backups.mode == "INCREMENT"
+        and not reset
+        and backups.get_int("INCREMENTAL_BACKUP_ID") != -1
+        and backups.get_int("LAST_INCREMENT_ID") != -1
+    )
+    return {"IMAGES": 0.0 if chained else 1.0, "SIZE": float(backup_size(vm, backups))}

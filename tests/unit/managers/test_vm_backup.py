@@ -362,3 +362,38 @@ class IncrementTests(BackupCase):
         self.assertEqual(len(ids), 2)
         reply = self.h.call("one.vm.restore", vid, ids[0], 3, -1)
         self.assertEqual(reply[:2], [False, "[one.vm.restore] Wrong increment"])
+
+
+class QuotaTests(BackupCase):
+    def test_backups_count_in_the_owners_datastore_quota(self) -> None:
+        uid = self.h.ok("one.user.allocate", "alice", "pw", "", [])
+        self.h.ok("one.user.quota", uid, f'DATASTORE=[ID="{self.bds}", IMAGES="1", SIZE="-1"]')
+        vid = self.running_vm()
+        self.h.ok("one.vm.chown", vid, uid, -1)
+        self.h.ok("one.vm.backup", vid, self.bds)
+        self.flush()
+        self.backup_done(vid, "bk 300")
+        user = etree.fromstring(self.h.ok("one.user.info", uid).encode())
+        entry = user.find(f"DATASTORE_QUOTA/DATASTORE[ID='{self.bds}']")
+        assert entry is not None
+        self.assertEqual((entry.findtext("IMAGES_USED"), entry.findtext("SIZE_USED")), ("1", "300"))
+        self.h.clock.advance(1)
+        reply = self.h.call("one.vm.backup", vid, self.bds)
+        self.assertEqual(reply[0], False)
+        self.assertTrue(str(reply[1]).startswith(f"[one.vm.backup] User [0] : user [{uid}] "))
+        self.assertEqual(reply[2], 0x200)
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+
+    def test_a_failed_backup_gives_its_reservation_back(self) -> None:
+        uid = self.h.ok("one.user.allocate", "bob", "pw", "", [])
+        self.h.ok("one.user.quota", uid, f'DATASTORE=[ID="{self.bds}", IMAGES="1", SIZE="-1"]')
+        vid = self.running_vm()
+        self.h.ok("one.vm.chown", vid, uid, -1)
+        self.h.ok("one.vm.backup", vid, self.bds)
+        self.flush()
+        self.drivers.reply("BACKUP", vid, False, "boom")
+        self.flush()
+        user = etree.fromstring(self.h.ok("one.user.info", uid).encode())
+        entry = user.find(f"DATASTORE_QUOTA/DATASTORE[ID='{self.bds}']")
+        assert entry is not None
+        self.assertEqual(entry.findtext("IMAGES_USED"), "0")
