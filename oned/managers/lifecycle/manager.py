@@ -185,7 +185,8 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
     async def resume(self) -> None:
         """Re-issue the driver step of every VM left in a transient state."""
         for vm in self.core.vms.objects():
-            if vm.state != S.ACTIVE or vm.current is None:
+            off_snapshot = vm.lcm_state == L.HOTPLUG_SNAPSHOT  # delete in POWEROFF
+            if (vm.state != S.ACTIVE and not off_snapshot) or vm.current is None:
                 continue
             try:
                 self._resume_one(vm)

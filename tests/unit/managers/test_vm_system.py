@@ -185,6 +185,25 @@ class SnapshotTests(SystemCase):
         user = self.h.ok("one.user.info", uid)
         self.assertIn("<SYSTEM_DISK_SIZE_USED><![CDATA[0]]></SYSTEM_DISK_SIZE_USED>", user)
 
+    def test_keep_snapshots_delete_in_poweroff(self) -> None:
+        """With KEEP_SNAPSHOTS a POWEROFF VM keeps its snapshots and may delete them
+        (HOTPLUG_SNAPSHOT with STATE POWEROFF, as oned leaves it), even across a restart."""
+        self.h.config.template.add(
+            "VM_MAD", {"NAME": "dummy", "KEEP_SNAPSHOTS": "yes", "EXECUTABLE": "one_vmm_dummy"}
+        )
+        vid = self.running_vm()
+        self.h.ok("one.vm.snapshotcreate", vid, "a")
+        self.settle()
+        self.action("poweroff", vid)
+        self.settle()
+        self.assertEqual(self.template(vid).findtext("SNAPSHOT/NAME"), "a")
+        self.h.ok("one.vm.snapshotdelete", vid, 0)
+        self.assertEqual(self.states(vid), (S.POWEROFF, L.HOTPLUG_SNAPSHOT))
+        self.restart()
+        self.assertEqual(self.drivers.actions(), ["SNAPSHOTDELETE"])
+        self.settle()
+        self.assertIsNone(self.template(vid).find("SNAPSHOT"))
+
     def test_monitor_poweroff_drops_snapshots(self) -> None:
         vid = self.running_vm()
         self.h.ok("one.vm.snapshotcreate", vid, "a")
