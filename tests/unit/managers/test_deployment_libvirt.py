@@ -432,6 +432,16 @@ class LibvirtGoldenTests(unittest.TestCase):
         )
         self.assertNotIn("index='12'", doc)
 
+    def test_iommu_options(self) -> None:
+        doc = self.render(
+            BASE + 'IOMMU=[MODE="single",MODEL="intel",OPTIONS="intremap=on caching_mode=on"]'
+        )
+        self.assertIn(
+            "\t\t<iommu model='intel'>\n\t\t\t<driver caching_mode='on' intremap='on'/>\n"
+            "\t\t</iommu>\n",
+            doc,
+        )
+
     def test_random_vnc_password(self) -> None:
         vm = make_vm(BASE + 'GRAPHICS=[TYPE="vnc",RANDOM_PASSWD="YES"]')
         text = deployment(self.core, vm).text
@@ -512,9 +522,9 @@ class DeployThroughTheManagersTests(unittest.TestCase):
         for _ in range(10):
             self.h.core.eventually.flush()
 
-    def boot(self, vm_mad: str) -> tuple[int, Path]:
+    def boot(self, vm_mad: str, extra: str = "") -> tuple[int, Path]:
         hid = self.h.ok("one.host.allocate", f"h-{vm_mad}", "dummy", vm_mad, -1)
-        vid = self.h.ok("one.vm.allocate", 'NAME="v"\nCPU="1"\nVCPU="1"\nMEMORY="64"')
+        vid = self.h.ok("one.vm.allocate", 'NAME="v"\nCPU="1"\nVCPU="1"\nMEMORY="64"\n' + extra)
         self.h.ok("one.vm.deploy", vid, hid)
         self.flush()
         self.drivers.reply("TRANSFER", vid)
@@ -529,6 +539,17 @@ class DeployThroughTheManagersTests(unittest.TestCase):
         self.assertTrue(text.startswith("<domain type='kvm' "))
         self.assertIn(f"\t<name>one-{vid}</name>\n", text)
         self.assertIn(str(vm_dir / "deployment.0"), deploy.document)
+
+    def test_random_graphics_password_is_kept(self) -> None:
+        import re
+
+        vid, vm_dir = self.boot("kvm", 'GRAPHICS=[TYPE="vnc",RANDOM_PASSWD="YES"]')
+        self.flush()
+        text = (vm_dir / "deployment.0").read_text()
+        match = re.search(r"passwd='([0-9a-f]{8})'", text)
+        assert match is not None, text
+        doc = self.h.ok("one.vm.info", vid)
+        self.assertIn(f"<PASSWD><![CDATA[{match.group(1)}]]></PASSWD>", doc)
 
     def test_writer_error_is_a_boot_failure(self) -> None:
         from oned.objects.vm import LcmState

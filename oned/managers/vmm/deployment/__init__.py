@@ -23,9 +23,10 @@ LIBVIRT_TYPES = ("kvm", "qemu")
 class Deployment:
     """A generated deployment file: its text and the warnings for the VM log."""
 
-    def __init__(self, text: str, warnings: list[str]) -> None:
+    def __init__(self, text: str, warnings: list[str], password: str = "") -> None:
         self.text = text
         self.warnings = warnings
+        self.password = password
 
 
 def driver_type(core: Core, vm_mad: str) -> str:
@@ -64,7 +65,8 @@ def deployment(core: Core, vm: VirtualMachine) -> Deployment:
         system_dir=system_dir(core, vm),
         ds_template=ds.template if ds is not None else None,
     )
-    return Deployment(domain_xml(domain, core.now()), domain.warnings)
+    text = domain_xml(domain, core.now())
+    return Deployment(text, domain.warnings, domain.password)
 
 
 def write_deployment(core: Core, vm: VirtualMachine, path: str) -> None:
@@ -86,3 +88,24 @@ def write_deployment(core: Core, vm: VirtualMachine, path: str) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(result.text, encoding="utf-8")
+    graphics = vm.template.get_vector("GRAPHICS") or {}
+    if result.password and graphics.get("PASSWD") == result.password:
+        _save_password(core, vm.oid, result.password)
+
+
+def _save_password(core: Core, vid: int, password: str) -> None:
+    """``vmpool->update`` after the deployment file: a RANDOM_PASSWD generated for the
+    graphics is kept in the VM's GRAPHICS/PASSWD."""
+    from oned._async import background
+    from oned.managers.lifecycle.tx import Tx, transition
+
+    def step(tx: Tx) -> bool:
+        graphics = tx.vm.template.get_vector("GRAPHICS")
+        if graphics is None:
+            return False
+        graphics["PASSWD"] = password
+        return True
+
+    core.eventually(
+        lambda: background(transition(core, vid, step, f"graphics password of VM {vid}"), "")
+    )

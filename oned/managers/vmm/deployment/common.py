@@ -82,6 +82,7 @@ class Domain:
     nodes: list[dict[str, str]] = field(default_factory=list)
     topology: dict[str, str] | None = None
     pci_devices: str = ""
+    password: str = ""
     iommu_mode: str = ""
     iommu_model: str = ""
     iommu_opt: str = ""

@@ -3,12 +3,15 @@ libvirt domain (the device part of ``LibVirtDriver::deployment_description_kvm``
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
-import string
 
 from oned.managers.vmm.deployment.common import Domain, attr, set_queues, vector_int
 
 VHOST_DIR = "/var/run/one/vhost-socks"
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_VALUE = re.compile(r"^[^\s<>&'\"]+$")
 Q35_ROOT_DEFAULT_PORTS = 16
 MAX_VNC_PASSWD_LENGTH = 8
 MAX_SPICE_PASSWD_LENGTH = 59
@@ -19,9 +22,8 @@ _BANDWIDTH = (
 
 
 def random_password() -> str:
-    """``one_util::random_password``: a random alphanumeric string."""
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(64))
+    """``one_util::random_password``: the SHA-256 hex digest of a random number."""
+    return hashlib.sha256(str(secrets.randbelow(2**31)).encode()).hexdigest()
 
 
 def _nic(d: Domain, nic: dict[str, str], defaults: tuple[str, str, str]) -> None:
@@ -105,6 +107,7 @@ def _graphics(d: Domain) -> None:
         elif kind == "vnc":
             passwd = passwd[:MAX_VNC_PASSWD_LENGTH]
         graphics["PASSWD"] = passwd
+        d.password = passwd
     if kind not in ("vnc", "spice"):
         d.warn("Graphics not supported or undefined, ignored.")
         return
@@ -161,10 +164,11 @@ def _input_iommu(d: Domain) -> None:
     d.iommu_mode = iommu.get("MODE", "")
     d.iommu_model = iommu.get("MODEL", "")
     options: dict[str, str] = {}
-    for item in iommu.get("OPTIONS", "").split(","):
-        if "=" in item:
-            key, value = item.split("=", 1)
-            options[key.strip()] = value.strip()
+    for token in iommu.get("OPTIONS", "").split():  # string_to_options: stops at a bad one
+        kv = [part for part in token.split("=") if part]
+        if len(kv) != 2 or not _KEY.match(kv[0]) or not _VALUE.match(kv[1]):
+            break
+        options[kv[0]] = kv[1]
     d.iommu_opt = "".join(f" {k}='{_xml_escape(v)}'" for k, v in sorted(options.items()))
     if d.iommu_mode == "single":
         d.w(f"\t\t<iommu model='{d.iommu_model}'>\n\t\t\t<driver{d.iommu_opt}/>\n\t\t</iommu>\n")
