@@ -13,7 +13,7 @@ to POWEROFF.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from oned.managers.lifecycle.tx import Tx, transition
@@ -99,6 +99,36 @@ class LcmBackups:
                 self.disk_restore_failure, vm.oid, "Interrupted by an oned restart"
             ),
         }
+
+    def backup_recover(self, vm: VirtualMachine, success: bool) -> Coroutine[Any, Any, None] | None:
+        """``recover`` of BACKUP*/RESTORE: the step's success (an image with no SOURCE,
+        as oned makes it) or failure."""
+        if vm.lcm_state in (L.BACKUP, L.BACKUP_POWEROFF):
+            if not success:
+                return self.backup_failure(vm.oid)
+            return self._recover_backup(vm.oid)
+        if vm.lcm_state == L.RESTORE:
+            if success:
+                return self.disk_restore_success(vm.oid)
+            return self.disk_restore_failure(vm.oid)
+        return None
+
+    async def _recover_backup(self, vid: int) -> None:
+        vm = self.core.vms.get(vid)
+        if vm is None:
+            return
+        ds_id = Backups.of(vm).get_int("LAST_DATASTORE_ID")
+        chain = Backups.of(vm).get_int("INCREMENTAL_BACKUP_ID")
+        prune: list[int] = []
+        async with Locks((self.core.datastores, ds_id), (self.core.images, chain)):
+            await transition(
+                self.core,
+                vid,
+                lambda tx: self._backup_done(tx, ds_id, prune, "", 0, ""),
+                f"recover backup of VM {vid}",
+            )
+        for image_id in prune:
+            await self._remove_backup(vid, image_id)
 
     # -- VMM replies -------------------------------------------------------------------
 

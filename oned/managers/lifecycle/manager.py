@@ -317,6 +317,8 @@ class LifeCycleManager(LcmStates, LcmDisks, LcmNics, LcmSystem, LcmBackups, LcmM
             await (self.attach_nic_success(vid) if success else self.attach_nic_failure(vid))
         elif (disk_step := self.disk_recover(vm, success)) is not None:
             await disk_step
+        elif (backup_step := self.backup_recover(vm, success)) is not None:
+            await backup_step
         elif lcm == L.CLEANUP_DELETE:
             await transition(self.core, vid, self._cleanup_done, f"recover VM {vid}")
 

@@ -397,3 +397,30 @@ class QuotaTests(BackupCase):
         entry = user.find(f"DATASTORE_QUOTA/DATASTORE[ID='{self.bds}']")
         assert entry is not None
         self.assertEqual(entry.findtext("IMAGES_USED"), "0")
+
+
+class RecoverTests(BackupCase):
+    def test_recover_success_and_failure(self) -> None:
+        vid = self.running_vm()
+        self.h.ok("one.vm.backup", vid, self.bds)
+        self.flush()
+        self.h.ok("one.vm.recover", vid, 0)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertIsNone(self.vm(vid).find("BACKUPS/BACKUP_IDS/ID"))
+        self.h.clock.advance(1)
+        self.h.ok("one.vm.backup", vid, self.bds)
+        self.flush()
+        self.h.ok("one.vm.recover", vid, 1)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        image_id = int(self.vm(vid).findtext("BACKUPS/BACKUP_IDS/ID") or -1)
+        image = etree.fromstring(self.h.ok("one.image.info", image_id).encode())
+        self.assertEqual((image.findtext("SOURCE"), image.findtext("SIZE")), ("", "0"))
+        self.h.ok("one.vm.action", "poweroff", vid)
+        self.settle()
+        self.h.ok("one.vm.restore", vid, image_id, -1, -1)
+        self.flush()
+        self.h.ok("one.vm.recover", vid, 1)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.POWEROFF, L.LCM_INIT))
