@@ -328,7 +328,12 @@ class LcmMigrate:
         host's capacity (SAVE_MIGRATE, MIGRATE): ``clean_up_vm`` releases both."""
         vm = tx.vm
         current, previous = vm.current, vm.previous
-        if current is not None and previous is not None and previous.hid != current.hid:
+        if current is None or previous is None:
+            return
+        if vm.state == S.ACTIVE and vm.lcm_state in (L.SAVE_MIGRATE, L.MIGRATE):
+            tx.touch_history(previous)
+            previous.etime = previous.retime = tx.now
+        if previous.hid != current.hid:
             self._del_capacity(tx, previous.hid)
 
     # -- restart recovery ------------------------------------------------------------

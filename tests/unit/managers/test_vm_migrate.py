@@ -404,6 +404,9 @@ class MigrateRecoveryTests(MigrateCase):
         self.assertEqual(self.states(vid), (S.DONE, 0))
         self.assertEqual(self.share_of(self.hid), (0, 0, 0, ""))
         self.assertEqual(self.share_of(self.hid2), (0, 0, 0, ""))
+        source, target = self.records(vid)
+        self.assertEqual((source.findtext("ETIME"), source.findtext("RETIME")), (self.now(),) * 2)
+        self.assertEqual(target.findtext("ETIME"), self.now())
 
     def test_scheduler_entry_point(self) -> None:
         """DispatchManager.migrate takes a placement as deploy does (the scheduler's
