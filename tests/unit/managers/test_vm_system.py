@@ -3,6 +3,10 @@ real request manager and DM/LCM/VMM managers, with scripted VMM drivers (fake cl
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 from lxml import etree
 from twisted.internet.defer import Deferred
 
@@ -31,7 +35,24 @@ PCI_DEVICE = {
 }
 
 
+def _xsd() -> ModuleType:
+    """``tests/integration/xsd.py`` (this package cannot import ``tests``)."""
+    path = Path(__file__).resolve().parents[2] / "integration" / "xsd.py"
+    spec = importlib.util.spec_from_file_location("vm_system_xsd", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+XSD = _xsd()
+
+
 class SystemCase(LifecycleCase):
+    def valid(self, vid: int) -> None:
+        if XSD.available():
+            self.assertEqual(XSD.errors(self.h.ok("one.vm.info", vid)), [])
+
     def restart(self) -> None:
         """A new Core and managers on the same database, as after a kill -9."""
         core = Core.create(self.h.config, self.h.clock, self.h.db)
@@ -77,6 +98,7 @@ class SnapshotTests(SystemCase):
         self.assertEqual(self.h.ok("one.vm.snapshotcreate", vid, "first"), 0)
         self.flush()
         self.assertEqual(self.states(vid), (S.ACTIVE, L.HOTPLUG_SNAPSHOT))
+        self.valid(vid)
         [sent] = self.drivers.pending("SNAPSHOTCREATE")
         doc = etree.fromstring(sent.document.encode())
         self.assertEqual(doc.findtext("DEPLOY_ID"), self.vm(vid).findtext("DEPLOY_ID"))
@@ -97,6 +119,7 @@ class SnapshotTests(SystemCase):
         self.assertEqual(snap.findtext("TIME"), str(int(self.h.clock.seconds())))
         self.assertEqual(self.h.ok("one.vm.snapshotcreate", vid, ""), 1)
         self.settle()
+        self.valid(vid)
         names = [s.findtext("NAME") for s in self.template(vid).findall("SNAPSHOT")]
         self.assertEqual(names, ["first", "snapshot-1"])
         self.assertEqual(self.h.ok("one.vm.snapshotrevert", vid, 0), vid)
@@ -389,6 +412,7 @@ class UpdateConfTests(SystemCase):
             ],
         )
         self.assertIsNotNone(self.vm(vid).find("BACKUPS/BACKUP_IDS"))
+        self.valid(vid)
         self.assertEqual(
             self.err("one.vm.snapshotcreate", vid, "s")[0],
             '[one.vm.snapshotcreate] Action "snapshot-create" is not compatible with '
@@ -440,6 +464,7 @@ class PciTests(SystemCase):
         vid = self.poweroff_vm()
         self.host_capacity(400, 4 * 1024 * 1024, [PCI_DEVICE])
         self.h.ok("one.vm.attachpci", vid, 'PCI=[ SHORT_ADDRESS="00:02.0" ]')
+        self.valid(vid)
         pci = self.template(vid).find("PCI")
         assert pci is not None
         self.assertEqual(pci.findtext("PCI_ID"), "0")
@@ -517,6 +542,7 @@ class ExecTests(SystemCase):
         self.flush()
         self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
         self.assertEqual(self.template(vid).findtext("QEMU_GA_EXEC/STATUS"), "EXECUTING")
+        self.valid(vid)
         self.assertEqual(
             self.err("one.vm.exec", vid, "x", ""),
             (
