@@ -106,6 +106,23 @@ class MigrateChecksTests(MigrateCase):
         self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
         self.assertEqual(len(self.records(vid)), 1)
 
+    def test_host_in_a_cluster_without_the_datastore(self) -> None:
+        """The system datastore must be in the target host's cluster (oned's text)."""
+        vid = self.running_vm()
+        cid = self.h.ok("one.cluster.allocate", "c2")
+        self.h.ok("one.cluster.addhost", cid, self.hid2)
+        self.assertEqual(
+            self.migrate(vid, self.hid2, False),
+            [
+                False,
+                f"[one.vm.migrate] Cannot migrate VM [{vid}] to host [{self.hid2}] and system "
+                f"datastore [0]. Host is in cluster [{cid}], and the datastore is in cluster [0]",
+                0x0800,
+                -1,
+                -1,
+            ],
+        )
+
     def test_wrong_parameter_types_are_faults(self) -> None:
         """live is required and boolean (xmlrpc-c's -501 text for a wrong type)."""
         vid = self.running_vm()
