@@ -52,16 +52,15 @@ def _quiet_state(tx: Tx, state: int) -> None:
     tx.log("VM", "I", f"New state is {S(state).name}")
 
 
-def parse_backup_reply(payload: str) -> tuple[str, int, str] | None:
-    """``backup_id size_mb [format]`` (format defaults to raw)."""
+def parse_backup_reply(payload: str) -> tuple[str, int, str]:
+    """``backup_id size_mb [format]`` as ``_backup`` reads it: missing fields stay
+    empty (size 0), the format defaults to raw."""
     parts = payload.split()
-    if len(parts) < 2:
-        return None
     try:
-        size = int(float(parts[1]))
+        size = int(parts[1]) if len(parts) > 1 else 0
     except ValueError:
-        return None
-    return parts[0], size, parts[2] if len(parts) > 2 else "raw"
+        size = 0
+    return (parts[0] if parts else ""), size, (parts[2] if len(parts) > 2 else "raw")
 
 
 class LcmBackups:
@@ -134,9 +133,6 @@ class LcmBackups:
 
     async def backup_success(self, vid: int, payload: str = "") -> None:
         reply = parse_backup_reply(payload)
-        if reply is None:
-            await self.backup_failure(vid, f"Error parsing backup_id and size: {payload}")
-            return
         vm = self.core.vms.get(vid)
         if vm is None:
             return
@@ -175,6 +171,8 @@ class LcmBackups:
         """``trigger_backup_success``: state back; a new image for a FULL backup or the
         first of a chain, an increment of the chain's image otherwise."""
         vm = tx.vm
+        if source or size:  # a driver reply (recover has none)
+            tx.log("VMM", "I", "VM backup successfully created.")
         if not _back_from_backup(tx, "backup_success"):
             return True
         backups = Backups.of(vm)
