@@ -245,7 +245,7 @@ class NetworkUpdater(Protocol):
 
 def trigger_updatevnet(core: Core, vnet_id: int) -> None:
     """``LifeCycleManager::trigger_updatevnet`` once the VM family provides it."""
-    lcm: NetworkUpdater | None = getattr(core, "lcm", None)
+    lcm: NetworkUpdater | None = getattr(core, "lifecycle_manager", None)
     if lcm is not None and hasattr(lcm, "trigger_updatevnet"):
         lcm.trigger_updatevnet(vnet_id)
 

@@ -18,6 +18,7 @@ from oned.api.secgroup_vm import GroupEdits, add_rules, drop_group
 from oned.managers.lifecycle.tx import Tx, transition
 from oned.managers.lifecycle.vmlog import write_vm_log
 from oned.managers.vmm import nic as vmm_nic
+from oned.managers.vmm import nic_vnet
 from oned.managers.vmm.nic_setup import clear_attach, delete_attach_nic
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VirtualMachine
@@ -195,8 +196,17 @@ class LcmNics:
 
     # -- UPDATENIC ---------------------------------------------------------------------
 
+    def trigger_updatevnet(self, vnet_id: int) -> None:
+        """Push the changed attributes of network ``vnet_id`` to its OUTDATED VMs."""
+        self.schedule(self.update_vnet, vnet_id)
+
+    async def update_vnet(self, vnet_id: int) -> None:
+        await nic_vnet.update_vnet(self, vnet_id)
+
     async def updatenic_reply(self, vid: int, vnet_id: int, success: bool, message: str) -> None:
-        """``_updatenic`` for the VM: VNET_UPDATE dropped on success, back to RUNNING."""
+        """``_updatenic``: the network's lists, then the VM (VNET_UPDATE dropped on
+        success, back to RUNNING), then the network's next OUTDATED VM."""
+        await nic_vnet.updatenic_vnet(self.core, vid, vnet_id, success)
 
         def step(tx: Tx) -> bool:
             if success:
@@ -211,6 +221,8 @@ class LcmNics:
             return True
 
         await transition(self.core, vid, step, f"update nic of VM {vid}")
+        if vnet_id != -1:
+            self.trigger_updatevnet(vnet_id)
 
     # -- security groups ---------------------------------------------------------------
 

@@ -417,3 +417,35 @@ class MoreNicTests(NicCase):
         self.assertFalse(reply[0])
         self.assertEqual(reply[2], 0x200)
         self.assertIn("Not authorized to perform MANAGE VM", str(reply[1]))
+
+
+class VnetUpdateTests(NicCase):
+    def test_vn_update_reaches_the_nics(self) -> None:
+        tmpl = f'{VM_TEMPLATE}\nNIC=[NETWORK_ID="{self.net}"]'
+        vid = self.h.ok("one.vm.allocate", tmpl)
+        held = self.h.ok("one.vm.allocate", tmpl, True)
+        own = self.h.ok("one.vm.allocate", f'{tmpl[:-1]}, INBOUND_AVG_BW="9"]', True)
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.h.ok("one.vn.update", self.net, 'INBOUND_AVG_BW="100"', 1)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.HOTPLUG_NIC))
+        [sent] = self.drivers.pending("UPDATENIC")
+        self.assertIn(f"<VIRTUAL_NETWORK_ID>{self.net}</VIRTUAL_NETWORK_ID>", sent.document)
+        vn = etree.fromstring(self.h.ok("one.vn.info", self.net).encode())
+        self.assertEqual([i.text for i in vn.findall("UPDATING_VMS/ID")], [str(vid)])
+        # (oned's vm.xsd has no VNET_UPDATE: the document is not validated meanwhile)
+        self.assertEqual(self.vm(vid).findtext("TEMPLATE/NIC/INBOUND_AVG_BW"), "100")
+        self.assertEqual(self.vm(vid).findtext("TEMPLATE/VNET_UPDATE/INBOUND_AVG_BW"), "")
+        self.drivers.reply("UPDATENIC", vid, info=str(self.net))
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.assertIsNone(self.vm(vid).find("TEMPLATE/VNET_UPDATE"))
+        vn = etree.fromstring(self.h.ok("one.vn.info", self.net).encode())
+        self.assertEqual(
+            sorted(i.text or "" for i in vn.findall("UPDATED_VMS/ID")),
+            sorted([str(vid), str(held), str(own)]),
+        )
+        self.assertIsNone(vn.find("TEMPLATE/VNET_UPDATE"))
+        self.assertEqual(self.nics(held)[0]["INBOUND_AVG_BW"], "100")
+        self.assertEqual(self.nics(own)[0]["INBOUND_AVG_BW"], "9")
