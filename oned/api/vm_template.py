@@ -16,6 +16,7 @@ import uuid
 
 from oned.api import shared
 from oned.errors import InternalError
+from oned.managers.vmm.system_pci import parse_pci
 from oned.template import Template
 
 _WELL_KNOWN = (
@@ -252,6 +253,9 @@ def build_templates(oid: int, source: Template, hold: bool) -> tuple[str, Templa
     tmpl.add("OS", os_vector)
     for attr in _MOVED_AS_IS:
         _move(user, tmpl, attr)
+    problem = parse_pci(tmpl)
+    if problem:
+        raise InternalError(problem)
     on_hold = _bool(user.get("SUBMIT_ON_HOLD"))
     if on_hold is not None or hold:
         user.erase("SUBMIT_ON_HOLD")

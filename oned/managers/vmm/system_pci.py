@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from oned.objects.host import Host
     from oned.objects.vm import VirtualMachine
+    from oned.template import Template
+
+#: ``PCI_PASSTHROUGH_BUS``'s default in oned.conf.
+DEFAULT_BUS = "0x01"
 
 
 def _int(text: str | None, default: int = 0) -> int:
@@ -234,3 +238,16 @@ def host_del_vm_pci(host: Host, vm: VirtualMachine) -> None:
     """``HostShare::del`` for the VM's PCI devices (``Host::del_capacity``)."""
     for pci in vm.template.vectors("PCI"):
         host_del_pci(host, vm.oid, pci)
+
+
+def parse_pci(tmpl: Template, default_bus: str = DEFAULT_BUS) -> str | None:
+    """``VirtualMachine::parse_pci`` at allocate: PCI_ID 0, 1, ... in order, then
+    ``check_pci_attributes`` of each; oned's refusal or None."""
+    devices = tmpl.vectors("PCI")
+    for pci_id, pci in enumerate(devices):
+        pci["PCI_ID"] = str(pci_id)
+    for pci in devices:
+        error = check_pci_attributes(pci, default_bus)
+        if error:
+            return error
+    return None

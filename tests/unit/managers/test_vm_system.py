@@ -511,6 +511,26 @@ class PciTests(SystemCase):
         self.settle()
         self.assertEqual(self.host_pci_vmid(), "-1")
 
+    def test_allocated_pci_is_placed_at_deploy(self) -> None:
+        """PCI devices of the allocate template get PCI_IDs; deploy takes host devices."""
+        self.host_capacity(400, 4 * 1024 * 1024, [PCI_DEVICE])
+        vid = self.h.ok("one.vm.allocate", VM_TEMPLATE + '\nPCI=[ CLASS="0403" ]')
+        pci = self.template(vid).find("PCI")
+        assert pci is not None
+        self.assertEqual((pci.findtext("PCI_ID"), pci.findtext("VM_BUS")), ("0", "0x01"))
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        pci = self.template(vid).find("PCI")
+        assert pci is not None
+        self.assertEqual(pci.findtext("ADDRESS"), "0000:00:02:0")
+        self.assertEqual(pci.findtext("VM_ADDRESS"), "01:01.0")
+        self.assertEqual(self.host_pci_vmid(), str(vid))
+        self.valid(vid)
+        self.assertEqual(
+            self.err("one.vm.allocate", VM_TEMPLATE + '\nPCI=[ ROOT="x", CLASS="1" ]')[0],
+            "[one.vm.allocate] Unknown PCI root mode, has to be SHARED or DEDICATED",
+        )
+
     def test_refusals(self) -> None:
         vid = self.running_vm()
         self.assertEqual(
