@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from oned.errors import ActionError, AuthorizationError, NoExistsError
-from oned.managers.lifecycle.disk_actions import image_quota
 from oned.managers.lifecycle.tx import state_str, transition
 from oned.managers.transfer import disk_commands as tmc
 from oned.managers.vmm import disk_attach
 from oned.managers.vmm import disk_messages as vmc
 from oned.managers.vmm import disk_state as ds
+from oned.managers.vmm.disk_tx import image_quota
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VmState as S
 

@@ -14,13 +14,24 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from oned.errors import AuthorizationError
-from oned.managers.image import usage
-from oned.managers.image.quota import usage_of
 from oned.managers.lifecycle.tx import Tx, transition
 from oned.managers.transfer import disk_commands as tmc
 from oned.managers.vmm import disk_messages as vmc
 from oned.managers.vmm import disk_state as ds
+from oned.managers.vmm.disk_tx import (
+    DISK_DETACH,
+    INTERRUPTED,
+    RESIZE_STATES,
+    SAVEAS_STATES,
+    SNAP_CREATE,
+    SNAP_DELETE,
+    delete_attach_disk,
+    image_quota,
+    refund,
+    report,
+    rest,
+    resting,
+)
 from oned.objects import image as im
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VirtualMachine
@@ -30,121 +41,6 @@ if TYPE_CHECKING:
     from oned.core import Core
     from oned.managers.transfer.manager import TransferManager
     from oned.managers.vmm.manager import VirtualMachineManager
-
-DISK_ATTACH, DISK_DETACH = 21, 22
-INTERRUPTED = "Operation interrupted by an oned restart"
-
-_SNAP_CREATE = (L.DISK_SNAPSHOT, L.DISK_SNAPSHOT_POWEROFF, L.DISK_SNAPSHOT_SUSPENDED)
-_SNAP_DELETE = (
-    L.DISK_SNAPSHOT_DELETE,
-    L.DISK_SNAPSHOT_DELETE_POWEROFF,
-    L.DISK_SNAPSHOT_DELETE_SUSPENDED,
-)
-_RESIZE = (L.DISK_RESIZE, L.DISK_RESIZE_POWEROFF, L.DISK_RESIZE_UNDEPLOYED)
-_SAVEAS = {
-    L.HOTPLUG_SAVEAS: S.ACTIVE,
-    L.HOTPLUG_SAVEAS_POWEROFF: S.POWEROFF,
-    L.HOTPLUG_SAVEAS_SUSPENDED: S.SUSPENDED,
-    L.HOTPLUG_SAVEAS_UNDEPLOYED: S.UNDEPLOYED,
-    L.HOTPLUG_SAVEAS_STOPPED: S.STOPPED,
-}
-
-
-def refund(tx: Tx, before: int) -> None:
-    """Move the owner's SYSTEM_DISK_SIZE by how much the VM's disks changed (callbacks
-    never refuse: the size was checked when the operation started)."""
-    delta = ds.vm_system_size(tx.vm) - before
-    if delta:
-        tx.quota_change({"SYSTEM_DISK_SIZE": float(abs(delta))}, count=delta > 0)
-
-
-def image_quota(tx: Tx, disk: ds.Disk, before: int, check: bool = False) -> None:
-    """The image owner's DATASTORE SIZE follows the disk's footprint (``resize_quotas``
-    with ``do_img_owner``, ``Quotas::ds_del``); a growth asked for by a call is
-    checked (``check``) and refused with oned's text."""
-    delta = ds.image_footprint(disk) - before
-    raw = disk.get("IMAGE_ID", "").strip()
-    img = tx.core.images.get(int(raw)) if raw.isdigit() else None
-    if not delta or img is None:
-        return
-    ds_id = ds.to_int(disk.get("DATASTORE_ID"), -1)
-    stage = tx.image_stage()
-    if check and delta > 0:
-        error = stage.quota_add(img.uid, img.gid, ds_id, usage_of(delta, 0))
-        if error:
-            raise AuthorizationError(error)
-    else:
-        stage.quota_del(img.uid, img.gid, ds_id, usage_of(-delta, 0))
-
-
-def rest(tx: Tx, state: int) -> None:
-    """Back to a resting state (RUNNING, or ``state`` with LCM_INIT). The transient
-    ACTIVE step of an off VM never counted RUNNING_* quotas, so none move here."""
-    if state == S.ACTIVE:
-        tx.lcm(L.RUNNING)
-        return
-    tx.vm.set_state(state)
-    tx.log("VM", "I", f"New state is {S(state).name}")
-    tx.lcm(L.LCM_INIT)
-
-
-def _resting(lcm: int) -> int:
-    name = L(lcm).name
-    for suffix, state in (
-        ("POWEROFF", S.POWEROFF),
-        ("SUSPENDED", S.SUSPENDED),
-        ("UNDEPLOYED", S.UNDEPLOYED),
-        ("STOPPED", S.STOPPED),
-    ):
-        if name.endswith(suffix):
-            return state
-    return S.ACTIVE
-
-
-def report(tx: Tx, message: str) -> None:
-    """A driver failure: logged, and the VM's ERROR only when the driver said why
-    (``log_error``: an INFO that is empty or starts with ``-`` sets no ERROR)."""
-    if not message:
-        return
-    tag = "TrM" if message.startswith("Error executing image transfer script") else "VMM"
-    if message.startswith(INTERRUPTED):
-        tx.error("LCM", message)
-    elif ": " in message:
-        tx.error(tag, message)
-    else:
-        tx.log(tag, "E", message)
-
-
-def give_back(tx: Tx, disk: ds.Disk, snaps: im.Snapshots | None, resize: bool) -> None:
-    """The image half of ``delete_attach_disk``/``release_images`` for one disk: size
-    and snapshots back to a persistent image, then the image released (unless
-    another disk of the VM still uses it)."""
-    raw = disk.get("IMAGE_ID", "").strip()
-    if not raw.isdigit():
-        return
-    iid = int(raw)
-    stage = tx.image_stage()
-    img = stage.image(iid)
-    if img is not None:
-        ds.return_to_image(img, disk, snaps, resize)
-    others = {d.get("IMAGE_ID", "").strip() for d in ds.disks(tx.vm) if d is not disk}
-    if raw not in others:
-        usage.release(stage, tx.vm.oid, iid, False, tx.now)
-
-
-def delete_attach_disk(tx: Tx, update_backups: bool) -> None:
-    """``VirtualMachinePool::delete_attach_disk``: the ATTACH disk leaves the VM."""
-    vm = tx.vm
-    disk = ds.flagged(vm, "ATTACH")
-    if disk is None:
-        return
-    did = ds.to_int(disk.get("DISK_ID"), -1)
-    snapshots = ds.vm_snapshots(vm)
-    snaps = snapshots.pop(did, None)
-    vm.template.items = [(n, v) for n, v in vm.template.items if v is not disk]
-    ds.set_vm_snapshots(vm, snapshots)
-    tx.touch_history()
-    give_back(tx, disk, snaps, update_backups)
 
 
 class LcmDisks:
@@ -242,13 +138,13 @@ class LcmDisks:
         all_snaps = ds.vm_snapshots(vm)
         snaps = all_snaps.get(did)
         word = "success" if success else "failure"
-        if lcm not in (*_SNAP_CREATE, *_SNAP_DELETE, L.DISK_SNAPSHOT_REVERT_POWEROFF):
+        if lcm not in (*SNAP_CREATE, *SNAP_DELETE, L.DISK_SNAPSHOT_REVERT_POWEROFF):
             tx.log("LCM", "E", f"disk_snapshot_{word}, VM in a wrong state")
             return True
         report(tx, message)
         before = ds.vm_system_size(vm)
         footprint = ds.image_footprint(disk)
-        if success and lcm in _SNAP_CREATE:
+        if success and lcm in SNAP_CREATE:
             tx.log("LCM", "I", "VM disk snapshot operation completed.")
             if snaps is not None:
                 ds.activate(snaps, mode, sid, False)
@@ -266,7 +162,7 @@ class LcmDisks:
             tx.log("LCM", "I", "VM disk snapshot deleted.")
             if snaps is not None:
                 ds.delete(snaps, mode, sid)
-        elif lcm in _SNAP_CREATE:
+        elif lcm in SNAP_CREATE:
             tx.log("LCM", "E", "Could not take disk snapshot.")
             if snaps is not None:
                 ds.delete(snaps, mode, sid)
@@ -281,7 +177,7 @@ class LcmDisks:
         image_quota(tx, disk, footprint)
         tx.touch_history()
         self._snapshots_to_image(tx, disk, snaps, success)
-        rest(tx, _resting(lcm))
+        rest(tx, resting(lcm))
         return True
 
     def _snapshots_to_image(
@@ -324,7 +220,7 @@ class LcmDisks:
     def _resize_done(self, tx: Tx, success: bool, message: str) -> bool:
         lcm = tx.vm.lcm_state
         word = "success" if success else "failure"
-        if lcm not in _RESIZE:
+        if lcm not in RESIZE_STATES:
             tx.log("LCM", "E", f"disk_resize_{word}, VM in a wrong state")
             return True
         report(tx, message)
@@ -356,7 +252,7 @@ class LcmDisks:
                 img = tx.image_stage().image(int(raw))
                 if img is not None and img.state == im.USED_PERS:
                     img.size = ds.to_int(disk.get("SIZE"), img.size)
-        rest(tx, _resting(lcm))
+        rest(tx, resting(lcm))
         return True
 
     async def disk_resize_success(self, vid: int, _info: str = "") -> None:
@@ -394,7 +290,7 @@ class LcmDisks:
                     "HOTPLUG_SAVE_AS_SNAPSHOT_ID",
                 ):
                     disk.pop(key, None)
-            state = _SAVEAS.get(L(tx.vm.lcm_state))
+            state = SAVEAS_STATES.get(L(tx.vm.lcm_state))
             word = "success" if success else "failure"
             if state is None:
                 tx.log("LCM", "E", f"saveas_{word}_action, VM in a wrong state")
@@ -419,11 +315,11 @@ class LcmDisks:
             pair = (self.attach_success, self.attach_failure)
         elif lcm == L.HOTPLUG_EPILOG_POWEROFF:
             pair = (self.detach_success, self.detach_failure)
-        elif lcm in _SAVEAS:
+        elif lcm in SAVEAS_STATES:
             pair = (self.saveas_success, self.saveas_failure)
-        elif lcm in (*_SNAP_CREATE, *_SNAP_DELETE, L.DISK_SNAPSHOT_REVERT_POWEROFF):
+        elif lcm in (*SNAP_CREATE, *SNAP_DELETE, L.DISK_SNAPSHOT_REVERT_POWEROFF):
             pair = (self.disk_snapshot_success, self.disk_snapshot_failure)
-        elif lcm in _RESIZE:
+        elif lcm in RESIZE_STATES:
             pair = (self.disk_resize_success, self.disk_resize_failure)
         else:
             return None
@@ -452,9 +348,9 @@ class LcmDisks:
             L.DISK_RESIZE_POWEROFF: lambda: tmc.resize(tm, vm),
             L.DISK_RESIZE_UNDEPLOYED: lambda: tmc.resize(tm, vm),
         }
-        for state in _SNAP_DELETE:
+        for state in SNAP_DELETE:
             table[state] = lambda: tmc.snapshot_action(tm, vm, "SNAP_DELETE")
-        if lcm in _SAVEAS:
+        if lcm in SAVEAS_STATES:
             disk = ds.flagged(vm, "HOTPLUG_SAVE_AS_ACTIVE")
             if disk is not None and "HOTPLUG_SAVE_AS_SOURCE" in disk:
                 return lambda: tmc.saveas_hot(tm, vm)

@@ -17,6 +17,7 @@ from oned.managers.image.stage import Stage
 from oned.managers.lifecycle.tx import Tx, transition
 from oned.managers.transfer import disk_commands as tmc
 from oned.managers.vmm import disk_state as ds
+from oned.managers.vmm.disk_tx import SAVEAS_STATES, rest
 from oned.objects import image as im
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VmState as S
@@ -47,13 +48,11 @@ def saving(img: im.Image) -> bool:
 
 def clear(tx: Tx) -> None:
     """``clear_saveas_disk`` and ``clear_saveas_state``."""
-    from oned.managers.lifecycle.disk_actions import _SAVEAS, rest
-
     disk = ds.flagged(tx.vm, "HOTPLUG_SAVE_AS_ACTIVE")
     if disk is not None:
         for key in _FLAGS:
             disk.pop(key, None)
-    state = _SAVEAS.get(L(tx.vm.lcm_state))
+    state = SAVEAS_STATES.get(L(tx.vm.lcm_state))
     if state is not None:
         rest(tx, state)
 
@@ -132,7 +131,7 @@ async def mkfs_done(core: Core, iid: int, success: bool) -> None:
 
     def step(tx: Tx) -> bool:
         disk = ds.flagged(tx.vm, "HOTPLUG_SAVE_AS_ACTIVE")
-        if disk is None or L(tx.vm.lcm_state) not in _SAVE_STATES:
+        if disk is None or L(tx.vm.lcm_state) not in SAVEAS_STATES:
             error.append("Image created to save as disk but VM is no longer running")
             return False
         disk["HOTPLUG_SAVE_AS"] = str(iid)
@@ -155,15 +154,6 @@ async def mkfs_done(core: Core, iid: int, success: bool) -> None:
     await _image_after_mkfs(core, iid, fmt[0] if fmt else "", error[0] if error else "")
     if error:
         await abort(core, vid)
-
-
-_SAVE_STATES = (
-    L.HOTPLUG_SAVEAS,
-    L.HOTPLUG_SAVEAS_POWEROFF,
-    L.HOTPLUG_SAVEAS_SUSPENDED,
-    L.HOTPLUG_SAVEAS_UNDEPLOYED,
-    L.HOTPLUG_SAVEAS_STOPPED,
-)
 
 
 async def _image_after_mkfs(core: Core, iid: int, fmt: str, error: str) -> None:
