@@ -209,6 +209,7 @@ async def set_up_attach_nic(
         nic_name(nic, f"NIC{nic_id}")
     for key, value in (tmpl.get_vector("NIC_DEFAULT") or {}).items():
         nic.setdefault(key, value)
+    clear_attach(tmpl)  # a flag left by an interrupted hotplug must not pick the NIC
     nic["ATTACH"] = "YES"
     changes: list[LeaseChanges] = []
     if _mode(nic) == "DUMMY":
@@ -269,6 +270,7 @@ def set_detach_nic(tmpl: Template, nic_id: int) -> tuple[str, dict[str, str]] | 
     found = find_nic(tmpl, nic_id)
     if found is None:
         return None
+    clear_attach(tmpl)  # a flag left by an interrupted hotplug must not pick the NIC
     name, nic = found
     nic["ATTACH"] = "YES"
     if name == "NIC_ALIAS":
