@@ -244,7 +244,7 @@ class Reports:
             self.batch.queue_system(hid, tmpl)
 
     def _vm_report(self, msg: DriverMessage) -> None:
-        """MONITOR_VM (samples) and STATE_VM (VM states) go to the VMs; EXEC_VM is logged."""
+        """MONITOR_VM (samples), STATE_VM (states) and EXEC_VM (guest commands) go to the VMs."""
         if not msg.success:
             self.log.warn(
                 "Failed {action} for host {hid}: {p}",
