@@ -23,7 +23,7 @@ from oned.objects import showback
 from oned.objects.vm import VirtualMachine, VmState
 
 #: VMs joined per slice (one piece of the answer) before yielding to the reactor.
-SLICE = 500
+SLICE = 250
 #: monitord's VM_MONITORING_EXPIRATION_TIME default.
 DEFAULT_MONITORING_EXPIRATION = 43200
 
