@@ -26,6 +26,7 @@ from oned.errors import (
 from oned.managers.image import actions, insert
 from oned.managers.vmm import disk_saveas as saveas
 from oned.managers.vmm import disk_state as ds
+from oned.managers.vmm.backup_config import Backups
 from oned.objects import image as im
 from oned.objects.base import Op
 from oned.objects.vm import VirtualMachine
@@ -116,6 +117,11 @@ async def detach(core: Core, call: Call, vid: int, did: int) -> int:
 async def disk_snapshot_create(core: Core, call: Call, vid: int, did: int, name: str) -> int:
     """Create a snapshot of a disk of a Virtual Machine."""
     vm = _vm(core, vid)
+    backups = Backups.of(vm)
+    if backups.config and backups.mode == "INCREMENT":
+        raise ActionError(
+            'Action "disk-snapshot-create" is not compatible with incremental backups'
+        )
     disk = _disk(vm, did)
     if not ds.snapshot_support(disk):
         raise ActionError(f"Cannot make snapshots on disks of type: {disk.get('TYPE', '')}")

@@ -25,6 +25,7 @@ from oned.managers.vmm.disk_tx import (
     SAVEAS_STATES,
     SNAP_CREATE,
     SNAP_DELETE,
+    backups_after_hotplug,
     delete_attach_disk,
     image_quota,
     refund,
@@ -69,6 +70,7 @@ class LcmDisks:
             tx.log("LCM", "I", "VM Disk successfully attached.")
             disk = ds.flagged(tx.vm, "ATTACH")
             if disk is not None:
+                backups_after_hotplug(tx.vm, ds.to_int(disk.get("DISK_ID"), -1), detached=False)
                 disk.pop("ATTACH", None)
             rest(tx, S.ACTIVE if lcm == L.HOTPLUG else S.POWEROFF)
             return True

@@ -11,8 +11,10 @@ from oned.managers.image import usage
 from oned.managers.image.quota import usage_of
 from oned.managers.lifecycle.tx import Tx
 from oned.managers.vmm import disk_state as ds
+from oned.managers.vmm.backup_config import Backups
 from oned.objects import image as im
 from oned.objects.vm import LcmState as L
+from oned.objects.vm import VirtualMachine
 from oned.objects.vm import VmState as S
 
 DISK_ATTACH, DISK_DETACH = 21, 22
@@ -123,9 +125,43 @@ def delete_attach_disk(tx: Tx, update_backups: bool) -> None:
     if disk is None:
         return
     did = ds.to_int(disk.get("DISK_ID"), -1)
+    if update_backups:
+        backups_after_hotplug(vm, did, detached=True)
     snapshots = ds.vm_snapshots(vm)
     snaps = snapshots.pop(did, None)
     vm.template.items = [(n, v) for n, v in vm.template.items if v is not disk]
     ds.set_vm_snapshots(vm, snapshots)
     tx.touch_history()
     give_back(tx, disk, snaps, update_backups)
+
+
+def backup_disk_ids(vm: VirtualMachine, backups: Backups) -> list[int]:
+    """``VirtualMachine::backup_disk_ids``: the disks a backup takes."""
+    volatile = backups.config.get("BACKUP_VOLATILE", "").strip().upper() in ("YES", "TRUE")
+    skip = ("SWAP", "CDROM", "RBD_CDROM", "FILESYSTEM")
+    ids = [
+        ds.to_int(d.get("DISK_ID"), -1)
+        for d in ds.disks(vm)
+        if d.get("TYPE", "").upper() not in skip and (d.get("TYPE", "").upper() != "FS" or volatile)
+    ]
+    configured = backups.disk_ids()
+    return [i for i in ids if i in configured] if configured else ids
+
+
+def backups_after_hotplug(vm: VirtualMachine, did: int, detached: bool) -> None:
+    """A disk that joins or leaves the backed-up set resets the incremental chain; a
+    detached disk leaves ``DISK_IDS`` (``trigger_attach_success`` and
+    ``delete_attach_disk``)."""
+    backups = Backups.of(vm)
+    if not backups.config:
+        return
+    if did in backup_disk_ids(vm, backups):
+        backups.reset_chain()
+    if detached:
+        kept = [i for i in backups.disk_ids() if i != did]
+        if len(kept) != len(backups.disk_ids()):
+            if kept:
+                backups.config["DISK_IDS"] = ",".join(str(i) for i in kept)
+            else:
+                backups.config.pop("DISK_IDS", None)
+    backups.store(vm)

@@ -401,3 +401,29 @@ class ImageQuotaTests(DiskCase):
         self.assertIn("limit of 300 reached for SIZE quota in DATASTORE with ID: 1", err[1])
         self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
         self.assertEqual(size_used(), "256")
+
+
+class BackupInterplayTests(DiskCase):
+    def test_incremental_backups_and_disk_ids(self) -> None:
+        iid = self.image(DATABLOCK)
+        vid = self.h.ok(
+            "one.vm.allocate",
+            'NAME="b"\nCPU="1"\nMEMORY="64"\nBACKUP_CONFIG=[MODE="INCREMENT"]',
+        )
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.h.ok("one.vm.attach", vid, f"DISK=[IMAGE_ID={iid}]")
+        self.settle()
+        err = self.h.call("one.vm.disksnapshotcreate", vid, 0, "s")
+        self.assertEqual(
+            err[1],
+            '[one.vm.disksnapshotcreate] Action "disk-snapshot-create" is not compatible '
+            "with incremental backups",
+        )
+        config = self.vm(vid).find("BACKUPS/BACKUP_CONFIG")
+        assert config is not None
+        self.assertEqual(config.findtext("LAST_INCREMENT_ID"), "-1")
+        self.assertEqual(config.findtext("INCREMENTAL_BACKUP_ID"), "-1")
+        self.h.ok("one.vm.detach", vid, 0)
+        self.settle()
+        self.check_xsd(vid)
