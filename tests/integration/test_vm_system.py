@@ -3,14 +3,16 @@ against a real ``oned -f`` with our dummy VMM/TM/IM drivers."""
 
 from __future__ import annotations
 
+import signal
 import time
+from pathlib import Path
 
 import pyone
 import pytest
 from lxml import etree
 
 from . import xsd
-from .conftest import Daemon
+from .conftest import Daemon, MakeDaemon
 from .test_vms import ACTIVE, RUNNING, client, setup_infra, wait_for, xml_of
 
 pytestmark = pytest.mark.slow
@@ -43,8 +45,8 @@ def test_snapshots_resize_updateconf_pci_exec(daemon: Daemon) -> None:
     [hid] = setup_infra(one)
     uid = one.user.allocate("quser", "pw", "", [1])
     one.user.quota(uid, 'VM=[ CPU="4", MEMORY="2048", SYSTEM_DISK_SIZE="1024" ]')
-    vid = one.vm.allocate(
-        'NAME="sys"\nCPU="0.5"\nVCPU="1"\nMEMORY="256"\nCONTEXT=[ VAR="a" ]', False
+    vid = one.vm.allocate(  # on hold: placed by the test, not by the scheduler
+        'NAME="sys"\nCPU="0.5"\nVCPU="1"\nMEMORY="256"\nCONTEXT=[ VAR="a" ]', True
     )
     one.vm.chown(vid, uid, -1)
     one.vm.deploy(vid, hid)
@@ -194,3 +196,44 @@ def test_snapshots_resize_updateconf_pci_exec(daemon: Daemon) -> None:
         one.vm.cancelexec,
         vid,
     )
+
+
+def test_kill9_during_snapshot_and_exec_resumes(
+    make_daemon: MakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VMs caught in HOTPLUG_SNAPSHOT and HOTPLUG (exec) by a kill -9 get their VMM
+    action sent again after the restart and settle RUNNING."""
+    actions = tmp_path / "dummy_actions"
+    actions.mkdir()
+    monkeypatch.setenv("ONE_DUMMY_ACTIONS_DIR", str(actions))
+    d = make_daemon(tmp_path / "one")
+    d.start()
+    one = client(d)
+    [hid] = setup_infra(one)
+    vids = []
+    for i in range(2):
+        vid = one.vm.allocate(f'NAME="k{i}"\nCPU="0.5"\nMEMORY="64"', True)
+        one.vm.deploy(vid, hid)
+        wait_for(one, vid, ACTIVE, RUNNING)
+        vids.append(vid)
+    (actions / "snapshot_create").write_text("success 60\n")
+    (actions / "exec").write_text("success 60\n")
+    snap, guest = vids
+    assert one.vm.snapshotcreate(snap, "before-crash") == 0
+    one.vm.exec(guest, "uptime", "")
+    wait_for(one, snap, ACTIVE, 24)
+    wait_for(one, guest, ACTIVE, 17)
+    d.stop(signal.SIGKILL)
+    (actions / "snapshot_create").unlink()
+    (actions / "exec").unlink()
+    d.start()
+    one = client(d)
+    wait_for(one, snap, ACTIVE, RUNNING)
+    wait_for(one, guest, ACTIVE, RUNNING)
+    snapshot = vm_doc(d, snap).find("TEMPLATE/SNAPSHOT")
+    assert snapshot is not None
+    assert (snapshot.findtext("NAME"), snapshot.findtext("HYPERVISOR_ID")) == (
+        "before-crash",
+        "dummy-snap",
+    )
+    assert vm_doc(d, guest).findtext("TEMPLATE/QEMU_GA_EXEC/STATUS") == "EXECUTING"
