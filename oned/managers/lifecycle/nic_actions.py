@@ -155,8 +155,9 @@ class LcmNics:
             delete_attach_nic(self.core, tx)
         if lcm == L.HOTPLUG_NIC:
             tx.lcm(L.RUNNING)
-        else:
+        else:  # DispatchManager::trigger_poweroff_success
             self._leave_active(tx, S.POWEROFF)
+            tx.history.retime = tx.now
         return True
 
     async def attach_nic_success(self, vid: int, _info: str = "") -> None:

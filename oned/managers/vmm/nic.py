@@ -35,10 +35,8 @@ def _tag(name: str, value: str) -> str:
 
 def is_cold_nic_attach(core: Core, vm_mad: str) -> bool:
     """``VirtualMachineManagerDriver::is_cold_nic_attach`` (COLD_NIC_ATTACH of VM_MAD)."""
-    for conf in core.config.vectors("VM_MAD"):
-        if conf.get("NAME", "") == vm_mad:
-            return conf.get("COLD_NIC_ATTACH", "").strip().lower() in ("yes", "true")
-    return False
+    found = [c for c in core.config.vectors("VM_MAD") if c.get("NAME", "") == vm_mad]
+    return bool(found) and found[-1].get("COLD_NIC_ATTACH", "").strip().lower() in ("yes", "true")
 
 
 def message(

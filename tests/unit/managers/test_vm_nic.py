@@ -449,3 +449,28 @@ class VnetUpdateTests(NicCase):
         self.assertIsNone(vn.find("TEMPLATE/VNET_UPDATE"))
         self.assertEqual(self.nics(held)[0]["INBOUND_AVG_BW"], "100")
         self.assertEqual(self.nics(own)[0]["INBOUND_AVG_BW"], "9")
+
+
+class ColdAttachTests(NicCase):
+    def test_cold_nic_attach_goes_through_the_driver(self) -> None:
+        self.h.core.config.template.add(
+            "VM_MAD", {"NAME": "dummy", "EXECUTABLE": "one_vmm_dummy", "COLD_NIC_ATTACH": "YES"}
+        )
+        vid = self.running_vm()
+        self.action("poweroff", vid)
+        self.settle()
+        self.h.ok("one.vm.attachnic", vid, f'NIC=[NETWORK_ID="{self.net}"]')
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.HOTPLUG_NIC_POWEROFF))
+        self.drivers.reply("ATTACHNIC", vid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.POWEROFF, L.LCM_INIT))
+        self.assertNotIn("ATTACH", self.nics(vid)[0])
+        self.h.ok("one.vm.detachnic", vid, 0)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.HOTPLUG_NIC_POWEROFF))
+        self.drivers.reply("DETACHNIC", vid)
+        self.flush()
+        self.assertEqual(self.states(vid), (S.POWEROFF, L.LCM_INIT))
+        self.assertEqual(self.nics(vid), [])
+        self.assertEqual(self.leases(), [])
