@@ -40,10 +40,8 @@ class SecurityGroupUpdater(Protocol):
 
 
 def trigger_updatesg(core: Core, sg_id: int) -> None:
-    """``LifeCycleManager::trigger_updatesg``, once the VM family provides it.
-
-    Until VMs exist no VM can be in a group's lists, so there is nothing to push.
-    """
+    """``LifeCycleManager::trigger_updatesg``: the group's OUTDATED VMs get its rules
+    (without VM managers, as in some unit tests, nothing is pushed)."""
     lcm: SecurityGroupUpdater | None = getattr(core, "lifecycle_manager", None)
     if lcm is not None:
         lcm.trigger_updatesg(sg_id)
