@@ -10,7 +10,9 @@ mode 1 merges it. A changed CONTEXT is parsed again (variables, network context)
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from typing import TYPE_CHECKING
 
 from oned.api.vm_context import parse_context
@@ -82,6 +84,8 @@ _BOOL_FEATURES = (
     "RAS",
     "MIGRATE_COMPRESSED",
 )
+MAX_VNC_PASSWD_LENGTH = 8
+MAX_SPICE_PASSWD_LENGTH = 59
 _ETH = re.compile(r"^ETH\d+_\w+$")
 
 #: ``VirtualMachine::updateconf``: ACTIVE sub-states whose configuration may change.
@@ -204,12 +208,28 @@ def _features(tmpl: Template) -> None:
         features["GIC"] = "host"
 
 
-def _graphics_video(tmpl: Template) -> None:
+def _graphics(tmpl: Template) -> None:
+    """``parse_graphics``: PORT range, RANDOM_PASSWD, VNC/SPICE password lengths."""
     graphics = tmpl.get_vector("GRAPHICS")
-    if graphics is not None and graphics.get("PORT", ""):
+    if graphics is None:
+        return
+    if graphics.get("PORT", ""):
         port = graphics["PORT"].strip()
         if not port.isdigit() or int(port) > 65535:
             raise InternalError("Wrong PORT number in GRAPHICS attribute")
+    password = graphics.get("PASSWD", "")
+    if _bool(graphics.get("RANDOM_PASSWD", "")) and not password:
+        password = hashlib.sha256(str(secrets.randbelow(2**31)).encode()).hexdigest()
+        graphics["PASSWD"] = password
+    kind = graphics.get("TYPE", "").lower()
+    if kind == "spice" and len(password) > MAX_SPICE_PASSWD_LENGTH:
+        graphics["PASSWD"] = password[:MAX_SPICE_PASSWD_LENGTH]
+    elif kind == "vnc" and len(password) > MAX_VNC_PASSWD_LENGTH:
+        graphics["PASSWD"] = password[:MAX_VNC_PASSWD_LENGTH]
+
+
+def _graphics_video(tmpl: Template) -> None:
+    _graphics(tmpl)
     video = tmpl.get_vector("VIDEO")
     if video is None:
         return
@@ -225,6 +245,9 @@ def _graphics_video(tmpl: Template) -> None:
     vram = video.get("VRAM", "")
     if vram and (not vram.strip().isdigit() or int(vram) < 1024):
         raise InternalError("Invalid VRAM value in VIDEO attribute, must be >= 1024")
+    resolution = video.get("RESOLUTION", "")
+    if resolution and not re.match(r"^[0-9]+x[0-9]+$", resolution):
+        raise InternalError("Invalid RESOLUTION string format")
 
 
 def validate_raw(core: Core, tmpl: Template) -> None:

@@ -447,8 +447,13 @@ class UpdateConfTests(SystemCase):
             self.err("one.vm.updateconf", vid, 'OS=[BOOT="disk7"]', 0)[0],
             "[one.vm.updateconf] Wrong OS/BOOT value. Device with DISK_ID 7 not found",
         )
-        self.h.ok("one.vm.updateconf", vid, 'GRAPHICS=[TYPE="VNC", LISTEN="0.0.0.0"]', 0)
+        self.h.ok("one.vm.updateconf", vid, 'GRAPHICS=[TYPE="VNC", PASSWD="0123456789"]', 0)
         self.assertEqual(self.template(vid).findtext("GRAPHICS/TYPE"), "VNC")
+        self.assertEqual(self.template(vid).findtext("GRAPHICS/PASSWD"), "01234567")
+        self.assertEqual(
+            self.err("one.vm.updateconf", vid, 'VIDEO=[TYPE="vga", RESOLUTION="big"]', 0)[0],
+            "[one.vm.updateconf] Invalid RESOLUTION string format",
+        )
         self.assertIsNone(self.template(vid).find("OS"))
         running = self.running_vm()
         self.action("suspend", running)
