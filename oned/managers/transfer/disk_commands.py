@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from oned.managers.lifecycle.vmlog import write_vm_log
 from oned.managers.transfer.manager import system_dir
 from oned.managers.vmm import disk_state as ds
 from oned.objects.vm import LcmState as L
@@ -52,6 +53,10 @@ class CommandError(ValueError):
     """A disk lacks what its transfer command needs (the text is oned's)."""
 
 
+class Skipped(CommandError):
+    """A volatile disk without SIZE (or FORMAT): oned skips it with a warning."""
+
+
 def _sys(disk: ds.Disk) -> str:
     tsys = disk.get("TM_MAD_SYSTEM", "")
     return f".{tsys}" if tsys else ""
@@ -70,12 +75,12 @@ def prolog_line(tm: TransferManager, vm: VirtualMachine, disk: ds.Disk) -> str:
     if dtype == "SWAP":
         size = disk.get("SIZE", "")
         if not size:
-            return ""
+            raise Skipped("No size in swap image")
         return f"MKSWAP {current.tm_mad} {size} {target} {vm.oid} {current.ds_id}"
     if dtype == "FS":
         size, fmt = disk.get("SIZE", ""), disk.get("FORMAT", "")
         if not size or not fmt:
-            raise CommandError("No size or format in FS")
+            raise Skipped("No size or format in FS")
         return f"MKIMAGE {current.tm_mad} {size} {fmt} {target} {vm.oid} {current.ds_id}"
     if dtype == "FILESYSTEM":
         return ""
@@ -170,8 +175,6 @@ def send_script(
     if vm.current is None:
         error = error or f"{op}, the VM has no history"
     if error:
-        from oned.managers.lifecycle.vmlog import write_vm_log
-
         write_vm_log(tm.core, vm.oid, [("TrM", "E", error)], tm.core.now())
         if lcm is not None:
             lcm.schedule(getattr(lcm, fail), vm.oid, "")
@@ -187,6 +190,8 @@ def prolog_attach(tm: TransferManager, vm: VirtualMachine) -> None:
     else:
         try:
             line = prolog_line(tm, vm, disk)
+        except Skipped as exc:
+            write_vm_log(tm.core, vm.oid, [("TrM", "W", f"{exc}, skipping")], tm.core.now())
         except CommandError as exc:
             error = f"prolog, {exc}"
     send_script(tm, vm, "prolog_attach", line, "attach_failure", error)
