@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def _bool(text: str) -> bool:
-    return text.strip().upper() in ("YES", "TRUE")
+    """``VectorAttribute::vector_value(name, bool&)``: only YES (any case) is true."""
+    return text.upper() == "YES"
 
 
 def _yes(value: bool) -> str:

@@ -165,7 +165,8 @@ def _replace_vector(old_tmpl: Template, new_tmpl: Template, name: str, append: b
 
 
 def _bool(text: str) -> bool:
-    return text.strip().upper() in ("YES", "TRUE")
+    """``VectorAttribute::vector_value(name, bool&)``: only YES (any case) is true."""
+    return text.upper() == "YES"
 
 
 def _boot_order(tmpl: Template) -> None:
@@ -201,11 +202,25 @@ def _features(tmpl: Template) -> None:
     if features is None:
         return
     for name in _BOOL_FEATURES:
-        if name in features:
+        if features.get(name):
             features[name] = "YES" if _bool(features[name]) else "NO"
     gic = features.get("GIC", "")
     if gic and gic not in ("2", "3"):
         features["GIC"] = "host"
+    converge = features.get("MIGRATE_AUTO_CONVERGE", "")
+    if converge:
+        wrong = f'Wrong FEATURES/MIGRATE_AUTO_CONVERGE value: "{converge}". '
+        parts = [p.strip() for p in converge.split(",")]
+        if len(parts) > 2:
+            raise InternalError(wrong + "Expected initial[,increment]")
+        for part in parts:
+            if not re.match(r"^[0-9]+$", part):
+                raise InternalError(wrong + "Expected initial[,increment]")
+            if int(part) > 100:
+                raise InternalError(
+                    wrong + "Initial and increment values must be between 0 and 100"
+                )
+        features["MIGRATE_AUTO_CONVERGE"] = ",".join(parts)
 
 
 def _graphics(tmpl: Template) -> None:
