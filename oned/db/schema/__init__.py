@@ -14,7 +14,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 ONE_DB_VERSION = "7.4.0"
 ONE_LOCAL_DB_VERSION = "7.4.0"
 
