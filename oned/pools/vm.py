@@ -27,6 +27,8 @@ def _thd_history(conn: sqlite3.Connection) -> list[tuple[int, str]]:
 
 #: Documents escaped and joined into one listing piece in the DB thread.
 CHUNK = 200
+#: History records parsed per DB-thread call by showback.
+SHOWBACK_CHUNK = 1000
 
 
 def _wire_chunks(bodies: Iterable[str]) -> list[bytes]:
@@ -87,20 +89,28 @@ def _thd_monitoring(
 
 
 def _thd_showback_input(
-    conn: sqlite3.Connection, start: int, end: int, defaults: tuple[float, float, float]
-) -> list[HistoryCost]:
-    """``dump_acct`` of the showback window, each record read as ``calculate_showback``
-    reads it."""
+    conn: sqlite3.Connection,
+    start: int,
+    end: int,
+    defaults: tuple[float, float, float],
+    offset: int,
+    limit: int,
+) -> tuple[int, list[HistoryCost]]:
+    """One chunk of ``dump_acct`` of the showback window, each record read as
+    ``calculate_showback`` reads it."""
     rows = conn.execute(
-        "SELECT body FROM history WHERE (etime > ? OR etime = 0) AND stime < ? ORDER BY vid, seq",
-        (start, end),
+        "SELECT body FROM history WHERE (etime > ? OR etime = 0) AND stime < ? "
+        "ORDER BY vid, seq LIMIT ? OFFSET ?",
+        (start, end, limit, offset),
     )
     out = []
+    read = 0
     for (body,) in rows:
+        read += 1
         cost = history_cost(str(body), defaults)
         if cost is not None:
             out.append(cost)
-    return out
+    return read, out
 
 
 def _thd_min_stime(conn: sqlite3.Connection) -> int | None:
@@ -225,9 +235,24 @@ class VirtualMachinePool(Pool[VirtualMachine]):
     async def showback_input(
         self, start: int, end: int, defaults: tuple[float, float, float]
     ) -> list[HistoryCost]:
-        return list(
-            await self.db.run("showback records", _thd_showback_input, start, end, defaults)
-        )
+        """The records of the window, read ``SHOWBACK_CHUNK`` at a time (as oned's
+        chunks), so other transactions run between chunks."""
+        out: list[HistoryCost] = []
+        offset = 0
+        while True:
+            read, chunk = await self.db.run(
+                "showback records",
+                _thd_showback_input,
+                start,
+                end,
+                defaults,
+                offset,
+                SHOWBACK_CHUNK,
+            )
+            out += chunk
+            offset += SHOWBACK_CHUNK
+            if read < SHOWBACK_CHUNK:
+                return out
 
     async def oldest_history(self) -> int | None:
         return await self.db.run("oldest history", _thd_min_stime)
