@@ -12,7 +12,7 @@ month, stored in ``vm_showback``.
 
 from __future__ import annotations
 
-import itertools
+import bisect
 import math
 import re
 import struct
@@ -166,10 +166,14 @@ def _month_start(t: int) -> time.struct_time:
 
 
 def _mktime(year: int, month0: int) -> int:
-    """``mktime`` of the first day of month ``month0`` (0-based, may overflow) at 00:00."""
+    """``mktime`` of the first day of month ``month0`` (0-based, may overflow) at 00:00
+    (-1, as ``mktime``, for a date it cannot represent)."""
     year += month0 // 12
     month0 %= 12
-    return int(time.mktime((year, month0 + 1, 1, 0, 0, 0, 0, 0, -1)))
+    try:
+        return int(time.mktime((year, month0 + 1, 1, 0, 0, 0, 0, 0, -1)))
+    except (OverflowError, ValueError):
+        return -1
 
 
 def window(
@@ -191,7 +195,10 @@ def window(
 def slots(start: int, end: int) -> list[int]:
     """First second of every month from ``start``'s month while before ``end``, then
     ``end`` itself (the bound of the last slot)."""
-    first = time.localtime(start)
+    try:
+        first = time.localtime(start)
+    except (OverflowError, OSError, ValueError):
+        return [end]
     year, month0 = first.tm_year, first.tm_mon - 1
     out = []
     t = _mktime(year, month0)
@@ -204,6 +211,26 @@ def slots(start: int, end: int) -> list[int]:
 
 
 def _count(
+    totals: dict[int, Totals],
+    h: HistoryCost,
+    bounds: list[int],
+    st: int,
+    et: int,
+    cpu_mem: bool,
+    disk_total: bool,
+    running: bool,
+) -> None:
+    """Add ``[st, et)`` (``et`` 0: open) of record ``h`` to every slot it overlaps:
+    those with ``t_next >= st`` and ``t < et`` (found by bisection)."""
+    if st == 0:
+        return
+    first = max(bisect.bisect_left(bounds, st) - 1, 0)
+    last = len(bounds) - 1 if et == 0 else min(bisect.bisect_left(bounds, et), len(bounds) - 1)
+    for i in range(first, last):
+        _add(totals, h, bounds[i], bounds[i + 1], st, et, cpu_mem, disk_total, running)
+
+
+def _add(
     totals: dict[int, Totals],
     h: HistoryCost,
     t: int,
@@ -243,13 +270,12 @@ def calculate(
         if vm is None:
             vm = costs[h.vid] = VmCost()
         vm.vmname, vm.uid, vm.uname, vm.gid, vm.gname = h.vmname, h.uid, h.uname, h.gid, h.gname
-        for t, t_next in itertools.pairwise(bounds):
-            if only_running:
-                _count(vm.totals, h, t, t_next, h.stime, h.etime, False, True, False)
-                _count(vm.totals, h, t, t_next, h.rstime, h.retime, True, False, True)
-            else:
-                _count(vm.totals, h, t, t_next, h.stime, h.etime, True, True, False)
-                _count(vm.totals, h, t, t_next, h.rstime, h.retime, False, False, True)
+        if only_running:
+            _count(vm.totals, h, bounds, h.stime, h.etime, False, True, False)
+            _count(vm.totals, h, bounds, h.rstime, h.retime, True, False, True)
+        else:
+            _count(vm.totals, h, bounds, h.stime, h.etime, True, True, False)
+            _count(vm.totals, h, bounds, h.rstime, h.retime, False, False, True)
     rows = []
     for vmid in sorted(costs):
         vm = costs[vmid]

@@ -121,3 +121,49 @@ class ShowbackArithmeticTests(SynchronousTestCase):
         self.assertEqual((h.cpu_cost, h.memory_cost, h.disk_cost), (3.0, 0.25, 0.5))
         self.assertEqual((h.vmname, h.uid, h.gid, h.uname, h.gname), ("vm7", 2, 1, "u", "users"))
         self.assertIsNone(history_cost("<HISTORY", (0, 0, 0)))
+
+    def test_slot_search_matches_every_slot(self) -> None:
+        """Records are added to the slots they overlap found by bisection: the same
+        totals as trying every slot (oned's loop), over random records."""
+        import random
+
+        from oned.objects import showback
+
+        rng = random.Random(7)
+        bounds = slots(at(2023, 1), at(2024, 6))
+        records = []
+        for vid in range(40):
+            st = rng.choice([0, rng.randrange(at(2022, 6), at(2024, 8))])
+            et = rng.choice([0, st + rng.randrange(0, 90 * 24 * HOUR)])
+            rs = rng.choice([0, st + rng.randrange(0, 5 * HOUR)])
+            re_ = rng.choice([0, et, rs + HOUR])
+            records.append(self.cost(vid=vid, stime=st, etime=et, rstime=rs, retime=re_))
+        got = calculate(records, bounds, only_running=False)
+
+        def every_slot(h: HistoryCost, st: int, et: int, *flags: bool) -> None:
+            for t, t_next in zip(bounds, bounds[1:], strict=False):
+                showback._add(totals[h.vid], h, t, t_next, st, et, *flags)  # noqa: SLF001
+
+        totals: dict[int, dict[int, showback.Totals]] = {}
+        for h in records:
+            totals.setdefault(h.vid, {})
+            every_slot(h, h.stime, h.etime, True, True, False)
+            every_slot(h, h.rstime, h.retime, False, False, True)
+        expected = [
+            (vid, t, months[t].to_xml())
+            for vid, months in sorted(totals.items())
+            for t in sorted(months)
+        ]
+        self.assertEqual(len(got), len(expected))
+        for row, (vid, t, xml) in zip(got, expected, strict=True):
+            self.assertEqual((row.vmid, row.month), (vid, time.localtime(t).tm_mon))
+            self.assertIn(xml, row.body)
+
+    def test_dates_mktime_cannot_represent(self) -> None:
+        """Years far out of range give no month (and no error)."""
+        now = at(2024, 2, 10)
+        for year in (2**31 - 1, -(2**31)):
+            start, end = window(1, year, 1, year, now, 0)
+            bounds = slots(start, end)
+            self.assertEqual(bounds[-1], end)
+            self.assertLessEqual(len(bounds), 2)
