@@ -37,9 +37,6 @@ from oned.vm_disks import disk_image
 #: ``str_cast<long long>``: blanks, a sign and digits up to the end.
 _LONG = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
 
-#: Image managers the saveas MKFS listener is registered with.
-_LISTENING: set[int] = set()
-
 
 def _vm(core: Core, vid: int) -> VirtualMachine:
     vm = core.vms.get(vid)
@@ -279,9 +276,7 @@ async def _new_image(
         (Op.USE, shared.owned_auth("DATASTORE")(core, store)),
     )
     mgr = core.image_manager
-    if mgr is not None and id(mgr) not in _LISTENING:
-        _LISTENING.add(id(mgr))
-        mgr.saveas_listeners.append(saveas.listener(core))
+    saveas.listen(core)
     try:
         img, action = await actions.create_image(core, call, tmpl, store, size)
     except AllocateError as exc:

@@ -9,8 +9,9 @@ it (CPDS); the TM reply brings the VM back and the image to READY (or ERROR).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from oned._async import background
 from oned.errors import InternalError, no_exists
 from oned.log import logger
 from oned.managers.image.stage import Stage
@@ -173,11 +174,20 @@ async def _image_after_mkfs(core: Core, iid: int, fmt: str, error: str) -> None:
         await stage.commit(f"saved image {iid}")
 
 
-def listener(core: Core) -> Any:
-    """The ``ImageManager.saveas_listeners`` entry of this core."""
-    from oned._async import background
+class MkfsListener:
+    """The ``ImageManager.saveas_listeners`` entry of one core."""
 
-    def on_mkfs(iid: int, success: bool) -> None:
-        background(mkfs_done(core, iid, success), f"saveas mkfs {iid}")
+    def __init__(self, core: Core) -> None:
+        self.core = core
 
-    return on_mkfs
+    def __call__(self, iid: int, success: bool) -> None:
+        background(mkfs_done(self.core, iid, success), f"saveas mkfs {iid}")
+
+
+def listen(core: Core) -> None:
+    """Make sure the core's image manager tells this module about saved images."""
+    mgr = core.image_manager
+    if mgr is None:
+        return
+    if not any(isinstance(f, MkfsListener) and f.core is core for f in mgr.saveas_listeners):
+        mgr.saveas_listeners.append(MkfsListener(core))
