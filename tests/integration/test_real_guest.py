@@ -13,7 +13,11 @@ datastore, on a VM_MAD of TYPE ``qemu``: our libvirt deployment file goes throug
 Local only (never in CI): set ``ONE_REAL_GUEST=1`` and ``ONE_SOURCE_TREE`` (an OpenNebula
 source tree), on a machine with libvirtd (``qemu:///system``) running, ``ssh localhost``
 working without a password for the current user, Debian's qemu-system-x86, qemu-utils,
-libvirt-clients, busybox-static, a kernel in /boot, ruby, xmllint, genisoimage and rsync.
+libvirt-clients, busybox-static, a kernel in /boot, ruby (with ruby-parse-cron and
+ruby-nokogiri for OpenNebula's Ruby libraries), xmllint and xorriso. The image
+datastore is ``shared`` and the system one ``ssh``, so the disk goes through
+``CLONE.ssh shared`` (TM_MAD_SYSTEM) and the context CD-ROM through the TM CONTEXT
+command the VMM runs.
 The TM scripts call ``onevm``/``onedatastore show -x``: small shims around XML-RPC stand
 in for OpenNebula's Ruby CLI.
 """
@@ -36,7 +40,17 @@ import pytest
 from .conftest import Daemon, MakeDaemon
 from .test_drivers_opennebula import SOURCE, install
 
-TOOLS = ("virsh", "qemu-system-x86_64", "qemu-img", "ssh", "ruby", "xmllint", "cpio", "busybox")
+TOOLS = (
+    "virsh",
+    "qemu-system-x86_64",
+    "qemu-img",
+    "ssh",
+    "ruby",
+    "xmllint",
+    "cpio",
+    "busybox",
+    "xorriso",
+)
 KERNELS = sorted(glob.glob("/boot/vmlinuz-*"))
 
 skip_reason = ""
@@ -161,9 +175,14 @@ def build_guest(base: Path, image: Path) -> tuple[Path, Path]:
 
 
 def wait(what: Any, want: Any, timeout: float = 180.0) -> Any:
+    """Poll until ``what()`` is ``want``; a (STATE, LCM_STATE) pair stops on a failure."""
+    from oned.objects.vm import LcmState
+
     deadline = time.monotonic() + timeout
     value = what()
     while value != want and time.monotonic() < deadline:
+        if isinstance(value, tuple) and LcmState(value[1]).name.endswith("FAILURE"):
+            break
         time.sleep(1)
         value = what()
     return value
@@ -194,10 +213,10 @@ def test_real_guest_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONE_XMLRPC", daemon.url)
     monkeypatch.setenv("RUBYLIB", str(root / "lib" / "ruby"))
     daemon.start()
-    vid = -1
+    vid, passed = -1, False
     try:
         one = pyone.OneServer(daemon.url, session=daemon.session, timeout=60)
-        one.datastore.update(0, 'TM_MAD="shared"', 1)
+        one.datastore.update(0, 'TM_MAD="ssh"', 1)  # shared images, ssh system datastore
         one.datastore.update(1, 'DS_MAD="dummy"\nTM_MAD="shared"', 1)
         hid = one.host.allocate("localhost", "dummy", "qemu", -1)
         assert wait(lambda: one.host.info(hid).STATE, 2, 60) == 2
@@ -215,6 +234,7 @@ def test_real_guest_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
             f'DISK=[IMAGE_ID="{iid}"]\n'
             f'OS=[KERNEL="{kernel}",INITRD="{initrd}",KERNEL_CMD="console=ttyS0"]\n'
             f'RAW=[TYPE="kvm",DATA="{raw}"]\n'
+            'CONTEXT=[HELLO="world"]\n'
         )
         one.vm.deploy(vid, hid, False, 0)
         state = wait(lambda: (one.vm.info(vid).STATE, one.vm.info(vid).LCM_STATE), (3, 3))
@@ -224,7 +244,11 @@ def test_real_guest_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
         assert virsh("domstate", f"one-{vid}") == "running"
         assert wait(lambda: "ONE-GUEST-UP" in read(console), True, 120), read(console)[-2000:]
         prolog = (root / "var" / "vms" / str(vid) / "transfer.0.prolog").read_text()
-        assert prolog.startswith(f"CLONE shared {socket_name()}:{image_file} localhost:")
+        assert prolog.startswith(f"CLONE.ssh shared {socket_name()}:{image_file} localhost:")
+        context = one.vm.info(vid).TEMPLATE["CONTEXT"]
+        iso = ds_location / "0" / str(vid) / f"disk.{context['DISK_ID']}"
+        assert iso.is_file(), vm_log(root, vid)  # CONTEXT built by the TM through the VMM
+        assert f"<source file='{root}/var//datastores/0/{vid}/disk.1'/>" in deployment
 
         one.vm.action("poweroff", vid)
         assert wait(lambda: one.vm.info(vid).STATE, 8) == 8, vm_log(root, vid)
@@ -247,10 +271,13 @@ def test_real_guest_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
         assert wait(lambda: one.vm.info(vid).STATE, 6) == 6, vm_log(root, vid)
         assert virsh("domstate", f"one-{vid}") == ""
         assert not (ds_location / "0" / str(vid)).exists()
+        passed = True
     finally:
         if vid >= 0 and virsh("domstate", f"one-{vid}"):
             virsh("destroy", f"one-{vid}")
         daemon.stop()
+        if passed:
+            shutil.rmtree(base, ignore_errors=True)  # kept for a look when it failed
 
 
 def read(path: Path) -> str:
