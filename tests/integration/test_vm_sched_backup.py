@@ -108,7 +108,8 @@ def test_scheduled_actions_backup_and_restore(make_daemon: MakeDaemon, tmp_path)
     wait_for(one, vid, POWEROFF, 0)
     history = one.vm.info(vid).HISTORY_RECORDS.HISTORY
     assert [h.ACTION for h in history][-3:] == [50, 60, 0]
-    assert (
-        "VM restore operation completed."
-        in (tmp_path / "one" / "var" / "vms" / str(vid) / "vm.log").read_text()
-    )
+    log = tmp_path / "one" / "var" / "vms" / str(vid) / "vm.log"
+    deadline = time.monotonic() + 10  # VM log lines are written in batches
+    while "VM restore operation completed." not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
