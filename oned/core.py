@@ -30,6 +30,7 @@ from oned.objects.cluster import Cluster
 from oned.objects.datastore import Datastore
 from oned.objects.document import Document
 from oned.objects.group import USERS_GID, Group
+from oned.objects.hook import Hook
 from oned.objects.host import Host
 from oned.objects.image import Image
 from oned.objects.secgroup import FIRST_USER_OID as FIRST_SECGROUP_OID
@@ -50,6 +51,7 @@ from oned.pools.vm import VirtualMachinePool
 
 if TYPE_CHECKING:
     from oned.managers.dispatch.manager import DispatchManager
+    from oned.managers.hook.manager import HookManager
     from oned.managers.image.manager import ImageManager
     from oned.managers.information.manager import InformationManager
     from oned.managers.ipam.manager import IPAMManager
@@ -92,6 +94,7 @@ class Core:
     secgroups: Pool[SecurityGroup]
     vnets: VirtualNetworkPool
     vntemplates: Pool[VNTemplate]
+    hooks: Pool[Hook]
     user_quotas: QuotaTable
     group_quotas: QuotaTable
     group_vlans: KeyedTable[list[dict[str, str]]]
@@ -111,6 +114,7 @@ class Core:
     ipam_manager: IPAMManager | None = None
     scheduler_manager: Any = None
     sched_actions: ScheduledActionPool = field(init=False)
+    hook_manager: HookManager = field(init=False)
 
     @classmethod
     def create(cls, config: OnedConfig, clock: IReactorTime, db: Database) -> Core:
@@ -135,6 +139,7 @@ class Core:
             ),
             vnets=VirtualNetworkPool(db, clock),
             vntemplates=Pool(db, "vn_template_pool", VNTemplate.from_xml),
+            hooks=Pool(db, "hook_pool", Hook.from_xml),
             user_quotas=QuotaTable(db, "user_quotas", "user_oid", "QUOTAS", "DEFAULT_USER_QUOTAS"),
             group_quotas=QuotaTable(
                 db, "group_quotas", "group_oid", "QUOTAS", "DEFAULT_GROUP_QUOTAS"
@@ -152,6 +157,9 @@ class Core:
         from oned.managers.lifecycle.wiring import attach_vm_managers
 
         attach_vm_managers(core)
+        from oned.managers.hook.manager import HookManager
+
+        core.hook_manager = HookManager(core)
         core.auth = Authenticator(
             core,
             clock,
@@ -178,8 +186,10 @@ class Core:
             self.secgroups,
             self.vnets,
             self.vntemplates,
+            self.hooks,
         ):
             await pool.load()
+        await self.hook_manager.load()
         await self.vms.load()
         await self.sched_actions.load()
         await self.user_quotas.load()

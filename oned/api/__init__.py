@@ -12,6 +12,7 @@ def build_registry() -> Registry:
         datastore,
         document,
         group,
+        hook,
         host,
         image,
         secgroup,

@@ -187,6 +187,7 @@ class RequestManager:
             self._emit("E", f"Req:{req_id:04d} UID:- {name} result FAILURE {result[1]}")
             return result
         call = Call(name, caller, req_id, peer)
+        hook = self.core.hook_manager.api_call(name, params)
         if self._wants("D"):
             self._emit("D", self._invocation(req_id, name, call, peer, params[1:]))
         try:
@@ -197,6 +198,7 @@ class RequestManager:
         except OneError as exc:
             result = self._failure(name, exc, caller.uid)
             self._emit("E", f"Req:{req_id:04d} UID:{caller.uid} {name} result FAILURE {result[1]}")
+            hook.done(result)
             return result
         except RpcFault:
             raise
@@ -204,6 +206,7 @@ class RequestManager:
             self.log.failure("Req:{req} {method} internal error", req=req_id, method=name)
             result = self._failure(name, _internal(exc), caller.uid)
             self._emit("E", f"Req:{req_id:04d} UID:{caller.uid} {name} result FAILURE {result[1]}")
+            hook.done(result)
             return result
         if self._wants("D"):
             self._emit(
@@ -211,6 +214,7 @@ class RequestManager:
                 f"Req:{req_id:04d} UID:{caller.uid} {name} result SUCCESS, "
                 f"{self._result_text(value)}",
             )
+        hook.done([True, value, 0])
         return [True, value, 0]
 
     def _zone_disabled(self) -> bool:

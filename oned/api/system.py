@@ -173,6 +173,7 @@ async def reload_tables(core: Core, tables: set[str]) -> None:
         core.secgroups,
         core.vnets,
         core.vntemplates,
+        core.hooks,
         core.vms,
         core.user_quotas,
         core.group_quotas,
@@ -184,6 +185,8 @@ async def reload_tables(core: Core, tables: set[str]) -> None:
             await pool.reload()
     if "acl" in tables:
         core.acl.load(await core.acl_pool.load())
+    if tables & {"hook_log", "hook_event_queue"}:
+        await core.hook_manager.load()
 
 
 @rpc("one.system.sql", "sb", required=1)

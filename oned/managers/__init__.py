@@ -34,6 +34,7 @@ def build_managers(core: Core, drivers: Any, clock: IReactorTime) -> list[Manage
 
     sam = ScheduledActionManager(core, clock)
     return [
+        core.hook_manager.use_drivers(drivers),
         core.image_manager,
         core.information_manager,
         core.ipam_manager,

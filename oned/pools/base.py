@@ -53,6 +53,9 @@ class Pool(Generic[T]):
         self.last_oid = -1
         self._first_oid = first_oid
         self._locks: dict[int, DeferredLock] = {}
+        #: ``observer(unit, committed, new)`` when a unit stages an add (committed None)
+        #: or a save: the state hooks of ``oned.managers.hook`` (``PoolSQL::update``).
+        self.observer: Callable[[Unit, T | None, T], None] | None = None
 
     async def load(self) -> None:
         bodies, last = await self.db.run(f"load {self.table}", _thd_load, self.table)
@@ -173,11 +176,15 @@ class Unit:
     def add(self, pool: Pool[T], obj: T) -> None:
         statement = pool.insert(obj)
         self._statements.append(statement)
+        if pool.observer is not None:
+            pool.observer(self, None, obj)
         self._after.append(lambda: pool._remember(obj, str(statement[1][2])))
 
     def save(self, pool: Pool[T], obj: T) -> None:
         statement = pool.update(obj)
         self._statements.append(statement)
+        if pool.observer is not None:
+            pool.observer(self, pool.get(obj.oid), obj)
         self._after.append(lambda: pool._remember(obj, str(statement[1][1])))
 
     def drop(self, pool: Pool[T], oid: int) -> None:
