@@ -21,6 +21,7 @@ from oned.core import Core
 from oned.errors import ApiError, AuthorizationError, InternalError
 from oned.objects import showback
 from oned.objects.vm import VirtualMachine, VmState
+from oned.pools import vm as vm_pool
 
 #: VMs joined per slice (one piece of the answer) before yielding to the reactor.
 SLICE = 250
@@ -118,6 +119,8 @@ async def _listing(
     root = "VM_POOL"
     if end < -1 or (flag != -3 and not core.acl.whole_pool(call.caller, VM.type_name)):
         return await _join(core, root, _select(core, call, flag, start, end, state), extended)
+    if flag == -2 and start == -1 and state in (-2, -1):
+        return await _whole_pool(core, root, state, extended, shared.list_order_desc(core, call))
     ids = core.vms.sorted_ids()
     if start != -1:
         lo = bisect.bisect_left(ids, start)
@@ -140,6 +143,26 @@ async def _listing(
             chunk.append(data if data is not None else render(oid))
         if chunk:
             parts.append(b"".join(chunk))
+    parts.append(f"&lt;/{root}&gt;".encode())
+    return parts
+
+
+async def _whole_pool(core: Core, root: str, state: int, extended: bool, desc: bool) -> WireParts:
+    """Every VM (or every one not DONE) from pieces cached per block of ids: a listing
+    of an unchanged pool costs a few dict lookups; a reactor turn between a block
+    that had to be built and the next one."""
+    ids = core.vms.sorted_ids()
+    parts = WireParts([f"&lt;{root}&gt;".encode()])
+    if ids:
+        size = vm_pool.BLOCK
+        blocks = range(ids[0] // size, ids[-1] // size + 1)
+        built = False
+        for block in reversed(blocks) if desc else blocks:
+            if built:
+                await _yield(core)
+            data, built = core.vms.listing_block(block, extended, state, desc)
+            if data:
+                parts.append(data)
     parts.append(f"&lt;/{root}&gt;".encode())
     return parts
 

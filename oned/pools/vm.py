@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from oned.db.database import Database, Statement
 from oned.objects.history import History
 from oned.objects.showback import HistoryCost, ShowbackRow, history_cost
-from oned.objects.vm import VirtualMachine
+from oned.objects.vm import VirtualMachine, VmState
 from oned.pools.base import Pool
 from oned.template import xml_escape
 
@@ -29,6 +29,8 @@ def _thd_history(conn: sqlite3.Connection) -> list[tuple[int, str]]:
 CHUNK = 200
 #: History records parsed per DB-thread call by showback.
 SHOWBACK_CHUNK = 1000
+#: VM ids per cached whole-pool listing piece.
+BLOCK = 250
 
 
 def _wire_chunks(bodies: Iterable[str]) -> list[bytes]:
@@ -151,6 +153,8 @@ class VirtualMachinePool(Pool[VirtualMachine]):
         self._short_wire: dict[int, bytes] = {}
         #: Every VM id, ascending (listings walk it slice by slice).
         self._order: list[int] = []
+        #: Whole-pool listing pieces by id block, then (extended, state, desc).
+        self._blocks: dict[int, dict[tuple[bool, int, bool], bytes]] = {}
 
     async def load(self) -> None:
         await super().load()
@@ -173,6 +177,7 @@ class VirtualMachinePool(Pool[VirtualMachine]):
         short = obj.__dict__.pop("_short_cache", None)
         self._short[obj.oid] = short if short is not None else obj.short_xml()
         self._short_wire.pop(obj.oid, None)
+        self._blocks.pop(obj.oid // BLOCK, None)
 
     def _forget(self, oid: int) -> None:
         at = bisect.bisect_left(self._order, oid)
@@ -181,6 +186,7 @@ class VirtualMachinePool(Pool[VirtualMachine]):
         super()._forget(oid)
         self._short.pop(oid, None)
         self._short_wire.pop(oid, None)
+        self._blocks.pop(oid // BLOCK, None)
 
     def sorted_ids(self) -> list[int]:
         """Every VM id, ascending (read-only)."""
@@ -204,6 +210,37 @@ class VirtualMachinePool(Pool[VirtualMachine]):
     def wire_cache(self, extended: bool) -> dict[int, bytes]:
         """The cache behind ``escaped`` (read-only: a missing entry is not made yet)."""
         return self._wire if extended else self._short_wire
+
+    def listing_block(
+        self, block: int, extended: bool, state: int, desc: bool
+    ) -> tuple[bytes, bool]:
+        """The whole-pool listing piece of the VMs whose ids fall in ``block`` (ids
+        ``block * BLOCK`` on; ``state`` -2 all, -1 all but DONE), in ascending or
+        descending order, cached until one of them changes; and whether it was built
+        now (not taken from the cache)."""
+        cache = self._blocks.setdefault(block, {})
+        key = (extended, state, desc)
+        data = cache.get(key)
+        if data is not None:
+            return data, False
+        order = self._order
+        ids = order[
+            bisect.bisect_left(order, block * BLOCK) : bisect.bisect_left(
+                order, (block + 1) * BLOCK
+            )
+        ]
+        if desc:
+            ids.reverse()
+        wire = self.wire_cache(extended)
+        done = int(VmState.DONE)
+        pieces = []
+        for oid in ids:
+            if state == -1 and self._objects[oid].state == done:
+                continue
+            piece = wire.get(oid)
+            pieces.append(piece if piece is not None else self.escaped(oid, extended))
+        data = cache[key] = b"".join(pieces)
+        return data, True
 
     def info_body(self, oid: int) -> str:
         """``one.vm.info``: the stored body, or one with every history record."""

@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from oned.api import vmpool
+from oned.pools import vm as pools_vm
 from oned.testing.rpc import OnedHarness
 
 HOLD = 'NAME="v{i}"\nCPU="0.1"\nMEMORY="64"'
@@ -21,6 +22,7 @@ class ListingTests(SynchronousTestCase):
         self.h = OnedHarness()
         self.addCleanup(self.h.close)
         self.patch(vmpool, "SLICE", 2)
+        self.patch(pools_vm, "BLOCK", 3)
         uid = self.h.ok("one.user.allocate", "alice", "pw", "core", [])
         self.h.ok("one.user.chgrp", uid, 1)
         self.alice = "alice:pw"
@@ -69,7 +71,9 @@ class ListingTests(SynchronousTestCase):
             doc, "<VM_POOL>" + "".join(map(self.h.core.vms.body, alive)) + "</VM_POOL>"
         )
         pieces = self.parts("one.vmpool.infoextended", -2, -1, -1, -1)
-        self.assertGreaterEqual(len(pieces), 4 + 2)
+        self.assertGreaterEqual(len(pieces), 3 + 2)  # ids 0-7 in blocks of 3
+        pieces = self.parts("one.vmpool.infoextended", -3, -1, -1, -1)
+        self.assertGreaterEqual(len(pieces), 2 + 2)  # slices of 2
         self.assertEqual(
             self.ids(-2, -1, -1, -2), sorted(alive + [self.admin_vms[1]], reverse=True)
         )
@@ -104,3 +108,22 @@ class ListingTests(SynchronousTestCase):
         self.h.ok("one.user.update", 0, "OPENNEBULA=[API_LIST_ORDER=ASC]", 1)
         self.assertEqual(self.ids(-3, -1, -1, -1), [0, 2, 3, 4])
         self.assertEqual(self.ids(-2, 2, 5, -1), [2, 3, 4, 5])
+
+    def test_cached_blocks_follow_changes(self) -> None:
+        """Whole-pool pieces are cached per block of ids and dropped when one of their
+        VMs changes (rename, state, a new VM, ASC and DESC kept apart)."""
+        a = self.admin_vms
+        before = self.listing("one.vmpool.info", -2, -1, -1, -1)
+        self.assertEqual(self.listing("one.vmpool.info", -2, -1, -1, -1), before)
+        self.h.ok("one.vm.rename", a[3], "renamed")
+        after = self.listing("one.vmpool.info", -2, -1, -1, -1)
+        self.assertIn("<NAME>renamed</NAME>", after)
+        self.assertEqual(after, before.replace("<NAME>v3</NAME>", "<NAME>renamed</NAME>"))
+        self.h.ok("one.vm.action", "terminate", a[4])
+        self.assertNotIn(a[4], self.ids(-2, -1, -1, -1))
+        self.assertIn(a[4], self.ids(-2, -1, -1, -2))
+        new = self.h.ok("one.vm.allocate", HOLD.format(i=99), True)
+        self.assertEqual(self.ids(-2, -1, -1, -1)[0], new)
+        self.h.ok("one.user.update", 0, "OPENNEBULA=[API_LIST_ORDER=ASC]", 1)
+        self.assertEqual(self.ids(-2, -1, -1, -1)[-1], new)
+        self.assertEqual(self.ids(-2, -1, -1, -1, extended=True)[:2], [a[0], a[2]])
