@@ -432,6 +432,37 @@ class LibvirtGoldenTests(unittest.TestCase):
         )
         self.assertNotIn("index='12'", doc)
 
+    def test_memory_encryption_and_uefi(self) -> None:
+        doc = self.render(
+            BASE + 'MEMORY_ENCRYPTION=[TYPE="SEV-ES"]\n'
+            'OS=[FIRMWARE="/usr/share/OVMF/OVMF_CODE.fd",FIRMWARE_SECURE="YES"]',
+            clusters='MEMORY_TUNE_OFFSET="1"',
+        )
+        self.assertIn(
+            "\t\t<type arch='x86_64' machine='q35'>hvm</type>\n"
+            '\t\t<loader readonly="yes" type="pflash" secure="yes">'
+            "/usr/share/OVMF/OVMF_CODE.fd</loader>\n"
+            f"\t\t<nvram>{SYS}/v_VARS.fd</nvram>\n\t</os>\n"
+            '\t<pm>\n\t\t<suspend-to-disk enabled="no"/>\n\t\t<suspend-to-mem enabled="no"/>\n'
+            "\t</pm>\n",
+            doc,
+        )
+        self.assertIn('\t\t<acpi/>\n\t\t<smm state="on"/>\n\t</features>\n', doc)
+        self.assertIn(
+            "\t<launchSecurity type='sev'>\n\t\t<policy>0x00000007</policy>\n"
+            "\t</launchSecurity>\n\t<memtune>\n\t\t<hard_limit unit='MiB'>768</hard_limit>\n"
+            "\t</memtune>\n\t<metadata>\n",
+            doc,
+        )
+        auto = self.render(BASE + 'OS=[FIRMWARE="UEFI"]\nMEMORY_ENCRYPTION=[TYPE="SEV-SNP"]')
+        self.assertIn(
+            "\t<os firmware='efi'>\n\t\t<type arch='x86_64' machine='q35'>hvm</type>\n"
+            "\t\t<firmware>\n\t\t\t<feature enabled='no' name='secure-boot'/>\n"
+            "\t\t</firmware>\n\t</os>\n\t<devices>\n",
+            auto,
+        )
+        self.assertNotIn("launchSecurity", auto)
+
     def test_iommu_options(self) -> None:
         doc = self.render(
             BASE + 'IOMMU=[MODE="single",MODEL="intel",OPTIONS="intremap=on caching_mode=on"]'

@@ -107,11 +107,11 @@ class Lookup:
     cluster: Template | None
     conf: Template = field(default_factory=Template)
 
-    def _chain(self, vm: bool, host: bool) -> list[Template]:
+    def _chain(self, vm: bool, host: bool, cluster: bool = True) -> list[Template]:
         chain: list[Template | None] = [
             self.vm if vm else None,
             self.host if host else None,
-            self.cluster,
+            self.cluster if cluster else None,
             self.conf,
         ]
         return [t for t in chain if t is not None]
@@ -128,8 +128,10 @@ class Lookup:
     def string(self, name: str, vm: bool = True, host: bool = True) -> str:
         return self.single(name, vm, host) or ""
 
-    def integer(self, name: str, default: int, vm: bool = True, host: bool = True) -> int:
-        for tmpl in self._chain(vm, host):
+    def integer(
+        self, name: str, default: int, vm: bool = True, host: bool = True, cluster: bool = True
+    ) -> int:
+        for tmpl in self._chain(vm, host, cluster):
             value = _int(tmpl.get(name))
             if value is not None:
                 return value

@@ -241,7 +241,7 @@ def _encryption(d: Domain, memory: int) -> None:
             policy = _SEV_DEBUG_DISALLOWED | _SEV_KEY_SHARING_DISALLOWED
             if kind.upper() == "SEV-ES":
                 policy |= _SEV_ES_REQUIRED
-            offset = d.look.integer("MEMORY_TUNE_OFFSET", 256, host=False)
+            offset = d.look.integer("MEMORY_TUNE_OFFSET", 256, host=False, cluster=False)
             d.w(
                 f"\t<launchSecurity type='sev'>\n\t\t<policy>0x{policy:08x}</policy>\n"
                 "\t</launchSecurity>\n"
