@@ -424,3 +424,31 @@ class RecoverTests(BackupCase):
         self.h.ok("one.vm.recover", vid, 1)
         self.flush()
         self.assertEqual(self.states(vid), (S.POWEROFF, L.LCM_INIT))
+
+
+class ScheduledBackupTests(BackupCase):
+    def test_a_scheduled_backup_runs_within_max_backups(self) -> None:
+        from oned.managers.schedaction.manager import ScheduledActionManager
+
+        sam = ScheduledActionManager(self.h.core, self.h.clock, timer=10, max_backups=1)
+        result_of(Deferred.fromCoroutine(sam.start()))
+        self.addCleanup(lambda: result_of(Deferred.fromCoroutine(sam.stop())))
+        vids = [self.running_vm() for _ in range(2)]
+        now = int(self.h.clock.seconds())
+        for vid in vids:
+            self.h.ok(
+                "one.vm.schedadd",
+                vid,
+                f'SCHED_ACTION=[ACTION="backup", TIME="{now}", ARGS="{self.bds}"]',
+            )
+        self.h.clock.advance(10)
+        self.flush()
+        self.assertEqual(
+            [self.states(v) for v in vids], [(S.ACTIVE, L.BACKUP), (S.ACTIVE, L.RUNNING)]
+        )
+        self.backup_done(vids[0])
+        self.h.clock.advance(10)
+        self.flush()
+        self.assertEqual(self.states(vids[1]), (S.ACTIVE, L.BACKUP))
+        sent = self.drivers.pending("BACKUP")
+        self.assertEqual([s.oid for s in sent], [vids[1]])
