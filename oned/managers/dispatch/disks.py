@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from oned.errors import ActionError, AuthorizationError, NoExistsError
+from oned.errors import ActionError, NoExistsError
 from oned.managers.lifecycle.tx import state_str, transition
 from oned.managers.transfer import disk_commands as tmc
 from oned.managers.vmm import disk_attach
 from oned.managers.vmm import disk_messages as vmc
 from oned.managers.vmm import disk_state as ds
-from oned.managers.vmm.disk_tx import image_quota
+from oned.managers.vmm.disk_tx import allocated, charge, image_quota
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VmState as S
 
@@ -47,18 +47,6 @@ def close_cp_history(tx: Tx, action: int, who: Any) -> None:
     if keep_off:
         new.retime = tx.now
     tx.add_history(new)
-
-
-def charge(tx: Tx, before: int) -> None:
-    """The SYSTEM_DISK_SIZE the change of the VM's disks asks for (checked against the
-    owner's VM quota, oned's text on refusal)."""
-    delta = ds.vm_system_size(tx.vm) - before
-    if delta > 0:
-        error = tx.quota_add({"SYSTEM_DISK_SIZE": float(delta)})
-        if error:
-            raise AuthorizationError(error)
-    elif delta < 0:
-        tx.quota_change({"SYSTEM_DISK_SIZE": float(-delta)}, count=False)
 
 
 def _enter(tx: Tx, lcm: int) -> None:
@@ -109,7 +97,7 @@ class DispatchDisks:
                 )
             if disk is None:
                 raise ActionError("Internal error parsing DISK attribute")
-            before = ds.vm_system_size(vm)
+            before = allocated(vm)
             disk_attach.set_up_attach(tx, dict(disk))
             charge(tx, before)
             _enter(tx, lcm)
@@ -160,7 +148,7 @@ class DispatchDisks:
                 raise ActionError(
                     f"Could not create a new snapshot for VM {vid}, wrong state {state_str(vm)}."
                 )
-            before = ds.vm_system_size(vm)
+            before = allocated(vm)
             disk = ds.disk_by_id(vm, did)
             footprint = ds.image_footprint(disk) if disk is not None else 0
             made.append(disk_attach.new_snapshot(tx, did, name))
@@ -232,7 +220,7 @@ class DispatchDisks:
                 raise ActionError(
                     f"Could not resize disk for VM {vid}, wrong state {state_str(vm)}."
                 )
-            before = ds.vm_system_size(vm)
+            before = allocated(vm)
             disk = ds.disk_by_id(vm, did)
             footprint = ds.image_footprint(disk) if disk is not None else 0
             disk_attach.set_up_resize(vm, did, size)

@@ -25,6 +25,7 @@ from oned.managers.vmm.disk_tx import (
     SAVEAS_STATES,
     SNAP_CREATE,
     SNAP_DELETE,
+    allocated,
     backups_after_hotplug,
     delete_attach_disk,
     image_quota,
@@ -84,7 +85,7 @@ class LcmDisks:
                 tx.log("LCM", "E", "attach_failure_action, VM in a wrong state")
                 return True
             report(tx, message)
-            before = ds.vm_system_size(tx.vm)
+            before = allocated(tx.vm)
             delete_attach_disk(tx, False)
             refund(tx, before)
             if lcm != L.HOTPLUG:
@@ -100,7 +101,7 @@ class LcmDisks:
             if lcm not in (L.HOTPLUG, L.HOTPLUG_EPILOG_POWEROFF):
                 tx.log("LCM", "E", "detach_success_action, VM in a wrong state")
                 return True
-            before = ds.vm_system_size(tx.vm)
+            before = allocated(tx.vm)
             delete_attach_disk(tx, True)
             refund(tx, before)
             if lcm != L.HOTPLUG:
@@ -144,7 +145,7 @@ class LcmDisks:
             tx.log("LCM", "E", f"disk_snapshot_{word}, VM in a wrong state")
             return True
         report(tx, message)
-        before = ds.vm_system_size(vm)
+        before = allocated(vm)
         footprint = ds.image_footprint(disk)
         if success and lcm in SNAP_CREATE:
             tx.log("LCM", "I", "VM disk snapshot operation completed.")
@@ -239,7 +240,7 @@ class LcmDisks:
             if not success:
                 return True
         else:
-            before = ds.vm_system_size(tx.vm)
+            before = allocated(tx.vm)
             footprint = ds.image_footprint(disk)
             if not success and disk.get("SIZE_PREV"):
                 disk["SIZE"] = disk["SIZE_PREV"]

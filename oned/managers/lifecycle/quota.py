@@ -10,6 +10,10 @@ commits; uid 0 and gid 0 are never counted, as in oned.
 from __future__ import annotations
 
 from oned.managers.image.quota import float_to_str
+from oned.managers.vmm.disk_quota import add as add_images
+from oned.managers.vmm.disk_quota import image_usage, split
+from oned.managers.vmm.disk_quota import refusal as image_refusal
+from oned.managers.vmm.disk_quota import release as release_images
 from oned.managers.vmm.disk_state import vm_system_size
 from oned.objects.quotas import VM, Quotas
 from oned.objects.vm import VirtualMachine, VmState
@@ -40,6 +44,7 @@ def usage(vm: VirtualMachine, allocated: bool = True, running: bool = True) -> d
             out["SYSTEM_DISK_SIZE"] = snapshots
         if pci:
             out["PCI_DEV"] = pci
+        out.update(image_usage(vm))  # IMAGE RVMS, one per DISK image
     if running:
         out.update({"RUNNING_VMS": 1.0, "RUNNING_CPU": vm.cpu, "RUNNING_MEMORY": float(vm.memory)})
         if pci:
@@ -63,6 +68,7 @@ def _entry(quotas: Quotas, create: bool) -> dict[str, str] | None:
 
 def check(quotas: Quotas, defaults: Quotas, amounts: dict[str, float]) -> str | None:
     """Add ``amounts`` or return why not (``quotas`` changes only on success)."""
+    amounts, images = split(amounts)
     entry = _entry(quotas, create=True)
     assert entry is not None
     default_entry = _entry(defaults, create=False)
@@ -73,6 +79,10 @@ def check(quotas: Quotas, defaults: Quotas, amounts: dict[str, float]) -> str | 
         used = _num(entry.get(f"{metric}_USED"))
         if limit != UNLIMITED and limit >= 0 and used + amount > limit:
             return f"limit of {limit:g} reached for {metric} quota in VM"
+    error = image_refusal(quotas, defaults, images)
+    if error:
+        return error
+    add_images(quotas, images)
     for metric, amount in amounts.items():
         entry[f"{metric}_USED"] = float_to_str(_num(entry.get(f"{metric}_USED")) + amount)
     return None
@@ -80,6 +90,8 @@ def check(quotas: Quotas, defaults: Quotas, amounts: dict[str, float]) -> str | 
 
 def add(quotas: Quotas, amounts: dict[str, float]) -> None:
     """Count ``amounts`` without checking limits (usage coming back on resume)."""
+    amounts, images = split(amounts)
+    add_images(quotas, images)
     entry = _entry(quotas, create=True)
     assert entry is not None
     for metric, amount in amounts.items():
@@ -88,6 +100,8 @@ def add(quotas: Quotas, amounts: dict[str, float]) -> None:
 
 def release(quotas: Quotas, amounts: dict[str, float]) -> None:
     """``del_quota`` then ``cleanup_quota`` (an all-default unused entry goes)."""
+    amounts, images = split(amounts)
+    release_images(quotas, images)
     entry = _entry(quotas, create=False)
     if entry is None:
         return

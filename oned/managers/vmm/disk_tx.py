@@ -9,6 +9,7 @@ from __future__ import annotations
 from oned.errors import AuthorizationError
 from oned.managers.image import usage
 from oned.managers.image.quota import usage_of
+from oned.managers.lifecycle import quota
 from oned.managers.lifecycle.tx import Tx
 from oned.managers.vmm import disk_state as ds
 from oned.managers.vmm.backup_config import Backups
@@ -36,12 +37,39 @@ SAVEAS_STATES = {
 }
 
 
-def refund(tx: Tx, before: int) -> None:
-    """Move the owner's SYSTEM_DISK_SIZE by how much the VM's disks changed (callbacks
-    never refuse: the size was checked when the operation started)."""
-    delta = ds.vm_system_size(tx.vm) - before
-    if delta:
-        tx.quota_change({"SYSTEM_DISK_SIZE": float(abs(delta))}, count=delta > 0)
+def allocated(vm: VirtualMachine) -> dict[str, float]:
+    """The VM's allocated quota usage (SYSTEM_DISK_SIZE, IMAGE RVMS... follow its disks)."""
+    return quota.usage(vm, running=False)
+
+
+def _deltas(tx: Tx, before: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    after = allocated(tx.vm)
+    more = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in {*after, *before}}
+    plus = {k: v for k, v in more.items() if v > 0}
+    minus = {k: -v for k, v in more.items() if v < 0}
+    return plus, minus
+
+
+def charge(tx: Tx, before: dict[str, float]) -> None:
+    """The quota the change of the VM's disks asks for, checked against the owner's
+    quotas (oned's text on refusal); what it frees is given back."""
+    plus, minus = _deltas(tx, before)
+    if plus:
+        error = tx.quota_add(plus)
+        if error:
+            raise AuthorizationError(error)
+    if minus:
+        tx.quota_change(minus, count=False)
+
+
+def refund(tx: Tx, before: dict[str, float]) -> None:
+    """Move the owner's usage by how much the VM's disks changed (callbacks never
+    refuse: the usage was checked when the operation started)."""
+    plus, minus = _deltas(tx, before)
+    if plus:
+        tx.quota_change(plus, count=True)
+    if minus:
+        tx.quota_change(minus, count=False)
 
 
 def image_quota(tx: Tx, disk: ds.Disk, before: int, check: bool = False) -> None:

@@ -448,3 +448,32 @@ class BackupInterplayTests(DiskCase):
         self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
         self.assertEqual(self.image_doc(new).findtext("STATE"), "5")
         self.assertIn("copy failed", self.vm(vid).findtext("USER_TEMPLATE/ERROR") or "")
+
+
+class ImageRvmsTests(DiskCase):
+    def test_rvms_follows_the_disks(self) -> None:
+        uid = self.h.ok("one.user.allocate", "rv", "p", "", [])
+        iid = self.image(DATABLOCK)
+        vid = self.h.ok("one.vm.allocate", f'NAME="r"\nCPU="1"\nMEMORY="64"\nDISK=[IMAGE_ID={iid}]')
+        self.h.ok("one.vm.chown", vid, uid, -1)
+
+        def rvms() -> str | None:
+            user = etree.fromstring(self.h.ok("one.user.info", uid).encode())
+            return user.findtext(f"IMAGE_QUOTA/IMAGE[ID='{iid}']/RVMS_USED")
+
+        self.assertEqual(rvms(), "1")
+        self.h.ok("one.vm.deploy", vid, self.hid)
+        self.settle()
+        self.h.ok("one.vm.attach", vid, f"DISK=[IMAGE_ID={iid}]")
+        self.settle()
+        self.assertEqual(rvms(), "2")
+        self.h.ok("one.user.quota", uid, f"IMAGE=[ID={iid}, RVMS=2]")
+        err = self.h.call("one.vm.attach", vid, f"DISK=[IMAGE_ID={iid}]")
+        self.assertIn(f"limit of 2 reached for RVMS quota in IMAGE with ID: {iid}", err[1])
+        self.h.ok("one.vm.detach", vid, 1)
+        self.settle()
+        self.assertEqual(rvms(), "1")
+        self.h.ok("one.user.quota", uid, f"IMAGE=[ID={iid}, RVMS=-1]")
+        self.action("terminate-hard", vid)
+        self.settle()
+        self.assertIsNone(rvms())
