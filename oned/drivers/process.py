@@ -13,6 +13,7 @@ its failure path. Shutdown writes ``FINALIZE``, closes the pipe, then escalates 
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -102,6 +103,17 @@ class _Adapter(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         self.proto.connectionLost(reason)
         self._ended(reason)
+
+
+def _python_script(path: str) -> bool:
+    """Whether ``path`` starts with a ``#!`` line naming python (pyzmq and the other
+    libraries of the installed environment are then found whatever PATH says)."""
+    try:
+        with open(path, "rb") as program:
+            first = program.readline(200)
+    except OSError:
+        return False
+    return first.startswith(b"#!") and b"python" in first
 
 
 def _exit_text(reason: Failure | None) -> str:
@@ -419,11 +431,14 @@ class DriverProcess(Service):
         )
         env = dict(os.environ if self._env is None else self._env)
         self._killing = False
+        program, argv = self.executable, [self.executable, self.arguments]
+        if _python_script(program):  # our Python drivers run under the daemon's interpreter
+            program, argv = sys.executable, [sys.executable, *argv]
         try:
             process = self._reactor.spawnProcess(
                 adapter,
-                self.executable,
-                [self.executable, self.arguments],
+                program,
+                argv,
                 env=env,
                 path=self._path,
                 childFDs={0: "w", 1: "r"},
