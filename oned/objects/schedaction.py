@@ -38,11 +38,16 @@ class SchedActionError(ValueError):
     """``parse`` refused a vector; ``str()`` is oned's text."""
 
 
-def whole_int(text: str | None) -> int | None:
-    """``vector_value(name, int&)``: the value only when the whole text is an integer."""
+INT_MAX, TIME_MAX = 2**31 - 1, 2**63 - 1
+
+
+def whole_int(text: str | None, limit: int = INT_MAX) -> int | None:
+    """``vector_value(name, int&)``: the value only when the whole text is an integer
+    that fits (``limit``: int, or ``TIME_MAX`` for a time_t)."""
     if text is None or not _WHOLE_INT.fullmatch(text):
         return None
-    return int(text)
+    value = int(text)
+    return value if -limit - 1 <= value <= limit else None
 
 
 def day_set(days: str) -> list[int]:
@@ -50,7 +55,7 @@ def day_set(days: str) -> list[int]:
     found: set[int] = set()
     for part in days.split(","):
         m = _LEADING_INT.match(part)
-        if m and part.strip():
+        if m and part.strip() and -INT_MAX - 1 <= int(m.group(1)) <= INT_MAX:
             found.add(int(m.group(1)))
     return sorted(found)
 
@@ -84,8 +89,10 @@ class ScheduledAction:
             text = text[1:]
         else:
             origin = 0
-        value = whole_int(text)
-        return -1 if value is None else value + origin
+        value = whole_int(text, TIME_MAX)
+        if value is None or not -TIME_MAX - 1 <= value + origin <= TIME_MAX:
+            return -1
+        return value + origin
 
     def parse(self, va: dict[str, str], origin: int) -> None:
         """Apply ``va``; raises ``SchedActionError`` with oned's text."""
@@ -129,7 +136,7 @@ class ScheduledAction:
         if self.end_type <= NEVER:
             self.end_value = -1
         else:
-            end_value = whole_int(va.get("END_VALUE"))
+            end_value = whole_int(va.get("END_VALUE"), TIME_MAX)
             if end_value is not None:
                 self.end_value = end_value
                 if self.end_type == TIMES and end_value < 0:

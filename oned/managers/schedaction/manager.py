@@ -70,6 +70,8 @@ def parse_args(text: str, kinds: str) -> list[Any] | None:
             number = int(stripped)
         except ValueError:
             return None
+        if not -(2**31) <= number < 2**31:
+            return None
         if kind == "b":
             if number not in (0, 1):
                 return None

@@ -144,6 +144,16 @@ class SchedApiTests(SchedCase):
                 0x800,
             ),
             ('NAME="x"', "No SCHED_ACTION attribute in template", 0x800),
+            (
+                'SCHED_ACTION=[ACTION="hold", TIME="99999999999999999999"]',
+                "Unable to parse the time value or value is empty: 99999999999999999999",
+                0x800,
+            ),
+            (
+                'SCHED_ACTION=[ACTION="hold", TIME="1", REPEAT="0", DAYS="99999999999"]',
+                "Scheduled Action repeat set, but DAYS are empty",
+                0x800,
+            ),
         ]
         for text, message, code in cases:
             reply = self.h.call("one.vm.schedadd", vid, text)
