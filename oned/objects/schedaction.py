@@ -181,6 +181,7 @@ class ScheduledAction:
             self.time += step
             while self.time < now:
                 self.time += step
+            self.time = min(self.time, TIME_MAX)
             return self.time
         local = time.localtime(now)
         if self.repeat == WEEKLY:
@@ -195,7 +196,7 @@ class ScheduledAction:
             delta = self._days_in_period(local.tm_mon - 1, local.tm_year) - cday + days[0]
         else:
             delta = next(d for d in days if d > cday) - cday
-        self.time += delta * 24 * 3600
+        self.time = min(self.time + delta * 24 * 3600, TIME_MAX)
         self.warning = 0
         return self.time
 
