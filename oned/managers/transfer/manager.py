@@ -127,9 +127,10 @@ class TransferManager:
 
         try:
             lines = self.prolog_lines(vm)
-        except TransferError as exc:
+        except TransferError as exc:  # error_common: logged, then the failure
+            write_vm_log(self.core, vm.oid, [("TrM", "E", str(exc))], self.core.now())
             if self.lcm is not None:
-                self.lcm.schedule(self.lcm.prolog_failure, vm.oid, str(exc))
+                self.lcm.schedule(self.lcm.prolog_failure, vm.oid)
             return
         self._transfer(vm, "prolog", lines)
 

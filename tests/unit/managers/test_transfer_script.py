@@ -211,3 +211,43 @@ class CheckTmMadTests(unittest.TestCase):
         self.assertIsNone(tmpl.get("TM_MAD_SYSTEM"))
         tmpl = parse_text(disks("shared").replace('DATASTORE_ID="1"', 'DATASTORE_ID="9"'))
         self.assertEqual(script.check_tm_mad_disks(core, tmpl, "ssh"), "Datastore does not exist")
+
+
+class PrologThroughTheManagersTests(unittest.TestCase):
+    """one.vm.deploy with a disk the prolog cannot transfer: oned's text in the VM log,
+    PROLOG_FAILURE, and no TRANSFER sent (fake clock, scripted drivers)."""
+
+    def test_missing_disk_attributes_fail_the_prolog(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        from oned.managers.lifecycle.testing import FakeVmDrivers
+        from oned.managers.lifecycle.wiring import use_drivers
+        from oned.objects.vm import LcmState
+        from oned.testing.rpc import OnedHarness, result_of
+
+        h = OnedHarness()
+        self.addCleanup(h.close)
+        h.ok("one.datastore.update", 0, 'TM_MAD="dummy"', 1)
+        drivers = FakeVmDrivers()
+        lcm = use_drivers(h.core, drivers)
+        result_of(Deferred.fromCoroutine(lcm.start()))
+        self.addCleanup(lcm.log_writer.stop)
+        hid = h.ok("one.host.allocate", "host01", "dummy", "dummy", -1)
+        vid = h.ok(
+            "one.vm.allocate",
+            'NAME="v"\nCPU="1"\nMEMORY="64"\nDISK=[SOURCE="/x",TM_MAD="dummy",DATASTORE_ID="1"]',
+        )
+        h.ok("one.vm.deploy", vid, hid)
+        for _ in range(10):
+            h.core.eventually.flush()
+        self.assertEqual(drivers.pending("TRANSFER"), [])
+        doc = h.ok("one.vm.info", vid)
+        self.assertIn(f"<LCM_STATE>{int(LcmState.PROLOG_FAILURE)}</LCM_STATE>", doc)
+        lcm.log_writer.flush()
+        log = (h.config.locations.var / "vms" / str(vid) / "vm.log").read_text()
+        self.assertIn(
+            "[TrM][E]: missing DISK mandatory attributes (SOURCE, TM_MAD, CLONE, "
+            f"DATASTORE_ID) for VM {vid}, DISK 0\n",
+            log,
+        )
+        self.assertTrue(log.rstrip().endswith("New LCM state is PROLOG_FAILURE"))
