@@ -3,8 +3,10 @@ one second) with our dummy VMM, TM and datastore drivers."""
 
 from __future__ import annotations
 
+import signal
 import time
 import xmlrpc.client
+from pathlib import Path
 
 import pyone
 import pytest
@@ -113,3 +115,39 @@ def test_scheduled_actions_backup_and_restore(make_daemon: MakeDaemon, tmp_path)
     while "VM restore operation completed." not in log.read_text():
         assert time.monotonic() < deadline, log.read_text()[-2000:]
         time.sleep(0.1)
+
+
+def test_kill9_during_a_backup_with_an_action_due_while_down(
+    make_daemon: MakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The BACKUP in flight at a kill -9 is sent again after the restart and makes its
+    image; a poweroff that fell due meanwhile runs once the backup is over."""
+    actions = tmp_path / "dummy_actions"
+    actions.mkdir()
+    monkeypatch.setenv("ONE_DUMMY_ACTIONS_DIR", str(actions))
+    d = make_daemon(tmp_path / "one", extra_conf="MANAGER_TIMER = 1")
+    d.start()
+    one = pyone.OneServer(d.url, session=d.session, timeout=30)
+    one.datastore.update(0, 'TM_MAD="dummy"', 1)
+    hid = one.host.allocate("host00", "dummy", "dummy", -1)
+    bds = one.datastore.allocate('NAME="b"\nTYPE="BACKUP_DS"\nDS_MAD="dummy"\nTM_MAD="-"', -1)
+    vid = one.vm.allocate('NAME="k"\nCPU="0.5"\nMEMORY="64"', True)
+    one.vm.deploy(vid, hid)
+    wait_for(one, vid, ACTIVE, RUNNING)
+    (actions / "backup").write_text("success 30\n")
+    one.vm.backup(vid, bds, False)
+    wait_for(one, vid, ACTIVE, 69)  # BACKUP
+    due = int(time.time()) + 2
+    sa = one.vm.schedadd(vid, f'SCHED_ACTION=[ACTION="poweroff", TIME="{due}"]')
+    d.stop(signal.SIGKILL)
+    (actions / "backup").unlink()
+    time.sleep(max(0.0, due + 1 - time.time()))
+    d.start()
+    one = pyone.OneServer(d.url, session=d.session, timeout=30)
+    wait_for(one, vid, POWEROFF, 0, secs=30)
+    vm = one.vm.info(vid)
+    assert len(list(vm.BACKUPS.BACKUP_IDS.ID)) == 1
+    assert one.image.info(vm.BACKUPS.BACKUP_IDS.ID[0]).STATE == 1
+    node = sched(d, vid, sa)
+    assert int(node.findtext("DONE") or -1) >= due
+    assert node.findtext("MESSAGE") == ""
