@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from oned.audit.settings import AuditSettings
 from oned.locations import Locations, packaged_share
 from oned.template import Template, TemplateSyntaxError, parse_text
 
@@ -72,6 +73,7 @@ class OnedConfig:
     zone_id: int = 0
     manager_timer: int = 15
     auth_mad_conf: dict[str, dict[str, str]] = field(default_factory=dict)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.template.get_last(name, default)
@@ -107,6 +109,10 @@ class OnedConfig:
         except ValueError as exc:
             raise ConfigError(f"DEFAULT_UMASK must be octal, got {umask_raw!r}") from exc
         backend = db.get("BACKEND", "sqlite").lower()
+        try:
+            audit = AuditSettings.from_vector(tmpl.get_vector("AUDIT"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         if backend != "sqlite":
             raise ConfigError("DB BACKEND must be sqlite")
         return cls(
@@ -133,6 +139,7 @@ class OnedConfig:
             zone_id=_vec_int(fed, "ZONE_ID", 0),
             manager_timer=_int(tmpl, "MANAGER_TIMER", 15),
             auth_mad_conf={v["NAME"]: v for v in tmpl.vectors("AUTH_MAD_CONF") if "NAME" in v},
+            audit=audit,
         )
 
 

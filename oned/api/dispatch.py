@@ -25,6 +25,7 @@ from oned.api.codec import (
 )
 from oned.api.context import Call
 from oned.api.registry import Registry
+from oned.audit.trail import AuditEntry, AuditTrail
 from oned.core import Core
 from oned.errors import (
     AuthenticationError,
@@ -137,6 +138,14 @@ class RequestManager:
         self.sink = sink
         raw = core.config.get("LOG_RESULT_LENGTH") or "20"
         self._result_length = int(raw) if raw.isdigit() else 20
+        self.audit = AuditTrail.from_config(
+            core.config.audit,
+            core.config.locations.var,
+            core.clock,
+            _HIDDEN,
+            [a for n in core.config.template.names() if n.endswith("_ENCRYPTED_ATTR")
+             for a in core.attr_list(n)],
+        )  # fmt: skip
 
     async def drain(self, clock: IReactorTime, timeout: float) -> None:
         """Wait (up to ``timeout`` seconds) for the calls being served to finish."""
@@ -160,6 +169,7 @@ class RequestManager:
         try:
             name, params = loads_call(body)
         except CallParseError as exc:
+            self.audit.malformed(peer, str(exc))
             return [_fault(-503, f"Call XML not a proper XML-RPC call.  {exc}")]
         if name == "system.multicall":
             return dumps_response_parts(await self._multicall(params, peer))
@@ -169,7 +179,20 @@ class RequestManager:
             return [_fault(fault.fault_code, fault.message)]
 
     async def execute(self, name: str, params: tuple[Any, ...], peer: str = "") -> Any:
-        """Run one call; returns the XML-RPC value (array) or raises ``RpcFault``."""
+        """Run one call; returns the XML-RPC value (array) or raises ``RpcFault``. Its
+        audit record is written (handed to the OS) before the answer goes out."""
+        entry = self.audit.begin(name, params, peer)
+        try:
+            result = await self._execute(name, params, peer, entry)
+        except BaseException as exc:
+            self.audit.end(entry, None, exc)
+            raise
+        self.audit.end(entry, result)
+        return result
+
+    async def _execute(
+        self, name: str, params: tuple[Any, ...], peer: str, entry: AuditEntry | None
+    ) -> Any:
         if name.startswith("system."):
             return self._system(name, params)
         method = self.registry.get(name)
@@ -178,6 +201,8 @@ class RequestManager:
         if not params:
             raise RpcFault(-500, _NO_PARAMS)
         req_id = next(self._ids) % 10000
+        if entry is not None:
+            entry.req_id = req_id
         try:
             caller = await self.core.auth.authenticate(params[0])
         except AuthenticationError as exc:
@@ -187,6 +212,8 @@ class RequestManager:
             self._emit("E", f"Req:{req_id:04d} UID:- {name} result FAILURE {result[1]}")
             return result
         call = Call(name, caller, req_id, peer)
+        if entry is not None:
+            entry.caller = caller
         hook = self.core.hook_manager.api_call(name, params)
         if self._wants("D"):
             self._emit("D", self._invocation(req_id, name, call, peer, params[1:]))

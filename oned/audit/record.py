@@ -1,0 +1,140 @@
+"""One call's audit record: who, from where, what (secrets masked), how it ended.
+
+A record is a JSON object whose keys come in a fixed order::
+
+    {"seq": 7, "time": "2026-12-01T12:00:00.123456Z", "req": 12,
+     "user": "oneadmin", "uid": 0, "group": "oneadmin", "gid": 0,
+     "addr": "127.0.0.1", "port": "53422", "method": "one.user.allocate",
+     "params": ["bob", "****", "", []], "ok": true, "code": 0, "id": 5,
+     "ms": 0.41, "prev": "<sha256 hex of the previous record's line>"}
+
+The session (the first parameter) is never written: ``user`` names who authenticated,
+or the name that failed to (then ``uid``/``gid`` are -1 and ``group`` is null).
+Parameters oned hides in its logs (the dispatcher's table) are ``****``, and so is every
+value of a template attribute named by an ``*_ENCRYPTED_ATTR`` setting or holding a
+password, in both the ``NAME = value`` and the XML syntax. A failed call carries its
+``error`` text; XML-RPC faults carry their fault code.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xmlrpc.client
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+MASK = "****"
+#: Longest string parameter kept whole; longer ones keep this much and a length note.
+MAX_STRING = 65536
+
+#: Attribute names masked whatever oned.conf says (oned's own secret attributes).
+ALWAYS_SECRET = ("PASSWORD", "PASSWD", "SSH_PRIVATE_KEY", "SSH_PASSPHRASE", "SECRET", "TOKEN")
+
+#: Method name endings that only read (recorded in MODE "all" only).
+READ_ONLY_ENDINGS = frozenset(
+    "info infoextended infoset monitoring accounting showback raftstatus version config "
+    "sqlquery".split()
+)
+
+#: Methods whose successful answer is the id of a new object.
+CREATORS = frozenset(
+    "allocate clone instantiate addrule reserve disksaveas allocate_ar import".split()
+)
+
+
+def is_read_only(method: str) -> bool:
+    """A call that changes nothing: the info/pool readers and the XML-RPC built-ins."""
+    if method.startswith("system."):
+        return True
+    return method.rpartition(".")[2] in READ_ONLY_ENDINGS
+
+
+class Masker:
+    """Hides secrets in a call's parameters."""
+
+    def __init__(self, hidden: Mapping[str, Iterable[int]], secret_attrs: Iterable[str]) -> None:
+        self._hidden = {m: frozenset(p) for m, p in hidden.items()}
+        names = {a.rpartition("/")[2].strip().upper() for a in secret_attrs}
+        names.update(ALWAYS_SECRET)
+        names.discard("")
+        alt = "|".join(sorted((re.escape(n) for n in names), key=len, reverse=True))
+        # NAME = "quoted" | NAME = bare (template syntax), <NAME>...</NAME> (XML syntax)
+        self._tmpl = re.compile(rf'(?i)\b(\w*(?:{alt}))(\s*=\s*)("(?:[^"\\]|\\.)*"?|[^\s,\]\n]*)')
+        self._xml = re.compile(rf"(?is)<(\w*(?:{alt}))>(.*?)</\1>")
+
+    def params(self, method: str, params: tuple[Any, ...]) -> list[Any]:
+        """``params`` without the session, hidden positions and secret values masked."""
+        hidden = self._hidden.get(method, frozenset())
+        return [MASK if i in hidden else self.value(v) for i, v in enumerate(params) if i > 0]
+
+    def value(self, value: Any) -> Any:
+        """A JSON-ready copy of one parameter with secret attributes masked."""
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return value if math.isfinite(value) else str(value)
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, (list, tuple)):
+            return [self.value(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): self.value(v) for k, v in value.items()}
+        if isinstance(value, xmlrpc.client.Binary):
+            return f"<base64 {len(value.data)} bytes>"
+        return self.text(str(value))
+
+    def text(self, text: str) -> str:
+        if "=" in text:
+            text = self._tmpl.sub(_mask_assignment, text)
+        if "<" in text:
+            text = self._xml.sub(_mask_element, text)
+        if len(text) > MAX_STRING:
+            text = f"{text[:MAX_STRING]}...[{len(text) - MAX_STRING} more characters]"
+        return text
+
+
+def _mask_assignment(match: re.Match[str]) -> str:
+    return f'{match.group(1)}{match.group(2)}"{MASK}"'
+
+
+def _mask_element(match: re.Match[str]) -> str:
+    return f"<{match.group(1)}>{MASK}</{match.group(1)}>"
+
+
+def timestamp(seconds: float) -> str:
+    """UTC, microseconds, ``Z``."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def session_user(session: Any) -> str | None:
+    """The user name a session string names (before the first ``:``)."""
+    if not isinstance(session, str):
+        return None
+    return session.split(":", 1)[0][:256]
+
+
+def split_peer(peer: str) -> tuple[str, str]:
+    host, _, port = peer.rpartition(":")
+    return (host, port) if host else (peer, "")
+
+
+def outcome(method: str, result: Any) -> dict[str, Any]:
+    """``ok``/``code``/``id``/``error`` of an answer array ``[ok, value, code, ...]``."""
+    if method.startswith("system."):
+        return {"ok": True, "code": 0}  # an XML-RPC built-in answered (faults raise)
+    if not isinstance(result, list) or not result:
+        return {"ok": False, "code": -1}
+    if result[0] is True:
+        out: dict[str, Any] = {"ok": True, "code": 0}
+        value = result[1] if len(result) > 1 else None
+        creates = method.rpartition(".")[2] in CREATORS or method.endswith("pool.allocate")
+        if creates and isinstance(value, int) and not isinstance(value, bool):
+            out["id"] = int(value)
+        return out
+    code = result[2] if len(result) > 2 and isinstance(result[2], int) else -1
+    message = result[1] if len(result) > 1 and isinstance(result[1], str) else ""
+    return {"ok": False, "code": int(code), "error": message}

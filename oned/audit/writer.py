@@ -1,0 +1,252 @@
+"""Append-only, hash-chained record sinks.
+
+Every record carries ``prev``: the SHA-256 (hex) of the previous record's line as
+written (without its newline); the very first record of a chain carries 64 zeros.
+``ChainedFile`` writes each line with one ``write(2)`` on an ``O_APPEND`` descriptor
+before the call is answered, so a ``kill -9`` loses no acknowledged record; ``fsync``
+runs every FSYNC seconds off the reactor thread (or after every record with FSYNC 0).
+
+Rotation never breaks the chain: past MAX_SIZE the file is renamed ``<path>.<n>``
+(the next free number) and a new one opened whose first record carries the last hash
+of the old one. A file renamed away by logrotate (``create`` mode) is noticed at the
+next timer tick and reopened; with ``copytruncate`` the ``O_APPEND`` descriptor simply
+goes on writing at the new end. At start the chain (hash and ``seq``) continues from
+the last line of the file, or of the newest rotated one; a torn last line (a write cut
+by a crash, never acknowledged) is cut off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from oned.log import logger
+
+GENESIS = "0" * 64
+TAIL_BYTES = 1 << 20
+_ROTATED = re.compile(r"\.(\d+)$")
+
+
+def line_hash(line: bytes) -> str:
+    """The hash the next record carries as ``prev`` (``line`` without its newline)."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """One record as its JSON line (no newline), ASCII only."""
+    return json.dumps(record, separators=(",", ":"), default=str).encode("ascii")
+
+
+class Sink(Protocol):
+    last_hash: str
+    seq: int
+
+    def append(self, line: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def rotated_files(path: Path) -> list[Path]:
+    """``<path>.<n>`` files beside ``path``, oldest (lowest n) first."""
+    if not path.parent.is_dir():
+        return []
+    found = []
+    for candidate in path.parent.iterdir():
+        if candidate.name.startswith(path.name + "."):
+            match = _ROTATED.search(candidate.name[len(path.name) :])
+            if match and candidate.name == f"{path.name}.{match.group(1)}":
+                found.append((int(match.group(1)), candidate))
+    return [p for _, p in sorted(found)]
+
+
+def _last_line(path: Path) -> bytes | None:
+    """The last complete line of ``path`` (None when it has none)."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - TAIL_BYTES))
+            tail = handle.read()
+    except OSError:
+        return None
+    lines = [line for line in tail.split(b"\n") if line]
+    if not tail.endswith(b"\n") and lines:
+        lines.pop()
+    return lines[-1] if lines else None
+
+
+def chain_state(line: bytes | None) -> tuple[str, int]:
+    """(hash, seq) to continue after ``line``."""
+    if line is None:
+        return GENESIS, 0
+    seq = 0
+    try:
+        record = json.loads(line)
+        if isinstance(record, dict) and isinstance(record.get("seq"), int):
+            seq = record["seq"]
+    except ValueError:
+        pass
+    return line_hash(line), seq
+
+
+class ChainedFile:
+    """The audit log file: appends, rotation, fsync, logrotate awareness."""
+
+    log = logger("AUD")
+
+    def __init__(
+        self,
+        path: Path,
+        clock: IReactorTime | None = None,
+        max_size: int = 0,
+        keep: int = 0,
+        fsync: float = 1.0,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.max_size = max_size
+        self.keep = keep
+        self.fsync = fsync
+        self._fd = -1
+        self._size = 0
+        self._dirty = False
+        self._timer: IDelayedCall | None = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair_tail()
+        last = _last_line(path)
+        if last is None:
+            older = rotated_files(path)
+            last = _last_line(older[-1]) if older else None
+        self.last_hash, self.seq = chain_state(last)
+        self._open()
+
+    def _repair_tail(self) -> None:
+        """Cut a torn last line (no newline: its write never completed)."""
+        try:
+            with self.path.open("r+b") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                if size == 0:
+                    return
+                handle.seek(max(0, size - TAIL_BYTES))
+                tail = handle.read()
+                if tail.endswith(b"\n"):
+                    return
+                cut = tail.rfind(b"\n")
+                keep = size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail))
+                handle.truncate(keep)
+                self.log.warn("Cut a torn last line ({n} bytes) of {path}", n=size - keep,
+                              path=str(self.path))  # fmt: skip
+        except FileNotFoundError:
+            return
+
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._size = os.fstat(self._fd).st_size
+
+    def append(self, line: bytes) -> None:
+        """Write one record line (its newline added) and hand it to the OS."""
+        data = line + b"\n"
+        if self.max_size and self._size and self._size + len(data) > self.max_size:
+            self.rotate()
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(data)
+        self.last_hash = line_hash(line)
+        if self.fsync == 0:
+            os.fsync(self._fd)
+        elif self.fsync > 0 or self.clock is not None:
+            self._dirty = True
+            self._arm()
+
+    def rotate(self) -> Path:
+        """Rename the current file to the next ``<path>.<n>`` and start a new one."""
+        older = rotated_files(self.path)
+        number = int(_ROTATED.search(older[-1].name).group(1)) + 1 if older else 1  # type: ignore[union-attr]
+        target = self.path.with_name(f"{self.path.name}.{number}")
+        if self.fsync >= 0:
+            os.fsync(self._fd)
+        os.rename(self.path, target)
+        os.close(self._fd)
+        self._open()
+        if self.keep:
+            for stale in rotated_files(self.path)[: -self.keep]:
+                stale.unlink(missing_ok=True)
+        return target
+
+    def _arm(self) -> None:
+        if self._timer is None and self.clock is not None:
+            interval = self.fsync if self.fsync > 0 else 1.0
+            self._timer = self.clock.callLater(interval, self.tick)
+
+    def tick(self) -> None:
+        """Timer: fsync what was written since the last tick (in a thread when the
+        clock is a reactor with threads), and reopen a file logrotate moved away."""
+        self._timer = None
+        if self._fd < 0:
+            return
+        if self._dirty and self.fsync > 0:
+            self._dirty = False
+            fd = os.dup(self._fd)
+            in_thread = getattr(self.clock, "callInThread", None)
+            if in_thread is not None:
+                in_thread(_fsync_close, fd)
+            else:
+                _fsync_close(fd)
+        self._follow_rename()
+
+    def _follow_rename(self) -> None:
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            on_disk = None
+        mine = os.fstat(self._fd)
+        if on_disk is None or (on_disk.st_ino, on_disk.st_dev) != (mine.st_ino, mine.st_dev):
+            os.close(self._fd)
+            self._open()
+        elif mine.st_size < self._size:  # copytruncate
+            self._size = mine.st_size
+
+    def close(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._fd >= 0:
+            if self.fsync >= 0:
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _fsync_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SyslogSink:
+    """Records sent to syslog (``oned-audit`` ident). The chain starts afresh at each
+    start of the daemon (its first record carries 64 zeros): syslog cannot be read back."""
+
+    def __init__(self, facility: str) -> None:
+        import syslog
+
+        self._syslog = syslog
+        fac = getattr(syslog, f"LOG_{facility.upper()}", syslog.LOG_AUTHPRIV)
+        syslog.openlog("oned-audit", 0, fac)
+        self.last_hash = GENESIS
+        self.seq = 0
+
+    def append(self, line: bytes) -> None:
+        self._syslog.syslog(self._syslog.LOG_INFO, line.decode("ascii"))
+        self.last_hash = line_hash(line)
+
+    def close(self) -> None:
+        self._syslog.closelog()
