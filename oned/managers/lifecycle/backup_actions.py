@@ -52,6 +52,15 @@ def _quiet_state(tx: Tx, state: int) -> None:
     tx.log("VM", "I", f"New state is {S(state).name}")
 
 
+def _log_error(tx: Tx, tag: str, text: str) -> None:
+    """``log_error``: the driver's message becomes the VM's ERROR only when it said
+    something (``ACTION: info``); a bare failure is only logged."""
+    if ": " in text:
+        tx.error(tag, text)
+    elif text:
+        tx.log(tag, "E", text)
+
+
 def parse_backup_reply(payload: str) -> tuple[str, int, str]:
     """``backup_id size_mb [format]`` as ``_backup`` reads it: missing fields stay
     empty (size 0), the format defaults to raw."""
@@ -95,7 +104,9 @@ class LcmBackups:
             L.BACKUP: lambda: self.send_backup(vm),
             L.BACKUP_POWEROFF: lambda: self.send_backup(vm),
             L.RESTORE: lambda: self.schedule(
-                self.disk_restore_failure, vm.oid, "Interrupted by an oned restart"
+                self.disk_restore_failure,
+                vm.oid,
+                "Error executing image transfer script: interrupted by an oned restart",
             ),
         }
 
@@ -268,8 +279,7 @@ class LcmBackups:
     async def backup_failure(self, vid: int, text: str = "") -> None:
         def step(tx: Tx) -> bool:
             _back_from_backup(tx, "backup_failure")
-            if text:
-                tx.error("VMM", text)
+            _log_error(tx, "VMM", text)
             backups = Backups.of(tx.vm)
             ds_id = backups.get_int("LAST_DATASTORE_ID")
             if ds_id >= 0:
@@ -318,8 +328,7 @@ class LcmBackups:
                 return True
             _quiet_state(tx, S.POWEROFF)
             tx.lcm(L.LCM_INIT)
-            if text:
-                tx.error("TrM", text)
+            _log_error(tx, "TrM", text)
             tx.log("LCM", "I", "VM restore operation fails")
             return True
 
