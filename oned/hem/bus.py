@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import zmq
 import zmq.asyncio
@@ -63,13 +63,14 @@ class ResultSender:
         self.ctx = ctx
         self.endpoint = endpoint
         self.ack_timeout = ack_timeout
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[str, Callable[[], None] | None]] = asyncio.Queue()
         self.acked = 0
         self.unacknowledged = 0
         self._socket: zmq.asyncio.Socket | None = None
 
-    def submit(self, message: str) -> None:
-        self.queue.put_nowait(message)
+    def submit(self, message: str, delivered: Callable[[], None] | None = None) -> None:
+        """Queue a result; ``delivered`` is called once it is acknowledged or given up."""
+        self.queue.put_nowait((message, delivered))
 
     @property
     def pending(self) -> int:
@@ -86,11 +87,13 @@ class ResultSender:
 
     async def run(self) -> None:
         while True:
-            message = await self.queue.get()
+            message, delivered = await self.queue.get()
             try:
                 await self.deliver(message)
             finally:
                 self.queue.task_done()
+                if delivered is not None:
+                    delivered()
 
     async def deliver(self, message: str) -> bool:
         """Send one result and wait for its ACK; True when acknowledged."""

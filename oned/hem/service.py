@@ -163,8 +163,9 @@ class HookExecutionManager:
             self._track(asyncio.ensure_future(self._reload()))
 
     def _spawn(self, hook: Hook, doc: etree._Element, content: bytes, is_retry: bool) -> None:
-        # The same document for the same hook while an execution of it is running (oned
-        # re-sent an event whose result has not arrived yet) is not run a second time.
+        # The same document for the same hook while an execution of it is running or its
+        # result is on its way (oned re-sent an event whose result has not arrived yet)
+        # is not run a second time.
         ident = (hook.id, is_retry, hashlib.sha256(content).digest())
         if ident in self._inflight:
             log.info("Hook %d already running for this event, not run again", hook.id)
@@ -210,6 +211,8 @@ class HookExecutionManager:
     async def _execute(
         self, hook: Hook, doc: etree._Element, is_retry: bool, ident: tuple[int, bool, bytes]
     ) -> None:
+        # The event stays "in flight" until its result is acknowledged (or given up).
+        submitted = False
         try:
             hook_slots = self._hook_slots.setdefault(
                 hook.id, asyncio.Semaphore(self.settings.hook_slots)
@@ -217,9 +220,11 @@ class HookExecutionManager:
             async with hook_slots, self._slots:
                 message = await self.execute(hook, doc, is_retry)
             if message is not None:
-                self.sender.submit(message)
+                self.sender.submit(message, lambda: self._inflight.discard(ident))
+                submitted = True
         finally:
-            self._inflight.discard(ident)
+            if not submitted:
+                self._inflight.discard(ident)
 
     async def execute(self, hook: Hook, doc: etree._Element, is_retry: bool = False) -> str | None:
         """Run ``hook`` for the event (or RETRY) document; the result message to send."""
