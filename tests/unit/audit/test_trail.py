@@ -1,0 +1,118 @@
+"""The dispatcher's records through the real request manager (OnedHarness)."""
+
+from __future__ import annotations
+
+import json
+import xmlrpc.client
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred
+
+from oned.audit.verify import verify
+from oned.testing.rpc import OnedHarness, result_of
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest) -> Iterator[OnedHarness]:
+    h = OnedHarness(getattr(request, "param", ""))
+    yield h
+    h.close()
+
+
+def records(h: OnedHarness) -> list[dict[str, Any]]:
+    path = h.config.locations.var / "audit.log"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def body(h: OnedHarness, payload: bytes, peer: str = "10.0.0.7:4444") -> Any:
+    return result_of(Deferred.fromCoroutine(h.manager.handle_body(payload, peer)))
+
+
+def test_writes_mode_records_changes_and_refusals_only(harness: OnedHarness) -> None:
+    h = harness
+    uid = h.ok("one.user.allocate", "bob", "bobpw", "", [])
+    h.ok("one.user.info", uid)
+    h.ok("one.userpool.info")
+    h.call("one.user.passwd", uid, "newsecret")
+    assert h.raw("one.user.info", "mallory:guess", 0)[0] is False
+    assert h.call("one.vm.info", 0, session="bob:newsecret")[0] is False  # no such VM
+    assert h.call("one.user.info", 0, session="bob:newsecret")[0] is False  # not authorized
+    got = records(h)
+    assert [r["method"] for r in got] == [
+        "one.user.allocate",
+        "one.user.passwd",
+        "one.user.info",
+        "one.user.info",
+    ]
+    alloc, passwd, unauth, denied = got
+    assert alloc["params"] == ["bob", "****", "", []]
+    assert (alloc["ok"], alloc["code"], alloc["id"]) == (True, 0, uid)
+    assert (alloc["user"], alloc["uid"], alloc["group"], alloc["gid"]) == (
+        "oneadmin", 0, "oneadmin", 0,
+    )  # fmt: skip
+    assert passwd["params"] == [uid, "****"] and "id" not in passwd
+    assert (unauth["user"], unauth["uid"], unauth["gid"], unauth["group"]) == (
+        "mallory", -1, -1, None,
+    )  # fmt: skip
+    assert unauth["code"] == 256 and "authenticated" in unauth["error"]
+    assert (denied["user"], denied["code"]) == ("bob", 512)
+    for r in got:
+        assert (r["addr"], r["port"]) == ("127.0.0.1", "1")
+        assert r["time"].endswith("Z") and r["ms"] >= 0 and r["req"] > 0
+        assert list(r)[:3] == ["seq", "time", "req"] and list(r)[-2:] == ["ms", "prev"]
+    assert [r["seq"] for r in got] == [1, 2, 3, 4]
+    text = (h.config.locations.var / "audit.log").read_text()
+    assert "bobpw" not in text and "newsecret" not in text and "guess" not in text
+    assert verify([h.config.locations.var / "audit.log"]).ok
+
+
+@pytest.mark.parametrize("harness", ['AUDIT = [ MODE = "all" ]'], indirect=True)
+def test_all_mode_records_reads_faults_and_bad_bodies(harness: OnedHarness) -> None:
+    h = harness
+    h.ok("one.userpool.info")
+    with pytest.raises(xmlrpc.client.Fault):
+        h.call("one.nothing.here")
+    with pytest.raises(xmlrpc.client.Fault):
+        h.call("one.user.info", "not-an-int")
+    body(h, b"<methodCall><oops")
+    calls = [("one.user.info", [h.admin, 0]), ("one.vm.allocate", [h.admin, "CPU=-1"])]
+    multi = [{"methodName": m, "params": p} for m, p in calls]
+    body(h, xmlrpc.client.dumps((multi,), "system.multicall").encode())
+    got = records(h)
+    assert [(r["method"], r["ok"], r["code"]) for r in got] == [
+        ("one.userpool.info", True, 0),
+        ("one.nothing.here", False, -506),
+        ("one.user.info", False, -501),
+        ("", False, -503),
+        ("one.user.info", True, 0),
+        ("one.vm.allocate", False, 0x2000),
+    ]
+    assert got[3]["addr"] == "10.0.0.7" and got[3]["user"] is None
+    assert (
+        got[-1]["error"] == "[one.vm.allocate] MEMORY attribute must be a positive integer value."
+    )
+    assert verify([h.config.locations.var / "audit.log"]).ok
+
+
+@pytest.mark.parametrize("harness", ['AUDIT = [ MODE = "off" ]'], indirect=True)
+def test_off_mode_writes_nothing(harness: OnedHarness) -> None:
+    harness.ok("one.user.allocate", "carol", "pw", "", [])
+    harness.raw("one.user.info", "mallory:guess", 0)
+    assert not (harness.config.locations.var / "audit.log").exists()
+
+
+@pytest.mark.parametrize(
+    "harness", ['VM_ENCRYPTED_ATTR = "CONTEXT/SECRET_CODE"\nAUDIT = [ PATH = "x/a.log" ]'],
+    indirect=True,
+)  # fmt: skip
+def test_encrypted_attributes_masked_and_path_setting(harness: OnedHarness) -> None:
+    h = harness
+    tmpl = 'NAME = t\nCPU = 1\nMEMORY = 8\nCONTEXT = [ SECRET_CODE = "4242", PASSWORD = "pw1" ]'
+    h.ok("one.template.allocate", tmpl)
+    text = (h.config.locations.var / "x" / "a.log").read_text()
+    assert "4242" not in text and "pw1" not in text
+    assert 'SECRET_CODE = \\"****\\"' in text and "MEMORY = 8" in text
