@@ -297,8 +297,11 @@ class DispatchManager(
             if previous is None or previous.action != VMAction.STOP:
                 self._vnc_port(tx, cid)
             from oned.managers.transfer.script import check_tm_mad_disks
+            from oned.managers.vmm.deployment import validate_template
 
-            if error := check_tm_mad_disks(self.core, vm.template, tm_mad):
+            if error := check_tm_mad_disks(self.core, vm.template, tm_mad) or validate_template(
+                self.core, vm, vm_mad, hid, cid
+            ):
                 raise ActionError(error)
             self.lcm.new_history(tx, hid, hostname, cid, vm_mad, tm_mad, ds_id)
             self.lcm.deploy(tx)

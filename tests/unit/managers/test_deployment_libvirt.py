@@ -582,6 +582,21 @@ class DeployThroughTheManagersTests(unittest.TestCase):
         doc = self.h.ok("one.vm.info", vid)
         self.assertIn(f"<PASSWD><![CDATA[{match.group(1)}]]></PASSWD>", doc)
 
+    def test_firmware_must_be_an_allowed_uefi(self) -> None:
+        hid = self.h.ok("one.host.allocate", "h-uefi", "dummy", "kvm", -1)
+        vm = 'NAME="v"\nCPU="1"\nMEMORY="64"\nOS=[FIRMWARE="%s"]'
+        vid = self.h.ok("one.vm.allocate", vm % "/opt/evil.fd")
+        reply = self.h.call("one.vm.deploy", vid, hid)
+        self.assertEqual(
+            reply[:3], [False, "[one.vm.deploy] FIRMWARE '/opt/evil.fd' not allowed.", 2048]
+        )
+        allowed = self.h.ok("one.vm.allocate", vm % "/usr/share/OVMF/OVMF_CODE.fd")
+        self.h.ok("one.vm.deploy", allowed, hid)
+        self.h.ok("one.host.update", hid, 'OVMF_UEFIS=""', 1)
+        vid = self.h.ok("one.vm.allocate", vm % "/usr/share/OVMF/OVMF_CODE.fd")
+        reply = self.h.call("one.vm.deploy", vid, hid)
+        self.assertEqual(reply[1], "[one.vm.deploy] No OVMF_UEFIS defined in configuration.")
+
     def test_writer_error_is_a_boot_failure(self) -> None:
         from oned.objects.vm import LcmState
 

@@ -15,7 +15,14 @@ if TYPE_CHECKING:
     from oned.core import Core
     from oned.objects.vm import VirtualMachine
 
-__all__ = ["Deployment", "DeploymentError", "deployment", "driver_type", "write_deployment"]
+__all__ = [
+    "Deployment",
+    "DeploymentError",
+    "deployment",
+    "driver_type",
+    "validate_template",
+    "write_deployment",
+]
 
 LIBVIRT_TYPES = ("kvm", "qemu")
 
@@ -67,6 +74,37 @@ def deployment(core: Core, vm: VirtualMachine) -> Deployment:
     )
     text = domain_xml(domain, core.now())
     return Deployment(text, domain.warnings, domain.password)
+
+
+def validate_template(core: Core, vm: VirtualMachine, vm_mad: str, hid: int, cid: int) -> str:
+    """``LibVirtDriver::validate_template`` at deploy: a FIRMWARE other than BIOS/UEFI must
+    be one of OVMF_UEFIS (host, cluster or driver defaults). Returns oned's text, logged
+    to the VM log too ("" when fine or for other driver types)."""
+    section = vm_mad_section(core, vm_mad)
+    if section is None or section.get("TYPE", "").strip().lower() not in LIBVIRT_TYPES:
+        return ""
+    host = core.hosts.get(hid)
+    cluster = core.clusters.get(cid)
+    look = Lookup(
+        vm.template,
+        host.template if host is not None else None,
+        cluster.template if cluster is not None else None,
+        driver_conf(core, section),
+    )
+    firmware = look.vstring("OS", "FIRMWARE", host=False, cluster=False)
+    if not firmware or firmware.upper() in ("BIOS", "UEFI"):
+        return ""
+    uefis = look.string("OVMF_UEFIS", vm=False)
+    if not uefis:
+        error = "No OVMF_UEFIS defined in configuration."
+    elif firmware not in uefis.split(" "):
+        error = f"FIRMWARE '{firmware}' not allowed."
+    else:
+        return ""
+    from oned.managers.lifecycle.vmlog import write_vm_log
+
+    write_vm_log(core, vm.oid, [("VMM", "E", error)], core.now())
+    return error
 
 
 def write_deployment(core: Core, vm: VirtualMachine, path: str) -> None:

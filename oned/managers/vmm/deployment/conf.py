@@ -143,9 +143,11 @@ class Lookup:
 
     # -- vector attributes -------------------------------------------------------------
 
-    def vstring(self, name: str, key: str, vm: bool = True, host: bool = True) -> str:
+    def vstring(
+        self, name: str, key: str, vm: bool = True, host: bool = True, cluster: bool = True
+    ) -> str:
         """A found key stops the search even when its value is empty."""
-        for tmpl in self._chain(vm, host):
+        for tmpl in self._chain(vm, host, cluster):
             vector = tmpl.get_vector(name)
             if vector is not None and key in vector:
                 return vector[key]
