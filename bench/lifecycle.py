@@ -370,14 +370,27 @@ def phase_scheduler(args: argparse.Namespace, bench: Bench, out: dict[str, Any])
     ]
     wait_states(bench, vids, 3, 3)
     up = time.perf_counter() - start
+    out["scheduler_to_running_s"] = round(up, 2)
+    out["scheduler_vms_per_s"] = round(args.sched_vms / up, 1)
     start = time.perf_counter()
     for vid in vids:
         bench.number("one.vm.action", "terminate-hard", vid)
-    wait_states(bench, vids, 6, 0)
+    left = wait_done(bench, vids, 120)
     down = time.perf_counter() - start
-    out["scheduler_to_running_s"] = round(up, 2)
-    out["scheduler_vms_per_s"] = round(args.sched_vms / up, 1)
-    out["scheduler_terminate_s"] = round(down, 2)
+    out["scheduler_terminate_s"] = round(down, 2) if not left else f"{left} VMs not DONE"
+
+
+def wait_done(bench: Bench, vids: list[int], secs: float) -> int:
+    """Wait until the VMs are DONE; how many are not after ``secs`` (a system datastore
+    whose TM_MAD the daemon lacks leaves them in EPILOG_FAILURE)."""
+    pending, deadline = set(vids), time.monotonic() + secs
+    while pending and time.monotonic() < deadline:
+        for vid in list(pending):
+            if "<STATE>6</STATE>" in bench.text("one.vm.info", vid):
+                pending.discard(vid)
+        if pending:
+            time.sleep(0.5)
+    return len(pending)
 
 
 # -- main ---------------------------------------------------------------------------
