@@ -92,6 +92,10 @@ def assign_targets(core: Core, tmpl: Template) -> None:
         raw = disk.get("IMAGE_ID", "").strip()
         img = core.images.get(int(raw)) if raw.isdigit() else None
         if img is None:
+            if not raw and disk.get("TYPE", "").upper() in ("SWAP", "FS"):
+                if not disk.get("DEV_PREFIX"):  # volatile: acquire_disk's DATABLOCK
+                    disk["DEV_PREFIX"] = default
+                others.append((disk["DEV_PREFIX"], disk))
             continue
         prefix = disk.get("DEV_PREFIX") or default
         if img.type == im.OS and not os_disk:
