@@ -297,3 +297,26 @@ class PlacementTests(SchedulerCase):
         run(fresh.planner.load())
         self.assertEqual(fresh.planner.by_vm, {vid: (-1, 0)})
         self.assertEqual(fresh.planner.plans.get(-1).state, 1)
+
+
+class ReschedTests(SchedulerCase):
+    def test_resched_vm_migrates_to_another_host(self) -> None:
+        vid = self.h.ok("one.vm.allocate", VM, True)
+        self.h.ok("one.vm.deploy", vid, 0)
+        self.settle_vms()
+        self.assertEqual(self.states(vid), (S.ACTIVE, L.RUNNING))
+        self.h.ok("one.vm.action", "resched", vid)
+        self.h.clock.advance(10)
+        self.flush()
+        [sent] = self.places()
+        doc = etree.fromstring(sent.payload.encode())
+        # a rescheduled VM never goes back to its host and keeps its system datastore
+        self.assertEqual(doc.xpath(f"REQUIREMENTS/VM[ID={vid}]/HOSTS/ID/text()"), ["1"])
+        self.assertEqual(doc.xpath(f"REQUIREMENTS/VM[ID={vid}]/DATASTORES/ID/text()"), ["0"])
+        plan = self.answer_place()
+        self.assertIn("<OPERATION>migrate</OPERATION>", plan)
+        self.settle_vms()
+        vm = self.core.vms.get(vid)
+        self.assertEqual((vm.state, vm.lcm_state, vm.current.hid), (S.ACTIVE, L.RUNNING, 1))
+        self.assertEqual(vm.resched, 0)  # no longer a candidate
+        self.assertEqual(self.sm.planner.plans.get(-1).state, 2)
