@@ -14,8 +14,11 @@ from oned.managers.image.manager import ImageManager
 from oned.managers.image.testing import FakeDatastoreDrivers
 from oned.managers.lifecycle.testing import FakeVmDrivers
 from oned.managers.lifecycle.wiring import use_drivers
+from oned.managers.vmm.backup_config import Backups, backup_disk_ids, backup_size
 from oned.objects.vm import LcmState as L
+from oned.objects.vm import VirtualMachine
 from oned.objects.vm import VmState as S
+from oned.template import parse_str_or_xml
 from oned.testing.rpc import OnedHarness, result_of
 
 VM_TEMPLATE = 'NAME="v"\nCPU="0.5"\nVCPU="1"\nMEMORY="256"'
@@ -452,3 +455,36 @@ class ScheduledBackupTests(BackupCase):
         self.assertEqual(self.states(vids[1]), (S.ACTIVE, L.BACKUP))
         sent = self.drivers.pending("BACKUP")
         self.assertEqual([s.oid for s in sent], [vids[1]])
+
+
+class DiskSelectionTests(SynchronousTestCase):
+    def vm(self, config: str = "") -> VirtualMachine:
+        vm = VirtualMachine(3, "v")
+        vm.template = parse_str_or_xml(
+            'DISK=[DISK_ID="0", IMAGE_ID="4", SIZE="100"]\n'
+            'DISK=[DISK_ID="1", TYPE="fs", SIZE="20"]\n'
+            'DISK=[DISK_ID="2", IMAGE_ID="5", TYPE="CDROM", SIZE="5"]\n'
+            'DISK=[DISK_ID="3", IMAGE_ID="6", SIZE="7"]'
+        )
+        if config:
+            vm.backups_xml = (
+                f"<BACKUPS><BACKUP_CONFIG>{config}</BACKUP_CONFIG><BACKUP_IDS/></BACKUPS>"
+            )
+        return vm
+
+    def test_image_disks_without_cdroms(self) -> None:
+        vm = self.vm()
+        backups = Backups.of(vm)
+        self.assertEqual(backup_disk_ids(vm, backups), [0, 3])
+        self.assertEqual(backup_size(vm, backups), 107)
+
+    def test_volatile_and_disk_ids(self) -> None:
+        vm = self.vm("<BACKUP_VOLATILE>YES</BACKUP_VOLATILE>")
+        self.assertEqual(backup_disk_ids(vm, Backups.of(vm)), [0, 1, 3])
+        vm = self.vm("<DISK_IDS>3</DISK_IDS>")
+        self.assertEqual(backup_disk_ids(vm, Backups.of(vm)), [3])
+        self.assertEqual(
+            Backups.of(vm).to_xml(),
+            "<BACKUPS><BACKUP_CONFIG><DISK_IDS><![CDATA[3]]></DISK_IDS></BACKUP_CONFIG>"
+            "<BACKUP_IDS></BACKUP_IDS></BACKUPS>",
+        )
