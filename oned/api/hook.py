@@ -33,7 +33,7 @@ def hook_auth(core: Core, hook: Any) -> ObjectAuth:
     return ObjectAuth("HOOK", hook.oid, 0, 0, Permissions(1, 1, 0), frozenset(), hook.lock.locked)
 
 
-def _on_update(core: Core, _unit: Unit, hook: Hook) -> None:
+def _on_update(core: Core, unit: Unit, hook: Hook) -> None:
     """``Hook::post_update_template`` (the resource is the one the hook was made for)."""
     committed = core.hooks.get(hook.oid)
     resource = committed.resource if committed is not None else hook.resource
@@ -41,6 +41,7 @@ def _on_update(core: Core, _unit: Unit, hook: Hook) -> None:
         post_update(hook.template, hook.type, resource, call_exists)
     except HookTemplateError as exc:
         raise InternalError(f"Cannot update template. {exc}") from exc
+    core.hook_manager.drop_queued(unit, hook.oid)
 
 
 def _drop(core: Core, unit: Unit, hook: Hook) -> None:

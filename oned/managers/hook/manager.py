@@ -197,17 +197,22 @@ class HookManager:
 
     # -- which hooks an event runs ---------------------------------------------------
 
+    # An execution manager answers nothing for a REMOTE hook without a REMOTE_HOST (API
+    # events, images, networks, VMs never placed): such events are not waited for.
+
     def api_hooks(self, method: str) -> list[int]:
         return sorted(
             h.oid
             for h in self.core.hooks.objects()
-            if h.type == API and h.template.get("CALL") == method
+            if h.type == API and h.template.get("CALL") == method and not _remote(h)
         )
 
-    def state_hooks(self, kind: str, state: str, lcm: str) -> list[int]:
+    def state_hooks(self, kind: str, state: str, lcm: str, remote_host: bool) -> list[int]:
         key = f"{kind}/{state}/{lcm}"
         return sorted(
-            h.oid for h in self.core.hooks.objects() if h.type == STATE and h.key() == key
+            h.oid
+            for h in self.core.hooks.objects()
+            if h.type == STATE and h.key() == key and (remote_host or not _remote(h))
         )
 
     # -- API events ------------------------------------------------------------------
@@ -257,7 +262,8 @@ class HookManager:
             return
         names = message.state_names(kind, new)
         payload = b64encode(message.state_document(kind, new))
-        self._stage(unit, payload, self.state_hooks(kind, *names))
+        remote_host = kind == "HOST" or (kind == "VM" and new.current is not None)
+        self._stage(unit, payload, self.state_hooks(kind, *names, remote_host))
 
     def _stage(self, unit: Unit, payload: str, hooks: list[int]) -> None:
         """Queue (when hooks wait for it) and send an event with ``unit``'s commit."""
@@ -320,6 +326,11 @@ class HookManager:
     def drop_hook(self, unit: Unit, hkid: int) -> None:
         """A deleted hook: its records, and the events only it waited for."""
         unit.sql(self.hook_log.drop(hkid))
+        self.drop_queued(unit, hkid)
+
+    def drop_queued(self, unit: Unit, hkid: int) -> None:
+        """Stop waiting for a hook's results (deleted, or changed: the execution manager
+        reloads it and may no longer run it for what was queued)."""
         unit.sql(("DELETE FROM hook_event_queue WHERE hkid = ?", (hkid,)))
         unit.then(partial(self._forget_hook, hkid))
 
@@ -332,6 +343,10 @@ class HookManager:
     def retry(self, args: str, remote_host: str, hkid: int) -> None:
         """``trigger_retry``: ``RETRY  -1 <b64 HOOK_MESSAGE>``."""
         self._send("RETRY", b64encode(message.retry_document(args, remote_host, hkid)))
+
+
+def _remote(hook: Any) -> bool:
+    return (hook.template.get("REMOTE") or "").upper() == "YES"
 
 
 def _delete_queued(eid: int, hkid: int) -> Statement:

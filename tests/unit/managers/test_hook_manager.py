@@ -319,3 +319,19 @@ class QueueTests(HookCase):
         self.h.ok("one.hook.delete", hkid)
         self.assertEqual(self.queued(), [])
         self.assertEqual(self.h.core.hook_manager.pending, {})
+
+
+class UnansweredTests(HookCase):
+    def test_remote_hooks_without_a_host_and_changed_hooks_are_not_waited_for(self) -> None:
+        """An execution manager never answers a REMOTE hook with no REMOTE_HOST (API
+        events); a hook that changes stops waiting for what was queued for it."""
+        remote = self.h.ok(
+            "one.hook.allocate", USER_HOOK.replace('"users"', '"r"') + "\nREMOTE=yes"
+        )
+        hkid = self.h.ok("one.hook.allocate", USER_HOOK)
+        self.h.ok("one.user.allocate", "bob", "pw", "")
+        self.assertEqual(self.queued(), [(0, hkid)])
+        self.assertNotEqual(remote, hkid)
+        self.h.ok("one.hook.update", hkid, 'ARGUMENTS="$API extra"', 1)
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(self.h.core.hook_manager.pending, {})
