@@ -79,21 +79,21 @@ class Backups:
 
 
 def backup_disk_ids(vm: VirtualMachine, backups: Backups) -> list[int]:
-    """``backup_disk_ids``: image disks (volatile ones with BACKUP_VOLATILE), no
-    CDROMs, restricted to DISK_IDS when configured."""
+    """``backup_disk_ids``: every disk but SWAP, CDROM, RBD_CDROM and FILESYSTEM ones
+    (volatile FS disks only with BACKUP_VOLATILE), in the VM's order, restricted to
+    DISK_IDS when configured."""
     volatile = backups.config.get("BACKUP_VOLATILE", "NO").upper() == "YES"
     selected = backups.disk_ids()
     out = []
     for disk in vm.template.vectors("DISK"):
+        kind = disk.get("TYPE", "").upper()
+        if kind in ("SWAP", "CDROM", "RBD_CDROM", "FILESYSTEM") or (kind == "FS" and not volatile):
+            continue
         did = _int(disk.get("DISK_ID"))
-        if did < 0 or disk.get("TYPE", "").upper() == "CDROM":
-            continue
-        if "IMAGE_ID" not in disk and not volatile:
-            continue
-        if selected and did not in selected:
+        if did < 0 or (selected and did not in selected):
             continue
         out.append(did)
-    return sorted(out)
+    return out
 
 
 def backup_size(vm: VirtualMachine, backups: Backups) -> int:
