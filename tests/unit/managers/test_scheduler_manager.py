@@ -5,6 +5,8 @@ SCHED_MESSAGE, driver failures, and the placement plan kept in plan_pool."""
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 from lxml import etree
@@ -21,7 +23,21 @@ from oned.objects.vm import LcmState as L
 from oned.objects.vm import VmState as S
 from oned.testing.rpc import OnedHarness, result_of
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration"))
+import xsd  # noqa: E402
+
 KNOBS = "SCHED_MAX_WND_TIME = 10\nSCHED_MAX_WND_LENGTH = 3\nSCHED_RETRY_TIME = 30\n"
+
+
+def schema_errors(document: str) -> list[str]:
+    """scheduler_driver_action.xsd errors, but for what oned itself sends against it: the
+    hosts' CLUSTER_TEMPLATE (merge_cluster_to_host) and VM templates in oned's order."""
+    schema = xsd._schema_for("SCHEDULER_DRIVER_ACTION")  # noqa: SLF001
+    schema.validate(xsd._into_ns(etree.fromstring(document.encode())))  # noqa: SLF001
+    known = ("CLUSTER_TEMPLATE", "}VCPU'")
+    return [e.message for e in schema.error_log if not any(k in e.message for k in known)]
+
+
 VM = 'NAME="v"\nCPU="1"\nVCPU="1"\nMEMORY="128"'
 
 
@@ -126,6 +142,8 @@ class WindowTests(SchedulerCase):
             ],
         )
         self.assertEqual(doc.xpath("VM_POOL/VM/ID/text()"), ["0", "1", "2"])
+        if xsd.available():
+            self.assertEqual(schema_errors(self.places()[0].payload), [])
         self.assertEqual(doc.xpath("REQUIREMENTS/VM[ID=1]/HOSTS/ID/text()"), ["0", "1"])
         self.assertEqual(doc.xpath("REQUIREMENTS/VM[ID=1]/DATASTORES/ID/text()"), ["0"])
         # each host carries its cluster's template (merge_cluster_to_host)
@@ -170,6 +188,18 @@ class WindowTests(SchedulerCase):
         self.h.clock.advance(60)
         self.flush()
         self.assertEqual(len(self.places()), 1)
+
+    def test_lost_reply_after_a_driver_restart_is_retried(self) -> None:
+        vid = self.h.ok("one.vm.allocate", VM)
+        self.h.clock.advance(10)
+        self.flush()
+        self.assertEqual(len(self.places()), 1)
+        self.drivers.sent.clear()  # the driver died with the PLACE
+        self.sm._driver_restarted()
+        self.h.clock.advance(60)
+        self.flush()
+        self.assertEqual(len(self.places()), 1)
+        self.assertEqual(self.states(vid), (S.PENDING, 0))
 
 
 class PlacementTests(SchedulerCase):
