@@ -120,6 +120,10 @@ def test_bus_and_hook_log(make_daemon: MakeDaemon, tmp_path: Path) -> None:
         if xsd.available():
             assert xsd.errors(info) == []
         assert one.hooklog.info(-1, -1, hkid, 1) is not None
+        hook = one.hook.info(hkid)
+        assert (hook.NAME, hook.TYPE, hook.TEMPLATE["STATE"]) == ("held", "state", "HOLD")
+        assert [h.ID for h in one.hookpool.info().HOOK] == [hkid]
+        one.hook.delete(hkid)
     finally:
         sub.close()
         context.term()
