@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from oned.managers.image.quota import float_to_str
 from oned.managers.vmm.disk_quota import add as add_images
-from oned.managers.vmm.disk_quota import image_usage, split
+from oned.managers.vmm.disk_quota import (
+    datastore_add,
+    datastore_check,
+    datastore_release,
+    datastore_usage,
+    image_usage,
+    split,
+)
 from oned.managers.vmm.disk_quota import refusal as image_refusal
 from oned.managers.vmm.disk_quota import release as release_images
 from oned.managers.vmm.disk_state import vm_system_size
@@ -45,6 +52,7 @@ def usage(vm: VirtualMachine, allocated: bool = True, running: bool = True) -> d
         if pci:
             out["PCI_DEV"] = pci
         out.update(image_usage(vm))  # IMAGE RVMS, one per DISK image
+        out.update(datastore_usage(vm))  # DATASTORE SIZE of SELF-target disks
     if running:
         out.update({"RUNNING_VMS": 1.0, "RUNNING_CPU": vm.cpu, "RUNNING_MEMORY": float(vm.memory)})
         if pci:
@@ -68,7 +76,7 @@ def _entry(quotas: Quotas, create: bool) -> dict[str, str] | None:
 
 def check(quotas: Quotas, defaults: Quotas, amounts: dict[str, float]) -> str | None:
     """Add ``amounts`` or return why not (``quotas`` changes only on success)."""
-    amounts, images = split(amounts)
+    amounts, images, stores = split(amounts)
     entry = _entry(quotas, create=True)
     assert entry is not None
     default_entry = _entry(defaults, create=False)
@@ -79,7 +87,7 @@ def check(quotas: Quotas, defaults: Quotas, amounts: dict[str, float]) -> str | 
         used = _num(entry.get(f"{metric}_USED"))
         if limit != UNLIMITED and limit >= 0 and used + amount > limit:
             return f"limit of {limit:g} reached for {metric} quota in VM"
-    error = image_refusal(quotas, defaults, images)
+    error = image_refusal(quotas, defaults, images) or datastore_check(quotas, defaults, stores)
     if error:
         return error
     add_images(quotas, images)
@@ -90,8 +98,9 @@ def check(quotas: Quotas, defaults: Quotas, amounts: dict[str, float]) -> str | 
 
 def add(quotas: Quotas, amounts: dict[str, float]) -> None:
     """Count ``amounts`` without checking limits (usage coming back on resume)."""
-    amounts, images = split(amounts)
+    amounts, images, stores = split(amounts)
     add_images(quotas, images)
+    datastore_add(quotas, stores)
     entry = _entry(quotas, create=True)
     assert entry is not None
     for metric, amount in amounts.items():
@@ -100,8 +109,9 @@ def add(quotas: Quotas, amounts: dict[str, float]) -> None:
 
 def release(quotas: Quotas, amounts: dict[str, float]) -> None:
     """``del_quota`` then ``cleanup_quota`` (an all-default unused entry goes)."""
-    amounts, images = split(amounts)
+    amounts, images, stores = split(amounts)
     release_images(quotas, images)
+    datastore_release(quotas, stores)
     entry = _entry(quotas, create=False)
     if entry is None:
         return

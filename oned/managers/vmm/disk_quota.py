@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from oned.managers.image import quota as ds_quota
 from oned.managers.image.quota import float_to_str
-from oned.objects.quotas import IMAGE, Quotas
+from oned.managers.vmm import disk_state as ds
+from oned.objects.quotas import DATASTORE, IMAGE, Quotas
 
 if TYPE_CHECKING:
     from oned.objects.vm import VirtualMachine
 
 PREFIX = "IMAGE:"
+DS_PREFIX = "DATASTORE:"
 DEFAULT = -1.0
 UNLIMITED = -2.0
 
@@ -39,11 +42,57 @@ def image_usage(vm: VirtualMachine) -> dict[str, float]:
     return out
 
 
-def split(amounts: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
-    """(VM metrics, image ids with their RVMS)."""
-    vm = {k: v for k, v in amounts.items() if not k.startswith(PREFIX)}
+def datastore_usage(vm: VirtualMachine) -> dict[str, float]:
+    """``image_ds_quotas``: the image datastore space of SELF-target disks (their size
+    and snapshots), counted in the VM owner's DATASTORE quota."""
+    out: dict[str, float] = {}
+    for disk in vm.template.vectors("DISK"):
+        if ds.tm_target(disk) != "SELF" or "SIZE" not in disk:
+            continue
+        size = ds.to_int(disk.get("SIZE")) + ds.to_int(disk.get("DISK_SNAPSHOT_TOTAL_SIZE"))
+        key = DS_PREFIX + disk.get("DATASTORE_ID", "")
+        out[key] = out.get(key, 0.0) + float(size)
+    return out
+
+
+def split(
+    amounts: dict[str, float],
+) -> tuple[dict[str, float], dict[str, float], dict[int, float]]:
+    """(VM metrics, image ids with their RVMS, datastores with their SIZE)."""
+    vm = {k: v for k, v in amounts.items() if not k.startswith((PREFIX, DS_PREFIX))}
     images = {k[len(PREFIX) :]: v for k, v in amounts.items() if k.startswith(PREFIX)}
-    return vm, images
+    stores = {
+        ds.to_int(k[len(DS_PREFIX) :], -1): v for k, v in amounts.items() if k.startswith(DS_PREFIX)
+    }
+    return vm, images, stores
+
+
+def datastore_check(quotas: Quotas, defaults: Quotas, stores: dict[int, float]) -> str | None:
+    """``quota_authorization(DATASTORE)`` of each store (``quotas`` changes)."""
+    for ds_id, size in stores.items():
+        error = ds_quota.check(quotas, defaults, ds_id, ds_quota.usage_of(size, 0))
+        if error:
+            return error
+    return None
+
+
+def datastore_add(quotas: Quotas, stores: dict[int, float]) -> None:
+    """Count ``stores`` without checking limits (usage coming back)."""
+    for ds_id, size in stores.items():
+        entries = quotas.entries[DATASTORE.entry]
+        entry = next((e for e in entries if e.get("ID") == str(ds_id)), None)
+        if entry is None:
+            entry = {"ID": str(ds_id)}
+            for metric in DATASTORE.metrics:
+                entry[metric] = "-1"
+                entry[f"{metric}_USED"] = "0"
+            entries.append(entry)
+        entry["SIZE_USED"] = float_to_str(_num(entry.get("SIZE_USED")) + size)
+
+
+def datastore_release(quotas: Quotas, stores: dict[int, float]) -> None:
+    for ds_id, size in stores.items():
+        ds_quota.release(quotas, ds_id, ds_quota.usage_of(size, 0))
 
 
 def _entry(quotas: Quotas, iid: str) -> dict[str, str] | None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from oned.errors import AuthorizationError
 from oned.managers.image import usage
-from oned.managers.image.quota import usage_of
 from oned.managers.lifecycle import quota
 from oned.managers.lifecycle.tx import Tx
+from oned.managers.vmm import disk_quota
 from oned.managers.vmm import disk_state as ds
 from oned.managers.vmm.backup_config import Backups
 from oned.objects import image as im
@@ -75,20 +75,30 @@ def refund(tx: Tx, before: dict[str, float]) -> None:
 def image_quota(tx: Tx, disk: ds.Disk, before: int, check: bool = False) -> None:
     """The image owner's DATASTORE SIZE follows the disk's footprint (``resize_quotas``
     with ``do_img_owner``, ``Quotas::ds_del``); a growth asked for by a call is
-    checked (``check``) and refused with oned's text."""
+    checked (``check``) and refused with oned's text. The change goes into the
+    transaction's own quota copies (the owner's user and group are locked with it)."""
     delta = ds.image_footprint(disk) - before
     raw = disk.get("IMAGE_ID", "").strip()
     img = tx.core.images.get(int(raw)) if raw.isdigit() else None
     if not delta or img is None:
         return
     ds_id = ds.to_int(disk.get("DATASTORE_ID"), -1)
-    stage = tx.image_stage()
-    if check and delta > 0:
-        error = stage.quota_add(img.uid, img.gid, ds_id, usage_of(delta, 0))
-        if error:
-            raise AuthorizationError(error)
-    else:
-        stage.quota_del(img.uid, img.gid, ds_id, usage_of(-delta, 0))
+    core = tx.core
+    for kind, oid, table, pool in (
+        ("user", img.uid, core.user_quotas, core.users),
+        ("group", img.gid, core.group_quotas, core.groups),
+    ):
+        if oid <= 0 or pool.get(oid) is None:
+            continue
+        quotas = tx._quota(kind, oid)
+        if delta < 0:
+            disk_quota.datastore_release(quotas, {ds_id: float(-delta)})
+        elif not check:
+            disk_quota.datastore_add(quotas, {ds_id: float(delta)})
+        else:
+            error = disk_quota.datastore_check(quotas, table.defaults, {ds_id: float(delta)})
+            if error:
+                raise AuthorizationError(f"{kind} [{oid}] {error}")
 
 
 def rest(tx: Tx, state: int) -> None:

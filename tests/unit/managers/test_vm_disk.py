@@ -477,3 +477,26 @@ class ImageRvmsTests(DiskCase):
         self.action("terminate-hard", vid)
         self.settle()
         self.assertIsNone(rvms())
+
+
+class SelfTargetTests(DiskCase):
+    def test_self_target_disks_count_in_the_vm_owner_datastore_quota(self) -> None:
+        uid = self.h.ok("one.user.allocate", "self", "p", "", [])
+        iid = self.image(DATABLOCK)
+
+        def size_used() -> str | None:
+            user = etree.fromstring(self.h.ok("one.user.info", uid).encode())
+            return user.findtext("DATASTORE_QUOTA/DATASTORE[ID='1']/SIZE_USED")
+
+        vid = self.running_vm()
+        self.h.ok("one.vm.chown", vid, uid, -1)
+        self.h.ok("one.vm.attach", vid, f'DISK=[IMAGE_ID={iid}, CLONE_TARGET="SELF"]')
+        self.settle()
+        self.assertEqual(self.disk(vid, 0).findtext("CLONE_TARGET"), "SELF")
+        self.assertEqual(size_used(), "100")
+        self.h.ok("one.vm.disksnapshotcreate", vid, 0, "s")
+        self.settle()
+        self.assertEqual(size_used(), "200")
+        self.action("terminate-hard", vid)
+        self.settle()
+        self.assertIsNone(size_used())
