@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from oned.testing.rpc import OnedHarness, result_of
@@ -35,13 +36,7 @@ class HookCase(SynchronousTestCase):
     def record(self, hkid: int, rc: int, result: str) -> None:
         """A hook result as the driver reports it."""
         manager = self.one.core.hook_manager
-        result_of(Deferred_from(manager.record(hkid, rc, result)))
-
-
-def Deferred_from(coro: object) -> object:
-    from twisted.internet.defer import Deferred
-
-    return Deferred.fromCoroutine(coro)  # type: ignore[arg-type]
+        result_of(Deferred.fromCoroutine(manager.record(hkid, rc, result)))
 
 
 RESULT = (
