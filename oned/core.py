@@ -36,11 +36,11 @@ from oned.objects.image import Image
 from oned.objects.secgroup import FIRST_USER_OID as FIRST_SECGROUP_OID
 from oned.objects.secgroup import SecurityGroup
 from oned.objects.user import User, sha256_hex
+from oned.objects.vdc import Vdc
 from oned.objects.vlans import vlans_xml
+from oned.objects.vmgroup import VMGroup
 from oned.objects.vmtemplate import VMTemplate
 from oned.objects.vntemplate import VNTemplate
-from oned.objects.vdc import Vdc
-from oned.objects.vmgroup import VMGroup
 from oned.objects.vrouter import VirtualRouter
 from oned.objects.zone import Zone
 from oned.pools.acl import AclPool
