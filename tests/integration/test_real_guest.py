@@ -16,8 +16,8 @@ working without a password for the current user, Debian's qemu-system-x86, qemu-
 libvirt-clients, busybox-static, a kernel in /boot, ruby (with ruby-parse-cron and
 ruby-nokogiri for OpenNebula's Ruby libraries), xmllint and xorriso. The image
 datastore is ``shared`` and the system one ``ssh``, so the disk goes through
-``CLONE.ssh shared`` (TM_MAD_SYSTEM) and the context CD-ROM through the TM CONTEXT
-command the VMM runs.
+``CLONE.ssh shared`` (TM_MAD_SYSTEM), a swap disk through ``MKSWAP ssh`` and the context
+CD-ROM through the TM CONTEXT command the VMM runs.
 The TM scripts call ``onevm``/``onedatastore show -x``: small shims around XML-RPC stand
 in for OpenNebula's Ruby CLI.
 """
@@ -231,7 +231,7 @@ def test_real_guest_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
         )
         vid = one.vm.allocate(
             'NAME="real"\nCPU="0.1"\nVCPU="1"\nMEMORY="128"\n'
-            f'DISK=[IMAGE_ID="{iid}"]\n'
+            f'DISK=[IMAGE_ID="{iid}"]\nDISK=[TYPE="swap",SIZE="8"]\n'
             f'OS=[KERNEL="{kernel}",INITRD="{initrd}",KERNEL_CMD="console=ttyS0"]\n'
             f'RAW=[TYPE="kvm",DATA="{raw}"]\n'
             'CONTEXT=[HELLO="world"]\n'
@@ -248,7 +248,8 @@ def test_real_guest_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
         context = one.vm.info(vid).TEMPLATE["CONTEXT"]
         iso = ds_location / "0" / str(vid) / f"disk.{context['DISK_ID']}"
         assert iso.is_file(), vm_log(root, vid)  # CONTEXT built by the TM through the VMM
-        assert f"<source file='{root}/var//datastores/0/{vid}/disk.1'/>" in deployment
+        assert f"<source file='{root}/var//datastores/0/{vid}/disk.2'/>" in deployment
+        assert f"MKSWAP ssh 8 localhost:{root}/var//datastores/0/{vid}/disk.1 {vid} 0" in prolog
 
         one.vm.action("poweroff", vid)
         assert wait(lambda: one.vm.info(vid).STATE, 8) == 8, vm_log(root, vid)
