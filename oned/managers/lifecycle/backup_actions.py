@@ -293,15 +293,12 @@ class LcmBackups:
         await transition(self.core, vid, step, f"backup failure of VM {vid}")
 
     async def backup_cancel_success(self, vid: int, info: str = "") -> None:
-        self._log_only(vid, "I", "Backup successfully cancelled.")
+        """BACKUPCANCEL replies are only logged (``_driver_cancel``); the BACKUP itself
+        answers with its own failure."""
+        self.log.info("Message received: BACKUPCANCEL SUCCESS {vid}", vid=vid)
 
     async def backup_cancel_failure(self, vid: int, text: str = "") -> None:
-        self._log_only(vid, "E", text or "BACKUPCANCEL")
-
-    def _log_only(self, vid: int, letter: str, text: str) -> None:
-        from oned.managers.lifecycle.vmlog import write_vm_log
-
-        write_vm_log(self.core, vid, [("VMM", letter, text)], self.core.now())
+        self.log.info("Message received: BACKUPCANCEL FAILURE {vid} {text}", vid=vid, text=text)
 
     # -- TM replies (RESTORE) ------------------------------------------------------------
 
