@@ -37,6 +37,7 @@ from typing import Any
 import pyone
 import pytest
 
+from . import xsd
 from .conftest import Daemon, MakeDaemon
 from .test_drivers_opennebula import SOURCE, install
 
@@ -347,6 +348,11 @@ def test_kvm_deployment_file_through_pyone(make_daemon: MakeDaemon, tmp_path: Pa
     assert [c.tag for c in dom][-2:] == ["cpu", "metadata"]  # RAW, then the metadata
     assert "<![CDATA[/usr/bin/qemu-kvm-one]]>" in text  # oned's CDATA bodies
     assert one.vm.info(vid).TEMPLATE["TM_MAD_SYSTEM"] == "dummy"
+    if xsd.available():
+        import xmlrpc.client
+
+        reply = xmlrpc.client.ServerProxy(daemon.url).one.vm.info(daemon.session, vid)
+        assert xsd.errors(str(reply[1])) == []
 
     failing = one.vm.allocate('NAME="b"\nCPU="1"\nMEMORY="64"')
     one.vm.deploy(failing, bare, False, 0)
