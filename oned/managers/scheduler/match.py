@@ -56,6 +56,7 @@ class Request:
     match: dict[int, VmMatch] = field(default_factory=dict)
     errors: list[tuple[int, str]] = field(default_factory=list)
     host_docs: dict[int, str] = field(default_factory=dict)
+    callers: dict[int, Any] = field(default_factory=dict)
     _objs: dict[tuple[str, int], XmlObject] = field(default_factory=dict)
 
     def matched(self) -> list[int]:
@@ -149,14 +150,17 @@ def _system_datastores(core: Core, cid: int | None) -> list[int]:
     return sorted(out)
 
 
-def _authorize(core: Core, vm: VirtualMachine, auth: ObjectAuth, op: Op) -> int:
+def _authorize(core: Core, req: Request, vm: VirtualMachine, auth: ObjectAuth, op: Op) -> int:
     """1 allowed, 0 denied, 2 the owner is gone (``authorize`` in the driver)."""
     if vm.uid == 0 or vm.gid == 0:
         return 1
-    user = core.users.get(vm.uid)
-    if user is None:
-        return 2
-    return 1 if core.acl.authorize(core.auth.caller_for(user), op, auth) else 0
+    caller = req.callers.get(vm.uid)
+    if caller is None:
+        user = core.users.get(vm.uid)
+        if user is None:
+            return 2
+        caller = req.callers[vm.uid] = core.auth.caller_for(user)
+    return 1 if core.acl.authorize(caller, op, auth) else 0
 
 
 def _obj(core: Core, req: Request, kind: str, oid: int) -> XmlObject:
@@ -209,7 +213,7 @@ def _match_hosts(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str
             continue
         if vm.resched and current is not None and current.hid == hid:
             continue
-        allowed = _authorize(core, vm, auth(core, host), Op.MANAGE)
+        allowed = _authorize(core, req, vm, auth(core, host), Op.MANAGE)
         if allowed == 0:
             continue
         if allowed == 2:
@@ -248,7 +252,7 @@ def _match_datastores(core: Core, req: Request, vm: VirtualMachine, auth: Any) -
         ds = core.datastores.get(did)
         if ds is None:
             continue
-        allowed = _authorize(core, vm, auth(core, ds), Op.USE)
+        allowed = _authorize(core, req, vm, auth(core, ds), Op.USE)
         if allowed == 0:
             continue
         if allowed == 2:
@@ -294,7 +298,7 @@ def _match_nics(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str 
             net = core.vnets.get(nid)
             if net is None:
                 continue
-            allowed = _authorize(core, vm, auth(core, net), Op.USE)
+            allowed = _authorize(core, req, vm, auth(core, net), Op.USE)
             if allowed == 0:
                 continue
             if allowed == 2:
