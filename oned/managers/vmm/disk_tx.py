@@ -12,7 +12,7 @@ from oned.managers.lifecycle import quota
 from oned.managers.lifecycle.tx import Tx
 from oned.managers.vmm import disk_quota
 from oned.managers.vmm import disk_state as ds
-from oned.managers.vmm.backup_config import Backups
+from oned.managers.vmm.backup_config import Backups, backup_disk_ids
 from oned.objects import image as im
 from oned.objects.vm import LcmState as L
 from oned.objects.vm import VirtualMachine
@@ -171,19 +171,6 @@ def delete_attach_disk(tx: Tx, update_backups: bool) -> None:
     ds.set_vm_snapshots(vm, snapshots)
     tx.touch_history()
     give_back(tx, disk, snaps, update_backups)
-
-
-def backup_disk_ids(vm: VirtualMachine, backups: Backups) -> list[int]:
-    """``VirtualMachine::backup_disk_ids``: the disks a backup takes."""
-    volatile = backups.config.get("BACKUP_VOLATILE", "").strip().upper() in ("YES", "TRUE")
-    skip = ("SWAP", "CDROM", "RBD_CDROM", "FILESYSTEM")
-    ids = [
-        ds.to_int(d.get("DISK_ID"), -1)
-        for d in ds.disks(vm)
-        if d.get("TYPE", "").upper() not in skip and (d.get("TYPE", "").upper() != "FS" or volatile)
-    ]
-    configured = backups.disk_ids()
-    return [i for i in ids if i in configured] if configured else ids
 
 
 def backups_after_hotplug(vm: VirtualMachine, did: int, detached: bool) -> None:
