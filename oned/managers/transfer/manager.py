@@ -9,7 +9,6 @@ VM's LCM state. Writing the file again and re-sending it is harmless, which is w
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +61,9 @@ class TransferManager:
         self.core = core
         self.drivers = drivers
         self.lcm: LifeCycleManager | None = None
-        self.frontend = socket.gethostname()
+        from oned.managers.transfer.script import nebula_hostname
+
+        self.frontend = nebula_hostname(core)
 
     def start(self) -> None:
         if self.drivers is not None:

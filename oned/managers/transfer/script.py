@@ -36,6 +36,22 @@ class Script:
     os_updates: dict[str, str] = field(default_factory=dict)
 
 
+def nebula_hostname(core: Core) -> str:
+    """``Nebula::get_nebula_hostname``: HOSTNAME from oned.conf, else this machine's
+    canonical name (``getaddrinfo`` with AI_CANONNAME), else its plain host name."""
+    import socket
+
+    configured = core.config.get("HOSTNAME") or ""
+    if configured:
+        return configured
+    name = socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(name, None, flags=socket.AI_CANONNAME)
+    except OSError:
+        return name
+    return next((info[3] for info in infos if info[3]), name)
+
+
 def _volatile(disk: dict[str, str]) -> bool:
     return disk.get("TYPE", "").upper() in ("SWAP", "FS")
 

@@ -7,6 +7,7 @@ import unittest
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 from oned.managers.transfer import script
 from oned.objects.history import History
@@ -251,3 +252,25 @@ class PrologThroughTheManagersTests(unittest.TestCase):
             log,
         )
         self.assertTrue(log.rstrip().endswith("New LCM state is PROLOG_FAILURE"))
+
+
+class FrontendNameTests(unittest.TestCase):
+    def test_hostname_from_oned_conf_or_the_canonical_name(self) -> None:
+        import socket
+
+        conf = {"HOSTNAME": "fe.example"}
+        core = SimpleNamespace(config=SimpleNamespace(get=lambda n, d=None: conf.get(n, d)))
+        self.assertEqual(script.nebula_hostname(core), "fe.example")
+        conf.clear()
+        canon = [(socket.AF_INET, socket.SOCK_STREAM, 6, "node1.lan", ("127.0.0.1", 0))]
+        with (
+            mock.patch("socket.gethostname", return_value="node1"),
+            mock.patch("socket.getaddrinfo", return_value=canon) as lookup,
+        ):
+            self.assertEqual(script.nebula_hostname(core), "node1.lan")
+        self.assertEqual(lookup.call_args.args[0], "node1")
+        with (
+            mock.patch("socket.gethostname", return_value="node1"),
+            mock.patch("socket.getaddrinfo", side_effect=socket.gaierror("no")),
+        ):
+            self.assertEqual(script.nebula_hostname(core), "node1")
