@@ -294,9 +294,12 @@ def vm_log(root: Path, vid: int) -> str:
 
 
 def socket_name() -> str:
-    import socket
+    """The front-end's name in transfer scripts (no HOSTNAME in oned.conf)."""
+    from types import SimpleNamespace
 
-    return socket.gethostname()
+    from oned.managers.transfer.script import nebula_hostname
+
+    return nebula_hostname(SimpleNamespace(config=SimpleNamespace(get=lambda *_: None)))  # type: ignore[arg-type]
 
 
 KVM_DUMMY = """
