@@ -51,7 +51,7 @@ class Settings:
     concurrency: int = 10
     per_hook: int = 0  # 0: half of concurrency (at least 1)
     max_output: int = 64 * 1024
-    max_pending: int = 100_000
+    max_pending: int = 20_000
     reload_interval: float = 60.0
     load_retry: float = 0.5
     ack_timeout: float = 30.0
@@ -62,6 +62,15 @@ class Settings:
     @property
     def hook_slots(self) -> int:
         return self.per_hook if self.per_hook > 0 else max(1, self.concurrency // 2)
+
+
+def event_document(content: bytes) -> etree._Element:
+    """The HOOK_MESSAGE of a bus message's base64 content (its first word); what cannot be
+    read is an empty message, with which the hook runs without arguments (as Nokogiri's
+    empty document makes onehem-server run it)."""
+    words = content.split()
+    doc = parse_xml(lenient_b64decode(words[0])) if words else None
+    return doc if doc is not None else etree.Element("HOOK_MESSAGE")
 
 
 class HookExecutionManager:
@@ -155,14 +164,14 @@ class HookExecutionManager:
         if event.action == "RETRY":
             self._spawn_retry(event)
             return
-        doc = parse_xml(lenient_b64decode(event.content))
-        if doc is not None:
-            for hook in self.hooks.hooks_for(event.type, event.key):
-                self._spawn(hook, doc, event.content, is_retry=False)
+        for hook in self.hooks.hooks_for(event.type, event.key):
+            self._spawn(hook, event.content, is_retry=False)
         if event.type == "API" and event.key in UPDATE_CALLS:
             self._track(asyncio.ensure_future(self._reload()))
 
-    def _spawn(self, hook: Hook, doc: etree._Element, content: bytes, is_retry: bool) -> None:
+    def _spawn(self, hook: Hook, content: bytes, is_retry: bool) -> None:
+        """An execution of ``hook`` for the base64 ``content``; the document is parsed once
+        the execution has its slots, so thousands of waiting events cost their bytes only."""
         # The same document for the same hook while an execution of it is running or its
         # result is on its way (oned re-sent an event whose result has not arrived yet)
         # is not run a second time.
@@ -171,7 +180,7 @@ class HookExecutionManager:
             log.info("Hook %d already running for this event, not run again", hook.id)
             return
         self._inflight.add(ident)
-        task = asyncio.ensure_future(self._execute(hook, doc, is_retry, ident))
+        task = asyncio.ensure_future(self._execute(hook, content, is_retry, ident))
         self._track(task)
 
     def _spawn_retry(self, event: Event) -> None:
@@ -181,9 +190,9 @@ class HookExecutionManager:
         if doc is None or hook_id is None or not hook_id.strip().lstrip("-").isdigit():
             log.error("Unreadable RETRY message")
             return
-        self._track(asyncio.ensure_future(self._retry(int(hook_id), doc, event.content)))
+        self._track(asyncio.ensure_future(self._retry(int(hook_id), event.content)))
 
-    async def _retry(self, hook_id: int, doc: etree._Element, content: bytes) -> None:
+    async def _retry(self, hook_id: int, content: bytes) -> None:
         hook = self.hooks.get(hook_id)
         if hook is None:  # made after our last load: read the pool again
             await self.load_hooks(retry=False)
@@ -191,7 +200,7 @@ class HookExecutionManager:
         if hook is None:
             log.error("RETRY of hook %d, which does not exist", hook_id)
             return
-        self._spawn(hook, doc, content, is_retry=True)
+        self._spawn(hook, content, is_retry=True)
 
     def _track(self, task: asyncio.Future[None] | asyncio.Task[None]) -> None:
         assert isinstance(task, asyncio.Task)
@@ -209,7 +218,7 @@ class HookExecutionManager:
 
     # ---------------------------------------------------------------- execution
     async def _execute(
-        self, hook: Hook, doc: etree._Element, is_retry: bool, ident: tuple[int, bool, bytes]
+        self, hook: Hook, content: bytes, is_retry: bool, ident: tuple[int, bool, bytes]
     ) -> None:
         # The event stays "in flight" until its result is acknowledged (or given up).
         submitted = False
@@ -218,7 +227,7 @@ class HookExecutionManager:
                 hook.id, asyncio.Semaphore(self.settings.hook_slots)
             )
             async with hook_slots, self._slots:
-                message = await self.execute(hook, doc, is_retry)
+                message = await self.execute(hook, event_document(content), is_retry)
             if message is not None:
                 self.sender.submit(message, lambda: self._inflight.discard(ident))
                 submitted = True

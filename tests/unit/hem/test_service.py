@@ -321,3 +321,46 @@ def test_a_result_waits_for_the_driver_and_is_sent_once(tmp_path: Path) -> None:
             await bus.no_result(0.3)
 
     asyncio.run(main())
+
+
+def test_pending_executions_are_bounded_and_none_is_lost(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running([state_hook(1, "/bin/true")], max_pending=5, concurrency=4) as (
+            hem, bus, c,
+        ):
+            most = 0
+            track = hem._track
+
+            def recording(task):  # type: ignore[no-untyped-def]
+                nonlocal most
+                track(task)
+                most = max(most, hem.running)
+
+            hem._track = recording  # type: ignore[method-assign]
+            for vm in range(60):
+                await bus.publish("EVENT STATE VM/ACTIVE/RUNNING/1 ", state_event(1, str(vm)))
+            results = [await bus.result() for _ in range(60)]
+            assert [r[:2] for r in results] == [(0, 1)] * 60
+            assert most <= 5
+
+    asyncio.run(main())
+
+
+def test_garbage_on_the_bus_is_survived(tmp_path: Path) -> None:
+    async def main() -> None:
+        hook = state_hook(1, "/bin/echo", ARGUMENTS="$TEMPLATE")
+        async with running([hook]) as (hem, bus, c):
+            await bus.pub.send_multipart([b"EVENT STATE VM/ACTIVE/RUNNING/1 ", b"!!not b64 <"])
+            rc, hook_id, doc = await bus.result()
+            assert (rc, hook_id, doc.findtext("ARGUMENTS")) == (0, 1, "")
+            await bus.pub.send_multipart([b"RETRY", b"????"])
+            await bus.pub.send_multipart([b"RETRY"])
+            await bus.pub.send_multipart([b"EVENT STATE"])
+            retry_missing = base64.b64encode(b"<HOOK_MESSAGE><HOOK_ID>77</HOOK_ID></HOOK_MESSAGE>")
+            await bus.pub.send_multipart([b"RETRY", retry_missing])
+            await bus.no_result(0.3)
+            await bus.publish("EVENT STATE VM/ACTIVE/RUNNING/2 ", state_event(2))
+            rc, hook_id, doc = await bus.result()
+            assert (rc, hook_id) == (0, 1) and doc.findtext("ARGUMENTS")
+
+    asyncio.run(main())
