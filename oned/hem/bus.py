@@ -11,11 +11,13 @@ is replaced and the next result goes on, so one execution never yields two resul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 log = logging.getLogger("oned.hem.bus")
 
@@ -31,6 +33,8 @@ class Subscriber:
         self.socket = ctx.socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, SUB_HWM)
         self.socket.setsockopt(zmq.LINGER, 0)
+        # watched from before the first connection, so that only reconnections follow it
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_CONNECTED)
         self.socket.connect(endpoint)
         self.filters: set[str] = set()
 
@@ -43,6 +47,14 @@ class Subscriber:
             self.socket.setsockopt(zmq.SUBSCRIBE, new.encode())
         self.filters = target
 
+    async def connections(self) -> AsyncIterator[None]:
+        """Yields each time the SUB socket connects to the publisher (the first time, and
+        after the hook driver restarts: what it published meanwhile was missed)."""
+        while True:
+            frames = await self.monitor.recv_multipart()
+            if parse_monitor_message(frames)["event"] == zmq.EVENT_CONNECTED:
+                yield None
+
     async def receive(self) -> tuple[bytes, bytes]:
         """The next (key, content) message; a message without content has b""."""
         frames = await self.socket.recv_multipart()
@@ -51,6 +63,9 @@ class Subscriber:
         return key, content
 
     def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self.socket.disable_monitor()
+        self.monitor.close(linger=0)
         self.socket.close(linger=0)
 
 

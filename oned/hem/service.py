@@ -126,6 +126,18 @@ class HookExecutionManager:
     async def _reload(self) -> None:
         await self.load_hooks(retry=False)
 
+    async def _reload_on_reconnect(self) -> None:
+        """The bus came back (oned or its hook driver restarted): read the hooks again.
+        Besides catching up on hook changes, the ``one.hookpool.info`` makes oned send
+        the events still waiting for a result, some of which we may have missed."""
+        assert self.subscriber is not None
+        first = True
+        async for _ in self.subscriber.connections():
+            if not first:
+                log.info("Reconnected to %s", self.settings.subscriber_endpoint)
+                self._track(asyncio.ensure_future(self._reload()))
+            first = False
+
     async def _reload_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reload_interval)
@@ -139,7 +151,7 @@ class HookExecutionManager:
         sender = asyncio.ensure_future(self.sender.run())
         try:
             await self.load_hooks()
-            reload = asyncio.ensure_future(self._reload_forever())
+            reload = asyncio.gather(self._reload_forever(), self._reload_on_reconnect())
             try:
                 while not self._stopping:
                     await self._room.wait()

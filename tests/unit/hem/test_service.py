@@ -38,12 +38,16 @@ class FakeClient(OnedClient):
 class Bus:
     """The hook driver's side: XPUB (sees subscriptions) and REP (answers ACK)."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, bind_rep: bool = True) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context, bind_rep: bool = True, tcp: bool = False) -> None:
         n = next(_ids)
         self.pub_ep, self.rep_ep = f"inproc://pub-{n}", f"inproc://rep-{n}"
         self.pub = ctx.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)
-        self.pub.bind(self.pub_ep)
+        if tcp:  # inproc peers are not reconnected
+            port = self.pub.bind_to_random_port("tcp://127.0.0.1")
+            self.pub_ep = f"tcp://127.0.0.1:{port}"
+        else:
+            self.pub.bind(self.pub_ep)
         self.rep = ctx.socket(zmq.REP)
         if bind_rep:
             self.rep.bind(self.rep_ep)
@@ -101,10 +105,10 @@ Scenario = Callable[[HookExecutionManager, Bus, FakeClient], Awaitable[None]]
 
 @asynccontextmanager
 async def running(
-    hooks: list[Hook], bind_rep: bool = True, **settings: object
+    hooks: list[Hook], bind_rep: bool = True, tcp: bool = False, **settings: object
 ) -> AsyncIterator[tuple[HookExecutionManager, Bus, FakeClient]]:
     ctx = zmq.asyncio.Context()
-    bus = Bus(ctx, bind_rep)
+    bus = Bus(ctx, bind_rep, tcp)
     client = FakeClient(hooks)
     conf = Settings(
         subscriber_endpoint=bus.pub_ep,
@@ -362,5 +366,28 @@ def test_garbage_on_the_bus_is_survived(tmp_path: Path) -> None:
             await bus.publish("EVENT STATE VM/ACTIVE/RUNNING/2 ", state_event(2))
             rc, hook_id, doc = await bus.result()
             assert (rc, hook_id) == (0, 1) and doc.findtext("ARGUMENTS")
+
+    asyncio.run(main())
+
+
+def test_hooks_are_read_again_when_the_bus_comes_back(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running([state_hook(1, "/bin/true")], tcp=True) as (hem, bus, client):
+            await asyncio.sleep(0.2)
+            before = client.calls
+            bus.pub.close(0)  # the hook driver restarts
+            await asyncio.sleep(0.2)
+            bus.pub = hem.ctx.socket(zmq.XPUB)
+            bus.pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+            bus.pub.bind(bus.pub_ep)  # same port
+            bus.subscribed.clear()
+            await bus.wait_subscribed("EVENT STATE VM/ACTIVE/RUNNING")
+            for _ in range(100):
+                if client.calls > before:
+                    break
+                await asyncio.sleep(0.02)
+            assert client.calls == before + 1
+            await bus.publish("EVENT STATE VM/ACTIVE/RUNNING/3 ", state_event(3))
+            assert (await bus.result())[:2] == (0, 1)
 
     asyncio.run(main())
