@@ -21,8 +21,18 @@ from oned.template import xml_escape
 
 
 def _thd_history(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-    rows = conn.execute("SELECT vid, body FROM history ORDER BY vid, seq")
-    return [(int(r[0]), str(r[1])) for r in rows]
+    """The records of VMs placed more than once (a VM's body holds its last one), each
+    cut before the VM document it carries (only the record is read back)."""
+    rows = conn.execute(
+        "SELECT vid, body FROM history WHERE vid IN "
+        "(SELECT vid FROM history GROUP BY vid HAVING COUNT(*) > 1) ORDER BY vid, seq"
+    )
+    out = []
+    for vid, body in rows:
+        text = str(body)
+        cut = text.find("<VM>")
+        out.append((int(vid), text[:cut] + "</HISTORY>" if cut > 0 else text))
+    return out
 
 
 #: Documents escaped and joined into one listing piece in the DB thread.
