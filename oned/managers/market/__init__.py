@@ -1,0 +1,1 @@
+"""The MarketPlaceManager (mirrors ``src/market``): MARKET_MAD actions and monitoring."""
