@@ -127,6 +127,7 @@ async def serve(hem: HookExecutionManager) -> None:
     task = asyncio.ensure_future(hem.run())
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         loop.add_signal_handler(sig, task.cancel)
+    loop.add_signal_handler(signal.SIGHUP, hem.request_reload)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(hem))
     finally:
-        hem.ctx.term()
+        hem.ctx.destroy(linger=0)
     return 0
 
 

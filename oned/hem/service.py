@@ -123,6 +123,10 @@ class HookExecutionManager:
             self.loaded.set()
             return True
 
+    def request_reload(self) -> None:
+        """Read the hooks again soon (SIGHUP, ``systemctl reload oned-hem``)."""
+        self._track(asyncio.ensure_future(self._reload()))
+
     async def _reload(self) -> None:
         await self.load_hooks(retry=False)
 

@@ -391,3 +391,15 @@ def test_hooks_are_read_again_when_the_bus_comes_back(tmp_path: Path) -> None:
             assert (await bus.result())[:2] == (0, 1)
 
     asyncio.run(main())
+
+
+def test_request_reload_reads_the_pool(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running([]) as (hem, bus, client):
+            before = client.calls
+            client.hooks = [state_hook(2, "/bin/true")]
+            hem.request_reload()
+            await bus.wait_subscribed("EVENT STATE VM/ACTIVE/RUNNING")
+            assert client.calls == before + 1 and 2 in hem.hooks
+
+    asyncio.run(main())
