@@ -27,6 +27,7 @@ from oned.db.database import Database
 from oned.log import LogSink, logger
 from oned.managers import Manager, build_managers
 from oned.managers.auth.manager import AuthManager
+from oned.metrics import http as metrics_http
 from oned.systemd import sdnotify
 
 
@@ -59,6 +60,7 @@ class OnedService(Service):
         self.manager: RequestManager | None = None
         self.site: OneSite | None = None
         self.port: IListeningPort | None = None
+        self.metrics: metrics_http.MetricsEndpoint | None = None
 
     @async_to_deferred
     async def start(self) -> None:
@@ -112,6 +114,10 @@ class OnedService(Service):
             addr=config.listen_address,
             port=getattr(self.port.getHost(), "port", config.port),
         )
+        if config.metrics is not None:
+            self.metrics = metrics_http.attach(
+                config.metrics, self.core, self.manager, self.db, self.drivers, self.reactor
+            )
         sdnotify("READY=1", self.environ)
 
     def startService(self) -> None:
@@ -121,6 +127,9 @@ class OnedService(Service):
     async def stop(self) -> None:
         sdnotify("STOPPING=1", self.environ)
         self.log.info("Stopping oned")
+        if self.metrics is not None:
+            await self.metrics.stop()
+            self.metrics = None
         if self.port is not None:
             stopping = self.port.stopListening()
             self.port = None

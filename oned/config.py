@@ -13,6 +13,7 @@ from pathlib import Path
 
 from oned.audit.settings import AuditSettings
 from oned.locations import Locations, packaged_share
+from oned.metrics.settings import MetricsSettings
 from oned.template import Template, TemplateSyntaxError, parse_text
 
 
@@ -74,6 +75,7 @@ class OnedConfig:
     manager_timer: int = 15
     auth_mad_conf: dict[str, dict[str, str]] = field(default_factory=dict)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    metrics: MetricsSettings | None = None
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.template.get_last(name, default)
@@ -111,6 +113,7 @@ class OnedConfig:
         backend = db.get("BACKEND", "sqlite").lower()
         try:
             audit = AuditSettings.from_vector(tmpl.get_vector("AUDIT"))
+            metrics = MetricsSettings.from_vector(tmpl.get_vector("METRICS"))
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         if backend != "sqlite":
@@ -140,6 +143,7 @@ class OnedConfig:
             manager_timer=_int(tmpl, "MANAGER_TIMER", 15),
             auth_mad_conf={v["NAME"]: v for v in tmpl.vectors("AUTH_MAD_CONF") if "NAME" in v},
             audit=audit,
+            metrics=metrics,
         )
 
 

@@ -136,6 +136,8 @@ class RequestManager:
         self._call_format = fmt
         self.in_flight = 0
         self.sink = sink
+        #: ``oned.metrics.instruments.DaemonMetrics`` when METRICS is configured.
+        self.metrics: Any = None
         raw = core.config.get("LOG_RESULT_LENGTH") or "20"
         self._result_length = int(raw) if raw.isdigit() else 20
         self.audit = AuditTrail.from_config(
@@ -182,12 +184,18 @@ class RequestManager:
         """Run one call; returns the XML-RPC value (array) or raises ``RpcFault``. Its
         audit record is written (handed to the OS) before the answer goes out."""
         entry = self.audit.begin(name, params, peer)
+        metrics = self.metrics
+        started = metrics.call_started() if metrics is not None else 0.0
         try:
             result = await self._execute(name, params, peer, entry)
         except BaseException as exc:
             self.audit.end(entry, None, exc)
+            if metrics is not None:
+                metrics.call_done(name, None, started)
             raise
         self.audit.end(entry, result)
+        if metrics is not None:
+            metrics.call_done(name, result, started)
         return result
 
     async def _execute(

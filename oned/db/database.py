@@ -13,6 +13,7 @@ PostgreSQL backend can later replace them behind the same ``run``/``transact`` s
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -87,6 +88,8 @@ class Database:
         self._conn = conn
         self._executor = executor
         self._closed = False
+        #: Called on the DB thread with each transaction's seconds (``oned.metrics``).
+        self.on_transaction: Callable[[float], None] | None = None
 
     @classmethod
     def open(cls, path: Path, reactor: IReactorFromThreads, timeout_ms: int) -> Database:
@@ -115,7 +118,11 @@ class Database:
 
     async def transact(self, desc: str, statements: Sequence[Statement]) -> None:
         """Run ``statements`` as one transaction: all of them or none."""
-        await self.run(desc, _thd_transact, list(statements))
+        observe = self.on_transaction
+        if observe is None:
+            await self.run(desc, _thd_transact, list(statements))
+        else:
+            await self.run(desc, _thd_timed_transact, list(statements), observe)
 
     async def close(self) -> None:
         if self._closed:
@@ -136,6 +143,16 @@ def _thd_transact(conn: sqlite3.Connection, statements: list[Statement]) -> None
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise DatabaseError(str(exc)) from exc
+
+
+def _thd_timed_transact(
+    conn: sqlite3.Connection, statements: list[Statement], observe: Callable[[float], None]
+) -> None:
+    started = time.perf_counter()
+    try:
+        _thd_transact(conn, statements)
+    finally:
+        observe(time.perf_counter() - started)
 
 
 def _thd_checkpoint(conn: sqlite3.Connection) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -186,6 +186,9 @@ class DriverProcess(Service):
         self.log = log or Logger(namespace=f"oned.{self.spec.log_tag}")
         self.state = DriverState.STOPPED
         self.restarts = 0
+        #: Requests that got no reply in time, and FAILURE replies by action (metrics).
+        self.timed_out = 0
+        self.failed: Counter[str] = Counter()
         self._handlers: dict[str, Handler] = {}
         self._undefined_handler: Callable[[str], None] = self._log_undefined
         self._reconnect: list[Callable[[], object]] = []
@@ -290,6 +293,8 @@ class DriverProcess(Service):
 
     def _on_message(self, msg: DriverMessage) -> None:
         spec = self.spec
+        if msg.status == "FAILURE":
+            self.failed[msg.action] += 1
         if msg.action not in spec.unsolicited:
             key = (msg.action, msg.oid)
             queue = self._pending.get(key)
@@ -347,6 +352,7 @@ class DriverProcess(Service):
 
     def _fail(self, pending: _Pending, reason: str) -> None:
         msg = DriverMessage(pending.action, "FAILURE", pending.oid, reason)
+        self.failed[pending.action] += 1
         if pending.waiter is not None:
             if not pending.waiter.called:
                 pending.waiter.callback(msg)
@@ -367,6 +373,7 @@ class DriverProcess(Service):
             oid=pending.oid,
             driver=self.name,
         )
+        self.timed_out += 1
         self._fail(pending, "Request timeout")
 
     def _fail_all(self, reason: str, *, deliver: bool = True) -> None:

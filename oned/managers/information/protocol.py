@@ -85,6 +85,8 @@ class Reports:
         self._heads: dict[str, Template] = {}
         self.received = 0
         self.ignored = 0
+        #: Reports handled, by type (``oned.metrics``).
+        self.absorbed: dict[str, int] = {}
 
     # -- entry points ----------------------------------------------------------------
 
@@ -112,6 +114,7 @@ class Reports:
             self.log.info("Received UNDEFINED msg: {p}", p=msg.payload[:200])
             return
         self.received += 1
+        self.absorbed[msg.action] = self.absorbed.get(msg.action, 0) + 1
         handler(self, msg)
 
     # -- per-host bookkeeping --------------------------------------------------------

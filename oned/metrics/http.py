@@ -1,0 +1,176 @@
+"""``/metrics`` on its own port, served from the daemon's reactor.
+
+prometheus_client's Twisted ``MetricsResource`` runs the exposition in the reactor's
+thread pool (and imports the global reactor); the pools are only consistent on the
+reactor thread, so this resource renders there instead, in one synchronous pass: the
+exporter's families (``exporter``, ``services``) and the daemon's registry
+(``instruments``). ``/`` answers the exporter's small HTML page.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from oned.log import logger
+from oned.metrics.exporter import PoolExporter
+from oned.metrics.instruments import DaemonMetrics
+from oned.metrics.services import (
+    BackupState,
+    ServiceStates,
+    ha_families,
+    server_fqdn,
+    systemctl_runner,
+)
+from oned.metrics.text import CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IListeningPort
+    from twisted.web.server import Request
+
+    from oned.core import Core
+    from oned.metrics.services import Runner
+    from oned.metrics.settings import MetricsSettings
+
+INDEX = (
+    b"<html><head><title>OpenNebula Exporter</title></head><body>"
+    b"<h1>OpenNebula Exporter</h1><p><a href='/metrics'>Metrics</a></p></body></html>"
+)
+
+
+class Scrape:
+    """Everything one ``GET /metrics`` writes."""
+
+    def __init__(
+        self,
+        core: Core,
+        metrics: DaemonMetrics,
+        clock: Any,
+        runner: Runner | None = None,
+        fqdn: str | None = None,
+    ) -> None:
+        self.core = core
+        self.metrics = metrics
+        self.fqdn = fqdn if fqdn is not None else server_fqdn()
+        self.pools = PoolExporter(core)
+        self.services = ServiceStates(core, None, clock, self.fqdn, runner)
+        self.backups = BackupState(core.config.locations.var / "state.json")
+
+    def attach_drivers(self, drivers: Any) -> None:
+        self.metrics.drivers = drivers
+        self.services.drivers = drivers
+
+    def render(self) -> bytes:
+        pieces = [
+            *self.services.render(),
+            *ha_families(self.core, self.fqdn),
+            *self.pools.render(),
+            *self.backups.render(),
+        ]
+        return "".join(pieces).encode("utf-8") + self.metrics.render()
+
+
+class MetricsResource(Resource):
+    isLeaf = True
+    log = logger("ReM")
+
+    def __init__(self, scrape: Scrape) -> None:
+        super().__init__()
+        self.scrape = scrape
+
+    def render_GET(self, request: Request) -> bytes:
+        path = request.path.rstrip(b"/")
+        if path == b"":
+            request.setHeader(b"Content-Type", b"text/html")
+            return INDEX
+        if path != b"/metrics":
+            request.setResponseCode(404)
+            return b"Not Found\n"
+        try:
+            body = self.scrape.render()
+        except Exception:
+            self.log.failure("Metrics scrape failed")
+            request.setResponseCode(500)
+            return b"metrics unavailable\n"
+        request.setHeader(b"Content-Type", CONTENT_TYPE.encode())
+        return body
+
+
+class _QuietSite(Site):
+    def log(self, request: Any) -> None:
+        """No access log (Prometheus scrapes every few seconds)."""
+
+
+class MetricsEndpoint:
+    """The listening side: ``start`` binds ``LISTEN_ADDRESS:PORT``, ``stop`` unbinds."""
+
+    log = logger("ReM")
+
+    def __init__(self, scrape: Scrape, settings: MetricsSettings, reactor: Any) -> None:
+        self.scrape = scrape
+        self.settings = settings
+        self.reactor = reactor
+        self.port: IListeningPort | None = None
+
+    @classmethod
+    def build(
+        cls, core: Core, metrics: DaemonMetrics, settings: MetricsSettings, reactor: Any
+    ) -> MetricsEndpoint:
+        return cls(Scrape(core, metrics, reactor, systemctl_runner(reactor)), settings, reactor)
+
+    def start(self) -> int:
+        """Listen; returns the bound port (PORT 0 picks a free one)."""
+        site = _QuietSite(MetricsResource(self.scrape), reactor=self.reactor)
+        site.noisy = False
+        self.port = self.reactor.listenTCP(
+            self.settings.port, site, interface=self.settings.listen_address
+        )
+        bound = int(getattr(self.port.getHost(), "port", self.settings.port))
+        self.log.info(
+            "Metrics served on http://{addr}:{port}/metrics",
+            addr=self.settings.listen_address,
+            port=bound,
+        )
+        return bound
+
+    async def stop(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            stopping = port.stopListening()
+            if stopping is not None:
+                await stopping
+
+
+def attach(
+    settings: MetricsSettings, core: Core, manager: Any, db: Any, drivers: Any, reactor: Any
+) -> MetricsEndpoint | None:
+    """Instrument the request manager and the database, then serve ``/metrics``.
+
+    A port that cannot be bound is logged and the daemon goes on without the endpoint
+    (the API matters more than its metrics).
+    """
+    from oned.api.dispatch import _SYSTEM_METHODS
+
+    methods = manager.registry.methods
+
+    def known(name: str) -> bool:
+        return name in methods or name in _SYSTEM_METHODS
+
+    metrics = DaemonMetrics(core, known)
+    endpoint = MetricsEndpoint.build(core, metrics, settings, reactor)
+    endpoint.scrape.attach_drivers(drivers)
+    try:
+        endpoint.start()
+    except Exception as exc:
+        MetricsEndpoint.log.error(
+            "Cannot serve metrics on {addr}:{port}: {error}",
+            addr=settings.listen_address,
+            port=settings.port,
+            error=str(exc),
+        )
+        return None
+    manager.metrics = metrics
+    db.on_transaction = metrics.transaction
+    return endpoint
