@@ -1,19 +1,26 @@
 """The XML-RPC side of the HEM: where oned is and who we are, as OpenNebula's tools find
-it (``ONE_XMLRPC``; ``ONE_AUTH``, ``~/.one/one_auth``, then the oneadmin credential oned
-writes under ``var/.one``), and the two calls the HEM makes."""
+it (``ONE_XMLRPC``; ``ONE_AUTH``, ``~/.one/one_auth``, the oneadmin credential oned writes
+under ``var/.one``, then serveradmin's ``*_auth`` files there), and the calls it makes."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import time
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
+from oned.auth import server_cipher
 from oned.hem.hooks import Hook, parse_pool, parse_xml
 from oned.locations import Locations
 
 DEFAULT_ENDPOINT = "http://localhost:2633/RPC2"
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class OnedError(Exception):
@@ -37,16 +44,38 @@ def auth_files(environ: dict[str, str] | None = None) -> list[Path]:
     return files
 
 
-def read_session(environ: dict[str, str] | None = None) -> str | None:
-    """``user:password`` from the first readable credential file (None if none yet: oned
-    writes the generated one at its first start, the HEM waits for it)."""
+#: serveradmin's credential files oned writes in ``var/.one`` (used after oneadmin's).
+SERVER_AUTH_FILES = ("oneflow_auth", "sunstone_auth", "onegate_auth")
+#: Lifetime of a serveradmin login token.
+SERVER_TOKEN_TIME = 3600
+
+
+def _first_line(path: Path) -> str | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    line = text.splitlines()[0].strip() if text else ""
+    return line if ":" in line else None
+
+
+def read_session(environ: dict[str, str] | None = None, now: float | None = None) -> str | None:
+    """The session: ``user:password`` from the first readable credential file, else a
+    ``server_cipher`` login of serveradmin (as OpenNebula's servers make it from their
+    ``*_auth`` file); None if none exists yet (oned writes them at its first start, the
+    HEM waits for them)."""
     for path in auth_files(environ):
-        try:
-            text = path.read_text().strip()
-        except OSError:
-            continue
-        if ":" in text:
-            return text.splitlines()[0].strip()
+        line = _first_line(path)
+        if line is not None:
+            return line
+    var = Locations.from_env(dict(os.environ if environ is None else environ)).var
+    for name in SERVER_AUTH_FILES:
+        line = _first_line(var / ".one" / name)
+        if line is not None:
+            user, _, password = line.partition(":")
+            expire = int((time.time() if now is None else now) + SERVER_TOKEN_TIME)
+            secret = server_cipher.sign(user, user, expire, sha256_hex(password))
+            return f"{user}:{secret}"
     return None
 
 

@@ -50,3 +50,20 @@ def test_endpoint_and_credential_lookup(tmp_path: Path) -> None:
     explicit.write_text("me:pw\n")
     assert read_session({**env, "ONE_AUTH": str(explicit)}) == "me:pw"
     assert auth_files({**env, "ONE_AUTH": str(explicit)})[0] == explicit
+
+
+def test_serveradmin_credential_reads_the_hook_pool(tmp_path: Path) -> None:
+    from oned.testing.rpc import OnedHarness
+
+    h = OnedHarness()
+    try:
+        root = Path(h._tmp.name)
+        env = {"ONE_LOCATION": str(root), "HOME": str(tmp_path)}
+        assert (root / "var" / ".one" / "oneflow_auth").exists()
+        session = read_session(env, now=h.clock.seconds())
+        assert session is not None and session.startswith("serveradmin:serveradmin:")
+        h.ok("one.hook.allocate", 'NAME=a\nTYPE=api\nCALL="one.vm.allocate"\nCOMMAND=x')
+        pool = h.ok("one.hookpool.info", -2, -1, -1, session=session)
+        assert "<NAME>a</NAME>" in pool
+    finally:
+        h.close()
