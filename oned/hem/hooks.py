@@ -210,7 +210,8 @@ def parse_pool(xml: str) -> list[Hook]:
     doc = parse_xml(xml)
     if doc is None:
         return []
-    return [Hook.from_xml(node) for node in doc.iter("HOOK")]
+    nodes = [doc] if doc.tag == "HOOK" else doc.findall("HOOK")
+    return [Hook.from_xml(node) for node in nodes]
 
 
 class HookMap:

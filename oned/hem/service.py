@@ -145,7 +145,10 @@ class HookExecutionManager:
     async def _reload_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reload_interval)
-            await self.load_hooks(retry=False)
+            try:
+                await self.load_hooks(retry=False)
+            except Exception:  # a bad pool document must not end the periodic reload
+                log.exception("Reloading hooks failed")
 
     # ---------------------------------------------------------------- events
     async def run(self) -> None:
