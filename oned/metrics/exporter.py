@@ -202,8 +202,7 @@ def vm_rows(vm: VirtualMachine) -> Rows:
         mb = _int(size)
         if mb is not None:
             sizes.append(
-                f'{names[7]}{{one_vm_id="{vm.oid}",disk_id="{escape_label(disk_id)}"}} '
-                f"{mb * MIB}\n"
+                f'{names[7]}{{one_vm_id="{vm.oid}",disk_id="{escape_label(disk_id)}"}} {mb * MIB}\n'
             )
     return (
         f"{names[0]}{lab}{current.hid if current is not None else -1}\n",

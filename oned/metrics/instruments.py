@@ -172,12 +172,12 @@ class _Snapshot(Collector):
     def _monitoring(core: Core) -> Iterator[Metric]:
         absorbed = CounterMetricFamily(
             "oned_monitoring_reports",
-            "Monitoring reports absorbed, by type (SYSTEM_HOST, MONITOR_HOST, STATE_VM ...)",
+            "Monitoring reports taken in, by type (SYSTEM_HOST, MONITOR_HOST, STATE_VM ...)",
             labels=["type"],
         )
         ignored = CounterMetricFamily(
             "oned_monitoring_reports_ignored",
-            "Monitoring messages dropped (malformed, unknown host or type)",
+            "Monitoring messages dropped (malformed, unknown type or host, out of order)",
         )
         reports = getattr(core.information_manager, "reports", None)
         for kind, count in sorted(getattr(reports, "absorbed", {}).items()):

@@ -145,9 +145,7 @@ class ServiceStates:
         units = [u for _, _, us in SERVICES for u in us]
         assert self._runner is not None
         try:
-            out, _err, _code = await self._runner(
-                ["show", "--value", "-p", "ActiveState", *units]
-            )
+            out, _err, _code = await self._runner(["show", "--value", "-p", "ActiveState", *units])
         except Exception:
             self._active = set()
             return
