@@ -21,6 +21,14 @@ closes a connection (OpenNebula's ``oned`` does so after ``KEEPALIVE_MAX_CONN`` 
 ``Connection: close``) the client reconnects transparently.  Latencies of all connections
 are merged before taking percentiles.
 
+``--compare-audit`` starts three local daemons from this checkout, identical but for
+``AUDIT = [ MODE = off | writes | all ]``, runs the same load on each in interleaved
+``--rounds`` and prints calls/s and the daemon's CPU time per call against MODE off
+(``user.update`` is the write to use for MODE writes)::
+
+    bench/api.py --compare-audit --users 100 --duration 5 --concurrency 1,8 \
+        --methods user.info,user.update --no-bomb
+
 The ``--bomb`` check (on by default) sends one billion-laughs body and reports how long the
 server took to answer; it gives up after 60 s.
 """
@@ -649,7 +657,7 @@ def run_bomb(endpoint: Endpoint, session: str) -> BombResult:
 # --------------------------------------------------------------------------- main
 
 
-METHODS = ("user.info", "userpool.info", "system.version")
+METHODS = ("user.info", "userpool.info", "system.version", "user.update")
 
 
 def default_session() -> str | None:
@@ -685,7 +693,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="send one billion-laughs body (default on)",
     )
+    ap.add_argument(
+        "--compare-audit",
+        action="store_true",
+        help="start one local oned per AUDIT MODE (off, writes, all) and compare them",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="--compare-audit: interleaved rounds")
     args = ap.parse_args(argv)
+    if args.compare_audit:
+        args.session = "oneadmin:bench-audit-pw"
     args.session = args.session or default_session()
     if not args.session:
         ap.error("--session is required (no $ONE_AUTH or ~/.one/one_auth)")
@@ -710,6 +726,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.compare_audit:
+        return compare_audit(args)
     endpoint = Endpoint.parse(args.endpoint)
     session: str = args.session
     client = OneClient(endpoint, session)
@@ -728,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         "user.info": (session, target_uid),
         "userpool.info": (session,),
         "system.version": (session,),
+        "user.update": (session, target_uid, 'BENCH="1"', 1),  # a write (merge, same value)
     }
     pid = args.pid if args.pid is not None else find_listener_pid(endpoint.port)
     rss_before = read_rss_kib(pid) if pid is not None else None
@@ -792,6 +811,124 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(summary))
     return 1 if any(r.errors for r in results) else 0
+
+
+# --------------------------------------------------------------------------- audit modes
+
+AUDIT_MODES = ("off", "writes", "all")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_local_oned(root: Path, mode: str, password: str) -> tuple[Any, Endpoint]:
+    """``python -m oned -f`` (this interpreter) with ``AUDIT = [ MODE = mode ]``."""
+    import subprocess
+
+    from oned.locations import packaged_share  # the daemon under test, from this checkout
+
+    (root / "etc").mkdir(parents=True)
+    conf = (packaged_share() / "etc" / "oned.conf").read_text()
+    conf = conf.replace("-p 2101 -l 2102", "-p 0 -l 0")  # hook bus ports: one per daemon
+    (root / "etc" / "oned.conf").write_text(f'{conf}\nAUDIT = [ MODE = "{mode}" ]\n')
+    (root / "one_auth").write_text(f"oneadmin:{password}\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = dict(os.environ, ONE_LOCATION=str(root), ONE_AUTH=str(root / "one_auth"))
+    env.pop("NOTIFY_SOCKET", None)
+    out = (root / "stdout.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oned", "-f", "--port", str(port)],
+        env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, Endpoint("127.0.0.1", port, "/RPC2")
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"oned ({mode}) did not start; see {root / 'stdout.log'}")
+
+
+def compare_audit(args: argparse.Namespace) -> int:
+    """Same load on three local daemons differing only in AUDIT MODE, rounds
+    interleaved; prints calls/s and the daemon's CPU time per call (the figure a
+    busy machine does not distort) with the overhead against MODE "off"."""
+    import signal
+    import statistics
+    import tempfile
+
+    session: str = args.session
+    procs: dict[str, Any] = {}
+    endpoints: dict[str, Endpoint] = {}
+    samples: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+        try:
+            for mode in AUDIT_MODES:
+                procs[mode], endpoints[mode] = start_local_oned(
+                    Path(tmp) / mode, mode, session.split(":", 1)[1]
+                )
+                users = ensure_users(OneClient(endpoints[mode], session), args.users)
+                target = users.get(f"{USER_PREFIX}0000", 0)
+            params = {
+                "user.info": (session, target),
+                "userpool.info": (session,),
+                "system.version": (session,),
+                "user.update": (session, target, 'BENCH="1"', 1),
+            }
+            for _ in range(args.rounds):
+                for method in args.method_list:
+                    for clients in args.clients:
+                        for mode in AUDIT_MODES:
+                            pid = procs[mode].pid
+                            cpu0 = cpu_seconds(pid)
+                            m = measure(endpoints[mode], f"one.{method}", params[method],
+                                        clients, args.processes, args.duration)  # fmt: skip
+                            cpu = cpu_seconds(pid) - cpu0
+                            per_call = cpu / m.calls * 1e6 if m.calls else float("nan")
+                            key = (method, clients, mode)
+                            samples.setdefault(key, []).append((m.calls_per_s, per_call))
+                            if m.errors:
+                                print(f"  {mode}: {m.errors} errors: {m.first_error[:200]}")
+            log_sizes = {
+                mode: (Path(tmp) / mode / "var" / "audit.log").stat().st_size
+                if (Path(tmp) / mode / "var" / "audit.log").exists()
+                else 0
+                for mode in AUDIT_MODES
+            }
+        finally:
+            for proc in procs.values():
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
+                proc.wait(30)
+    header = (
+        f"{'method':<18} {'clients':>7} {'audit':>7} {'calls/s':>9} {'vs off':>7} "
+        f"{'cpu us/call':>11} {'vs off':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for method in args.method_list:
+        for clients in args.clients:
+            base = samples[(method, clients, "off")]
+            base_rate = statistics.median(r for r, _ in base)
+            base_cpu = statistics.median(c for _, c in base)
+            for mode in AUDIT_MODES:
+                got = samples[(method, clients, mode)]
+                rate = statistics.median(r for r, _ in got)
+                cpu = statistics.median(c for _, c in got)
+                print(
+                    f"{method:<18} {clients:>7} {mode:>7} {rate:>9.0f} "
+                    f"{(rate / base_rate - 1) * 100:>+6.1f}% {cpu:>11.1f} "
+                    f"{(cpu / base_cpu - 1) * 100:>+6.1f}%"
+                )
+    print("audit.log bytes: " + ", ".join(f"{m} {n}" for m, n in log_sizes.items()))
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from oned.audit import record as rec
 from oned.audit.settings import AuditSettings
-from oned.audit.writer import ChainedFile, Sink, SyslogSink, encode
+from oned.audit.writer import ChainedFile, Sink, SyslogSink
 from oned.auth.authorize import Caller
 from oned.errors import ErrorCode, RpcFault
 from oned.log import logger
@@ -58,6 +58,7 @@ class AuditTrail:
         self.clock = clock
         self.monotonic = monotonic
         self._all = settings.mode == "all"
+        self._read_only: dict[str, bool] = {}
         self.failed = False
 
     @classmethod
@@ -88,7 +89,13 @@ class AuditTrail:
         if self.sink is None:
             return None
         entry = AuditEntry(method, params, peer, self.monotonic())
-        entry.read_only = not self._all and rec.is_read_only(method)
+        if not self._all:
+            read_only = self._read_only.get(method)
+            if read_only is None:
+                read_only = rec.is_read_only(method)
+                if len(self._read_only) < 4096:  # method names are the client's
+                    self._read_only[method] = read_only
+            entry.read_only = read_only
         return entry
 
     def end(self, entry: AuditEntry | None, result: Any, error: BaseException | None = None
@@ -97,13 +104,14 @@ class AuditTrail:
         ``error`` what it raised instead (an XML-RPC fault)."""
         if entry is None:
             return
+        ending: rec.Outcome
         if error is None:
             ending = rec.outcome(entry.method, result)
         elif isinstance(error, RpcFault):
-            ending = {"ok": False, "code": error.fault_code, "error": error.message}
+            ending = (False, error.fault_code, None, error.message)
         else:
-            ending = {"ok": False, "code": -1, "error": f"{type(error).__name__}: {error}"}
-        if entry.read_only and ending["code"] not in _SECURITY_REFUSALS:
+            ending = (False, -1, None, f"{type(error).__name__}: {error}")
+        if entry.read_only and ending[1] not in _SECURITY_REFUSALS:
             return  # MODE "writes": reads are left out, unless refused to their caller
         self._write(entry, ending)
 
@@ -112,33 +120,33 @@ class AuditTrail:
         if self.sink is None:
             return
         entry = AuditEntry("", (), peer, self.monotonic())
-        self._write(entry, {"ok": False, "code": -503, "error": message[:1024]})
+        self._write(entry, (False, -503, None, message[:1024]))
 
-    def _write(self, entry: AuditEntry, ending: dict[str, Any]) -> None:
+    def _write(self, entry: AuditEntry, ending: rec.Outcome) -> None:
         sink = self.sink
         assert sink is not None
         caller = entry.caller
-        host, port = rec.split_peer(entry.peer)
-        record: dict[str, Any] = {
-            "seq": sink.seq + 1,
-            "time": rec.timestamp(self.clock.seconds()),
-            "req": entry.req_id,
-        }
+        user: str | None
         if caller is not None:
-            record.update(user=caller.uname, uid=caller.uid, group=caller.gname, gid=caller.gid)
+            user, uid, group, gid = caller.uname, caller.uid, caller.gname, caller.gid
         else:
-            name = rec.session_user(entry.params[0]) if entry.params else None
-            record.update(user=name, uid=-1, group=None, gid=-1)
-        record.update(
-            addr=host,
-            port=port,
-            method=entry.method,
-            params=self.masker.params(entry.method, entry.params),
+            user = rec.session_user(entry.params[0]) if entry.params else None
+            uid, group, gid = -1, None, -1
+        line = rec.line(
+            sink.seq + 1,
+            rec.timestamp(self.clock.seconds()),
+            entry.req_id,
+            user,
+            uid,
+            group,
+            gid,
+            entry.peer,
+            entry.method,
+            self.masker.params(entry.method, entry.params),
+            ending,
+            (self.monotonic() - entry.started) * 1000.0,
+            sink.last_hash,
         )
-        record.update(ending)
-        record["ms"] = round((self.monotonic() - entry.started) * 1000.0, 3)
-        record["prev"] = sink.last_hash
-        line = encode(record)
         sink.seq += 1
         try:
             sink.append(line)

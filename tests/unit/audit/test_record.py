@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xmlrpc.client
 from pathlib import Path
 
@@ -67,12 +68,25 @@ def test_read_only_methods() -> None:
 
 
 def test_outcome_ids_only_for_new_objects() -> None:
-    assert rec.outcome("one.vm.allocate", [True, 7, 0]) == {"ok": True, "code": 0, "id": 7}
-    assert rec.outcome("one.template.instantiate", [True, 9, 0])["id"] == 9
-    assert "id" not in rec.outcome("one.vm.action", [True, 7, 0])
-    assert "id" not in rec.outcome("one.user.login", [True, "token", 0])
+    assert rec.outcome("one.vm.allocate", [True, 7, 0]) == (True, 0, 7, None)
+    assert rec.outcome("one.template.instantiate", [True, 9, 0])[2] == 9
+    assert rec.outcome("one.vm.action", [True, 7, 0]) == (True, 0, None, None)
+    assert rec.outcome("one.user.login", [True, "token", 0]) == (True, 0, None, None)
     failed = rec.outcome("one.vm.info", [False, "[one.vm.info] nope", 1024, 3, -1])
-    assert failed == {"ok": False, "code": 1024, "error": "[one.vm.info] nope"}
+    assert failed == (False, 1024, None, "[one.vm.info] nope")
+
+
+def test_line_is_the_documented_json() -> None:
+    ending = (False, 256, None, 'bad "quote" \u00e9')
+    got = rec.line(3, "T", 9, None, -1, None, -1, "::1:80", "one.x", ["\u00e9", 1], ending, 1.5,
+                   "ab")  # fmt: skip
+    record = json.loads(got)
+    keys = ["seq", "time", "req", "user", "uid", "group", "gid", "addr", "port", "method"]
+    assert list(record) == [*keys, "params", "ok", "code", "error", "ms", "prev"]
+    assert record["error"] == 'bad "quote" \u00e9' and record["params"] == ["\u00e9", 1]
+    assert (record["addr"], record["port"], record["ms"]) == ("::1", "80", 1.5)
+    assert got.isascii()
+    assert rec.timestamp(1_700_000_000.25) == "2023-11-14T22:13:20.250000Z"
 
 
 def test_settings_defaults_and_errors(tmp_path: Path) -> None:
