@@ -15,6 +15,7 @@ libxml2 answers ``a|b|c``). Stdlib only: the rank placer runs it as a script too
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -59,7 +60,9 @@ class ExprError(ValueError):
     """A syntax error (the text oned writes after ``error:``)."""
 
 
-def _tokens(text: str) -> list[tuple[str, object]]:
+@functools.lru_cache(maxsize=4096)
+def _tokens(text: str) -> tuple[tuple[str, object], ...]:
+    """The tokens of ``text`` (cached: a round evaluates the same few expressions often)."""
     out: list[tuple[str, object]] = []
     pos = 0
     while pos < len(text):
@@ -81,7 +84,7 @@ def _tokens(text: str) -> list[tuple[str, object]]:
             out.append(("str", raw[1:-1] if len(raw) > 2 else None))
         else:
             out.append((raw, raw))
-    return out
+    return tuple(out)
 
 
 def _int_of(text: str) -> int | None:
@@ -102,6 +105,7 @@ class XmlObject:
         self.paths = tuple(paths)
         self.current_vms = current_vms
         self._order: dict[int, int] | None = None
+        self._values: dict[str, list[str]] = {}
 
     @classmethod
     def parse(cls, text: str, paths: Sequence[str]) -> XmlObject:
@@ -115,7 +119,13 @@ class XmlObject:
         return "/".join(parts[1:])
 
     def values(self, name: str) -> list[str]:
-        """Texts of every node ``name`` reaches, in document order."""
+        """Texts of every node ``name`` reaches, in document order (cached)."""
+        got = self._values.get(name)
+        if got is None:
+            got = self._values[name] = self._lookup(name)
+        return got
+
+    def _lookup(self, name: str) -> list[str]:
         if name.startswith("/"):
             rel = self._relative(name)
             if rel is None:

@@ -157,7 +157,7 @@ class SchedulerManager:
             self.deferred = True
             return
         self.deferred = False
-        req = match.setup_place(self.core)
+        req = await match.setup_place(self.core)
         if req is None:
             return
         await self._log_errors(req.errors)
@@ -174,7 +174,7 @@ class SchedulerManager:
     async def optimize(self, cid: int) -> None:
         if cid in self.optimizing or self.drivers is None:
             return
-        req, error = match.setup_optimize(self.core, cid)
+        req, error = await match.setup_optimize(self.core, cid)
         if error:
             await self._cluster_message(cid, error)
             return

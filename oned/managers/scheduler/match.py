@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
+
 from oned.auth.authorize import ObjectAuth
 from oned.managers.scheduler.expr import (
     DS_PATHS,
@@ -57,6 +59,9 @@ class Request:
     errors: list[tuple[int, str]] = field(default_factory=list)
     host_docs: dict[int, str] = field(default_factory=dict)
     callers: dict[int, Any] = field(default_factory=dict)
+    evals: dict[tuple[str, str, int], bool] = field(default_factory=dict)
+    auths: dict[tuple[int, int], ObjectAuth] = field(default_factory=dict)
+    host_matches: dict[tuple[str, int], tuple[set[int], str | None]] = field(default_factory=dict)
     _objs: dict[tuple[str, int], XmlObject] = field(default_factory=dict)
 
     def matched(self) -> list[int]:
@@ -94,7 +99,17 @@ def host_document(core: Core, hid: int) -> str:
     return body[: -len("</HOST>")] + f"<CLUSTER_TEMPLATE>{inner}</CLUSTER_TEMPLATE></HOST>"
 
 
-def setup_place(core: Core) -> Request | None:
+TURN_EVERY = 100
+
+
+async def next_turn(core: Core) -> None:
+    """Give the reactor a turn (a long matching round must not hold API calls)."""
+    turn: Deferred[None] = Deferred()
+    core.eventually(turn.callback, None)
+    await turn
+
+
+async def setup_place(core: Core) -> Request | None:
     req = Request(vms=pending(core))
     if not req.vms:
         return None
@@ -109,11 +124,11 @@ def setup_place(core: Core) -> Request | None:
         req.hosts = []
         return req
     req.vnets = sorted(v.oid for v in core.vnets.objects())
-    match(core, req, "Cannot dispatch VM: ")
+    await match(core, req, "Cannot dispatch VM: ")
     return req
 
 
-def setup_optimize(core: Core, cid: int) -> tuple[Request | None, str]:
+async def setup_optimize(core: Core, cid: int) -> tuple[Request | None, str]:
     """The VMs running in cluster ``cid`` with its hosts (MONITORED or MONITORING)."""
     vms = []
     for vm in core.vms.objects():
@@ -132,7 +147,7 @@ def setup_optimize(core: Core, cid: int) -> tuple[Request | None, str]:
     if not req.datastores:
         return None, "Optimize: No system datastores found in cluster"
     req.vnets = sorted(v.oid for v in core.vnets.objects())
-    match(core, req, "Optimize: ")
+    await match(core, req, "Optimize: ")
     return req, ""
 
 
@@ -150,17 +165,31 @@ def _system_datastores(core: Core, cid: int | None) -> list[int]:
     return sorted(out)
 
 
-def _authorize(core: Core, req: Request, vm: VirtualMachine, auth: ObjectAuth, op: Op) -> int:
-    """1 allowed, 0 denied, 2 the owner is gone (``authorize`` in the driver)."""
+def _authorize(core: Core, req: Request, vm: VirtualMachine, auth: Any, obj: Any, op: Op) -> int:
+    """1 allowed, 0 denied, 2 the owner is gone (``authorize`` in the driver); each
+    object's ObjectAuth is built once per round."""
     if vm.uid == 0 or vm.gid == 0:
         return 1
+    key = (id(auth), obj.oid)
+    perms: ObjectAuth | None = req.auths.get(key)
+    if perms is None:
+        perms = req.auths[key] = auth(core, obj)
     caller = req.callers.get(vm.uid)
     if caller is None:
         user = core.users.get(vm.uid)
         if user is None:
             return 2
         caller = req.callers[vm.uid] = core.auth.caller_for(user)
-    return 1 if core.acl.authorize(caller, op, auth) else 0
+    return 1 if core.acl.authorize(caller, op, perms) else 0
+
+
+def _holds(core: Core, req: Request, requirements: str, kind: str, oid: int) -> bool:
+    """``eval_bool`` of ``requirements`` on an object, once per round (VMs share them)."""
+    key = (requirements, kind, oid)
+    got = req.evals.get(key)
+    if got is None:
+        got = req.evals[key] = eval_bool(requirements, _obj(core, req, kind, oid))
+    return got
 
 
 def _obj(core: Core, req: Request, kind: str, oid: int) -> XmlObject:
@@ -179,17 +208,19 @@ def _obj(core: Core, req: Request, kind: str, oid: int) -> XmlObject:
     return obj
 
 
-def match(core: Core, req: Request, base: str) -> None:
+async def match(core: Core, req: Request, base: str) -> None:
     from oned.api.shared import owned_auth, system_auth
     from oned.api.vm import action_op
 
     host_auth, ds_auth, net_auth = system_auth("HOST"), owned_auth("DATASTORE"), owned_auth("NET")
-    for vid in req.vms:
+    ops = {flag: int(action_op(core, "migrate" if flag else "deploy")) for flag in (0, 1)}
+    for n, vid in enumerate(req.vms):
+        if n and n % TURN_EVERY == 0:
+            await next_turn(core)
         vm = core.vms.get(vid)
         if vm is None:
             continue
-        op = action_op(core, "migrate" if vm.resched else "deploy")
-        if 0 < vm.lock.locked <= int(op):
+        if 0 < vm.lock.locked <= ops[1 if vm.resched else 0]:
             continue
         error = _match_hosts(core, req, vm, host_auth)
         if error is None:
@@ -205,6 +236,23 @@ def _match_hosts(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str
         vm.template.get("AUTOMATIC_REQUIREMENTS") or "",
         vm.user_template.get("SCHED_REQUIREMENTS") or "",
     )
+    # VMs of one owner with the same requirements match the same hosts
+    key = (requirements, -1 if vm.uid == 0 or vm.gid == 0 else vm.uid)
+    if not vm.resched and key in req.host_matches:
+        hosts, error = req.host_matches[key]
+        if hosts:
+            req.match.setdefault(vm.oid, VmMatch()).hosts.update(hosts)
+        return error
+    error = _match_hosts_of(core, req, vm, auth, requirements)
+    if not vm.resched:
+        found = req.match.get(vm.oid)
+        req.host_matches[key] = (set(found.hosts) if found else set(), error)
+    return error
+
+
+def _match_hosts_of(
+    core: Core, req: Request, vm: VirtualMachine, auth: Any, requirements: str
+) -> str | None:
     n_auth = n_match = 0
     current = vm.current
     for hid in req.hosts:
@@ -213,7 +261,7 @@ def _match_hosts(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str
             continue
         if vm.resched and current is not None and current.hid == hid:
             continue
-        allowed = _authorize(core, req, vm, auth(core, host), Op.MANAGE)
+        allowed = _authorize(core, req, vm, auth, host, Op.MANAGE)
         if allowed == 0:
             continue
         if allowed == 2:
@@ -221,7 +269,7 @@ def _match_hosts(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str
         n_auth += 1
         if requirements:
             try:
-                ok = eval_bool(requirements, _obj(core, req, "HOST", hid))
+                ok = _holds(core, req, requirements, "HOST", hid)
             except ExprError as exc:
                 return f"Error in SCHED_REQUIREMENTS: '{requirements}', error: {exc}"
             if not ok:
@@ -252,7 +300,7 @@ def _match_datastores(core: Core, req: Request, vm: VirtualMachine, auth: Any) -
         ds = core.datastores.get(did)
         if ds is None:
             continue
-        allowed = _authorize(core, req, vm, auth(core, ds), Op.USE)
+        allowed = _authorize(core, req, vm, auth, ds, Op.USE)
         if allowed == 0:
             continue
         if allowed == 2:
@@ -260,7 +308,7 @@ def _match_datastores(core: Core, req: Request, vm: VirtualMachine, auth: Any) -
         n_auth += 1
         if requirements:
             try:
-                ok = eval_bool(requirements, _obj(core, req, "DATASTORE", did))
+                ok = _holds(core, req, requirements, "DATASTORE", did)
             except ExprError as exc:
                 return f"Error in SCHED_DS_REQUIREMENTS: '{requirements}', error: {exc}"
             if not ok:
@@ -298,7 +346,7 @@ def _match_nics(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str 
             net = core.vnets.get(nid)
             if net is None:
                 continue
-            allowed = _authorize(core, req, vm, auth(core, net), Op.USE)
+            allowed = _authorize(core, req, vm, auth, net, Op.USE)
             if allowed == 0:
                 continue
             if allowed == 2:
@@ -306,7 +354,7 @@ def _match_nics(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str 
             n_auth += 1
             if requirements:
                 try:
-                    ok = eval_bool(requirements, _obj(core, req, "VNET", nid))
+                    ok = _holds(core, req, requirements, "VNET", nid)
                 except ExprError as exc:
                     return (
                         f"Error in SCHED_NIC_REQUIREMENTS in NIC {nic_id}: '{requirements}', "

@@ -224,6 +224,7 @@ class RankPlacer:
         self.dss: dict[int, Datastore] = {}
         self.vnets: dict[int, Vnet] = {}
         self.vms: list[Vm] = []
+        self._ranks: dict[tuple[int, str], float] = {}
         self._load()
 
     def error(self, vid: int, text: str) -> None:
@@ -330,13 +331,20 @@ class RankPlacer:
 
     # -- ranking ----------------------------------------------------------------------
 
-    @staticmethod
-    def _ranked(ids: list[int], objs: dict[int, XmlObject], expr: str) -> list[int]:
+    def _ranked(self, ids: list[int], objs: dict[int, XmlObject], expr: str) -> list[int]:
+        """``ids`` by rank, highest first (ties keep their order); each (object, rank)
+        is evaluated once per round."""
+
         def rank(i: int) -> float:
-            try:
-                return eval_rank(expr, objs[i])
-            except ExprError:
-                return 0.0
+            key = (id(objs[i]), expr)
+            got = self._ranks.get(key)
+            if got is None:
+                try:
+                    got = eval_rank(expr, objs[i])
+                except ExprError:
+                    got = 0.0
+                self._ranks[key] = got
+            return got
 
         return sorted(ids, key=lambda i: -int(rank(i)))
 
