@@ -114,11 +114,12 @@ async def run_command(
         return CommandResult(line, 255, b"", f"Internal error {reason} - {argv[0]}".encode())
     assert proc.stdout is not None and proc.stderr is not None
     feeder = asyncio.ensure_future(_feed(proc, (stdin or "").encode()))
-    out_reader = asyncio.ensure_future(_read_capped(proc.stdout, max_output))
-    err_reader = asyncio.ensure_future(_read_capped(proc.stderr, max_output))
+    out, err = _Capture(max_output), _Capture(max_output)
+    out_reader = asyncio.ensure_future(out.read(proc.stdout))
+    err_reader = asyncio.ensure_future(err.read(proc.stderr))
     limit = timeout if timeout is not None and timeout > 0 else None
     try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), limit)
+        await asyncio.wait_for(_exited(proc), limit)
     except TimeoutError:
         await _terminate(proc, kill_grace)
         for task in (feeder, out_reader, err_reader):
@@ -130,13 +131,16 @@ async def run_command(
         raise
     # The command is gone; what it left in the pipes (or a descendant still holding them)
     # is read for a little while more, never forever.
-    done, pending = await asyncio.wait({out_reader, err_reader}, timeout=max(kill_grace, 1.0))
+    _done, pending = await asyncio.wait({out_reader, err_reader}, timeout=max(kill_grace, 1.0))
     for task in pending:
         task.cancel()
     feeder.cancel()
     await asyncio.gather(feeder, *pending, return_exceptions=True)
-    stdout = out_reader.result() if out_reader in done else b""
-    stderr = err_reader.result() if err_reader in done else b""
+    if pending:  # a descendant keeps the pipes open: close our ends, leave it running
+        transport = getattr(proc, "_transport", None)
+        if transport is not None:
+            transport.close()
+    stdout, stderr = out.value(), err.value()
     code = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else 255
     return CommandResult(line, code, stdout, stderr)
 
@@ -151,22 +155,42 @@ async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
         proc.stdin.close()
 
 
-async def _read_capped(stream: asyncio.StreamReader, limit: int) -> bytes:
-    """Everything the stream gives, of which the first ``limit`` bytes are kept; a note
-    saying how much was dropped ends a truncated output."""
-    kept = bytearray()
-    dropped = 0
-    while True:
-        chunk = await stream.read(_CHUNK)
-        if not chunk:
-            break
-        room = limit - len(kept)
-        if room > 0:
-            kept += chunk[:room]
-        dropped += max(0, len(chunk) - max(room, 0))
-    if dropped:
-        kept += f"\n[oned-hem: {dropped} more bytes not kept]\n".encode()
-    return bytes(kept)
+async def _exited(proc: asyncio.subprocess.Process) -> None:
+    """Until the command itself has exited. ``Process.wait`` also waits for its pipes to
+    close, which a background descendant holding them may never do; the exit status is
+    checked every 0.1 s besides."""
+    waiter = asyncio.ensure_future(proc.wait())
+    try:
+        while not waiter.done() and proc.returncode is None:
+            await asyncio.wait({waiter}, timeout=0.1)
+    finally:
+        waiter.cancel()
+
+
+class _Capture:
+    """What a stream gives, of which the first ``limit`` bytes are kept; a note saying how
+    much was dropped ends a truncated output. What was read stays available if reading
+    is abandoned."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept = bytearray()
+        self.dropped = 0
+
+    async def read(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            chunk = await stream.read(_CHUNK)
+            if not chunk:
+                return
+            room = self.limit - len(self.kept)
+            if room > 0:
+                self.kept += chunk[:room]
+            self.dropped += max(0, len(chunk) - max(room, 0))
+
+    def value(self) -> bytes:
+        if self.dropped:
+            return bytes(self.kept) + f"\n[oned-hem: {self.dropped} more bytes not kept]\n".encode()
+        return bytes(self.kept)
 
 
 async def _terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
@@ -179,7 +203,7 @@ async def _terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
             os.killpg(proc.pid, sig)
         if wait > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(proc.wait()), wait)
+                await asyncio.wait_for(_exited(proc), wait)
     if proc.returncode is None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 1.0)
+            await asyncio.wait_for(_exited(proc), 1.0)

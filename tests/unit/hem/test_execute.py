@@ -136,3 +136,15 @@ def test_encode64_is_rubys() -> None:
     assert encode64(b"") == ""
     lines = encode64(b"a" * 100).split("\n")
     assert [len(x) for x in lines] == [60, 60, 16, 0]
+
+
+def test_a_background_child_holding_the_output_does_not_hold_the_result(tmp_path: Path) -> None:
+    pid = tmp_path / "pid"
+    cmd = script(tmp_path, "bg", f"sleep 30 & echo $! > {pid}; echo started")
+    start = time.monotonic()
+    try:
+        result = run(run_command(cmd, kill_grace=0.5))
+        assert time.monotonic() - start < 5
+        assert (result.code, result.stdout) == (0, b"started\n")
+    finally:
+        os.kill(int(pid.read_text()), 9)
