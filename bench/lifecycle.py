@@ -312,11 +312,11 @@ def phase_lifecycle(args: argparse.Namespace, bench: Bench, out: dict[str, Any])
     start = time.perf_counter()
     for vid in vids:
         bench.number("one.vm.action", "terminate-hard", vid)
-    wait_states(bench, vids, 6, 0)
+    left = wait_done(bench, vids, 120)
     down = time.perf_counter() - start
     out["to_running_s"] = round(up, 2)
     out["to_running_vms_per_s"] = round(args.running / up, 1)
-    out["terminate_s"] = round(down, 2)
+    out["terminate_s"] = round(down, 2) if not left else f"{left} VMs not DONE"
 
 
 # -- scheduler ----------------------------------------------------------------------

@@ -23,6 +23,8 @@ from oned.api.dispatch import RequestManager
 from oned.log import logger
 
 _DONE = Failure(CONNECTION_DONE)
+#: Answers larger than this are written piece by piece as the socket drains.
+STREAM_ABOVE = 1 << 20
 RPC_PATHS = (b"/RPC2", b"/")
 
 
@@ -89,7 +91,7 @@ class OneXMLRPC(Resource):
                 request.setHeader(b"content-type", b"text/xml")
             size = sum(len(piece) for piece in payload)
             request.setHeader(b"content-length", str(size).encode())
-            if len(payload) > 3:
+            if size > STREAM_ABOVE and len(payload) > 3:
                 request.registerProducer(_Pieces(request, payload), False)
                 return
             for piece in payload:

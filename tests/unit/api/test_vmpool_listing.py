@@ -127,3 +127,33 @@ class ListingTests(SynchronousTestCase):
         self.h.ok("one.user.update", 0, "OPENNEBULA=[API_LIST_ORDER=ASC]", 1)
         self.assertEqual(self.ids(-2, -1, -1, -1)[-1], new)
         self.assertEqual(self.ids(-2, -1, -1, -1, extended=True)[:2], [a[0], a[2]])
+
+
+class PiecesProducerTests(SynchronousTestCase):
+    """Large answers go to the transport one piece per resumeProducing."""
+
+    def test_pieces_in_order_then_finish(self) -> None:
+        from oned.api.server import _Pieces
+
+        calls: list[Any] = []
+
+        class Request:
+            def write(self, data: bytes) -> None:
+                calls.append(data)
+
+            def unregisterProducer(self) -> None:
+                calls.append("unregister")
+
+            def finish(self) -> None:
+                calls.append("finish")
+
+        producer = _Pieces(Request(), [b"a", b"b", b"c"])  # type: ignore[arg-type]
+        for _ in range(6):
+            producer.resumeProducing()
+        self.assertEqual(calls, [b"a", b"b", b"c", "unregister", "finish"])
+        calls.clear()
+        stopped = _Pieces(Request(), [b"a", b"b"])  # type: ignore[arg-type]
+        stopped.resumeProducing()
+        stopped.stopProducing()
+        stopped.resumeProducing()
+        self.assertEqual(calls, [b"a"])
