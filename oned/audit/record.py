@@ -18,6 +18,7 @@ password, in both the ``NAME = value`` and the XML syntax. A failed call carries
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -29,6 +30,8 @@ from typing import Any
 MASK = "****"
 #: Longest string parameter kept whole; longer ones keep this much and a length note.
 MAX_STRING = 65536
+#: Longest parameter array (as JSON) kept; a longer one is replaced by its size and hash.
+MAX_PARAMS = 1 << 20
 
 #: Attribute names masked whatever oned.conf says (oned's own secret attributes).
 ALWAYS_SECRET = ("PASSWORD", "PASSWD", "SSH_PRIVATE_KEY", "SSH_PASSPHRASE", "SECRET", "TOKEN")
@@ -161,6 +164,10 @@ def line(
     if not host:
         host, port = peer, ""
     ok, code, oid, error = ending
+    args = _params_json(params)
+    if len(args) > MAX_PARAMS:
+        digest = hashlib.sha256(args.encode("ascii")).hexdigest()
+        args = f'["[{len(args)} characters of parameters, sha256 {digest}]"]'
     tail = f',"id":{oid}' if oid is not None else ""
     if error is not None:
         tail += f',"error":{_quote(error)}'
@@ -169,7 +176,7 @@ def line(
         f'"user":{"null" if user is None else _quote(user)},"uid":{uid},'
         f'"group":{"null" if group is None else _quote(group)},"gid":{gid},'
         f'"addr":{_quote(host)},"port":{_quote(port)},"method":{_quote(method)},'
-        f'"params":{_params_json(params)},"ok":{"true" if ok else "false"},"code":{code}'
+        f'"params":{args},"ok":{"true" if ok else "false"},"code":{code}'
         f'{tail},"ms":{ms:.3f},"prev":"{prev}"}}'
     )
     return text.encode("ascii")

@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from oned.log import logger
 
 GENESIS = "0" * 64
-TAIL_BYTES = 1 << 20
+TAIL_BYTES = 4 << 20  # records are at most ~1 MiB (record.MAX_PARAMS)
 _ROTATED = re.compile(r"\.(\d+)$")
 
 
@@ -130,14 +130,18 @@ class ChainedFile:
         try:
             with self.path.open("r+b") as handle:
                 size = handle.seek(0, os.SEEK_END)
-                if size == 0:
+                handle.seek(max(0, size - 1))
+                if size == 0 or handle.read(1) == b"\n":
                     return
-                handle.seek(max(0, size - TAIL_BYTES))
-                tail = handle.read()
-                if tail.endswith(b"\n"):
-                    return
-                cut = tail.rfind(b"\n")
-                keep = size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail))
+                keep, end = 0, size
+                while end > 0:  # back to the newline that ends the last whole record
+                    start = max(0, end - TAIL_BYTES)
+                    handle.seek(start)
+                    cut = handle.read(end - start).rfind(b"\n")
+                    if cut >= 0:
+                        keep = start + cut + 1
+                        break
+                    end = start
                 handle.truncate(keep)
                 self.log.warn("Cut a torn last line ({n} bytes) of {path}", n=size - keep,
                               path=str(self.path))  # fmt: skip

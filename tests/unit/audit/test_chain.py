@@ -183,3 +183,18 @@ def test_cli_exit_codes(tmp_path: Path, capsys: object) -> None:
     assert "OK: 6 records" in out and "BROKEN after 1 good records" in out
     assert f"{log}:2: broken link" in out and "expected: " in out and "found: " in out
     assert cli_main(["verify", str(tmp_path / "none.log")]) == 2
+
+
+def test_torn_tail_longer_than_the_read_window(tmp_path: Path, monkeypatch: object) -> None:
+    import oned.audit.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "TAIL_BYTES", 64)  # type: ignore[attr-defined]
+    log = tmp_path / "audit.log"
+    put(ChainedFile(log, fsync=-1), 3)
+    whole = log.stat().st_size
+    with log.open("ab") as handle:
+        handle.write(b"{" + b"x" * 500)  # a torn record many windows long
+    writer = ChainedFile(log, fsync=-1)
+    assert log.stat().st_size == whole and writer.seq == 3
+    put(writer, 1)
+    assert verify([log]).ok

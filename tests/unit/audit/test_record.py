@@ -105,3 +105,10 @@ def test_settings_defaults_and_errors(tmp_path: Path) -> None:
             raise AssertionError(f"{bad} accepted")
     conf = parse_config_text('AUDIT = [ MODE = "off" ]', loc)
     assert conf.audit.mode == "off"
+
+
+def test_huge_parameter_arrays_are_summarised() -> None:
+    params = rec.Masker({}, []).params("one.vm.update", ("s", ["y" * 1000] * 2000))
+    got = json.loads(rec.line(1, "T", 1, "u", 0, "g", 0, "a:1", "one.vm.update", params,
+                              (True, 0, None, None), 0.1, "p"))  # fmt: skip
+    assert len(got["params"]) == 1 and "characters of parameters, sha256" in got["params"][0]
