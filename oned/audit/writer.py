@@ -66,18 +66,22 @@ def rotated_files(path: Path) -> list[Path]:
 
 
 def _last_line(path: Path) -> bytes | None:
-    """The last complete line of ``path`` (None when it has none)."""
+    """The last complete line of ``path`` (None when it has none), read backwards."""
     try:
         with path.open("rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - TAIL_BYTES))
-            tail = handle.read()
+            end = handle.seek(0, os.SEEK_END)
+            data = b""
+            while end > 0:
+                start = max(0, end - TAIL_BYTES)
+                handle.seek(start)
+                data = handle.read(end - start) + data
+                end = start
+                whole = data[: data.rfind(b"\n") + 1]  # drop a torn tail
+                if whole.count(b"\n") >= 2 or (start == 0 and whole):
+                    return whole[:-1].rsplit(b"\n", 1)[-1] or None
     except OSError:
         return None
-    lines = [line for line in tail.split(b"\n") if line]
-    if not tail.endswith(b"\n") and lines:
-        lines.pop()
-    return lines[-1] if lines else None
+    return None
 
 
 def chain_state(line: bytes | None) -> tuple[str, int]:
