@@ -34,7 +34,11 @@ MAX_STRING = 65536
 MAX_PARAMS = 1 << 20
 
 #: Attribute names masked whatever oned.conf says (oned's own secret attributes).
-ALWAYS_SECRET = ("PASSWORD", "PASSWD", "SSH_PRIVATE_KEY", "SSH_PASSPHRASE", "SECRET", "TOKEN")
+#: (A name matches as the end of an attribute name: ROOT_PASSWORD, CEPH_SECRET, ...)
+ALWAYS_SECRET = (
+    "PASSWORD", "PASSWD", "PASSPHRASE", "PRIVATE_KEY", "SECRET", "SECRET_ACCESS_KEY", "TOKEN",
+    "VCENTER_PASS",
+)  # fmt: skip
 
 #: Method name endings that only read (recorded in MODE "all" only).
 READ_ONLY_ENDINGS = frozenset(

@@ -40,6 +40,8 @@ def test_template_secrets_masked_in_both_syntaxes() -> None:
     assert "hunter2" not in masked and "bare" not in masked and 'a\\"b' not in masked
     assert 'PASSWORD = "****"' in masked
     assert 'NETWORK = "YES"' in masked and 'NAME = "t"' in masked
+    ds = m.text('SECRET_ACCESS_KEY = "abc"\nCEPH_SECRET=uuid\nSSH_PUBLIC_KEY = "ssh-rsa A"')
+    assert ds == 'SECRET_ACCESS_KEY = "****"\nCEPH_SECRET="****"\nSSH_PUBLIC_KEY = "ssh-rsa A"'
     xml = "<TEMPLATE><CONTEXT><PASSWORD><![CDATA[s3cr3t]]></PASSWORD></CONTEXT><A>1</A></TEMPLATE>"
     assert (
         m.text(xml) == "<TEMPLATE><CONTEXT><PASSWORD>****</PASSWORD></CONTEXT><A>1</A></TEMPLATE>"
