@@ -25,6 +25,7 @@ from oned.objects.market import (
     check_market_mad,
     is_public,
 )
+from oned.objects.marketapp import complete_document
 from oned.pools.base import Unit
 from oned.template import Template
 
@@ -168,10 +169,9 @@ async def allocatedb(core: Core, call: Call, _unused: object, xml: str) -> int:
     """Allocates a marketplace from its XML (the document is read from index 2)."""
     if call.uid != 0:
         raise AuthorizationError()
-    try:
-        market = MarketPlace.from_xml(xml)
-    except Exception as exc:
-        raise InternalError("Error allocating marketplace from XML") from exc
+    if not complete_document(xml, "MARKETPLACE", MarketPlace.REQUIRED):
+        raise InternalError("Error inserting marketplace in DB.")
+    market = MarketPlace.from_xml(xml)
     unit = core.unit()
     market.oid = unit.allocate(core.markets)
     unit.add(core.markets, market)
@@ -186,10 +186,9 @@ async def updatedb(core: Core, call: Call, oid: int, xml: str) -> int:
         raise AuthorizationError()
     async with core.markets.lock(oid):
         shared.get_object(core, MARKET, oid)
-        try:
-            market = MarketPlace.from_xml(xml)
-        except Exception as exc:
-            raise InternalError("Cannot update object from XML") from exc
+        if not complete_document(xml, "MARKETPLACE", MarketPlace.REQUIRED):
+            raise InternalError("Cannot update object from XML")
+        market = MarketPlace.from_xml(xml)
         if market.oid != oid:
             raise InternalError("Consistency check failed")
         await shared.save(core, MARKET, market, f"updatedb marketplace {oid}")

@@ -27,7 +27,7 @@ from oned.errors import (
 from oned.objects import marketapp as ma
 from oned.objects.base import Op, Permissions
 from oned.objects.market import is_public, supported_actions
-from oned.objects.marketapp import MarketPlaceApp
+from oned.objects.marketapp import MarketPlaceApp, complete_document
 from oned.pools.base import Locks, Unit
 
 
@@ -197,10 +197,11 @@ async def allocatedb(core: Core, call: Call, _unused: object, xml: str) -> int:
     """Allocates an app from its XML (the document is read from index 2)."""
     if call.uid != 0:
         raise AuthorizationError()
-    try:
-        app = MarketPlaceApp.from_xml(xml)
-    except Exception as exc:
-        raise InternalError("Error allocating marketplace app from XML") from exc
+    if not complete_document(xml, "MARKETPLACEAPP", MarketPlaceApp.REQUIRED):
+        raise InternalError("Error inserting marketplace app in DB.")
+    app = MarketPlaceApp.from_xml(xml)
+    if shared.name_clash(core, APP, app.name, app.uid) is not None:  # UNIQUE(name, uid)
+        raise InternalError("Error inserting marketplace app in DB.")
     unit = core.unit()
     app.oid = unit.allocate(core.marketapps)
     unit.add(core.marketapps, app)
@@ -215,10 +216,9 @@ async def updatedb(core: Core, call: Call, oid: int, xml: str) -> int:
         raise AuthorizationError()
     async with core.marketapps.lock(oid):
         shared.get_object(core, APP, oid)
-        try:
-            app = MarketPlaceApp.from_xml(xml)
-        except Exception as exc:
-            raise InternalError("Cannot update object from XML") from exc
+        if not complete_document(xml, "MARKETPLACEAPP", MarketPlaceApp.REQUIRED):
+            raise InternalError("Cannot update object from XML")
+        app = MarketPlaceApp.from_xml(xml)
         if app.oid != oid:
             raise InternalError("Consistency check failed")
         await shared.save(core, APP, app, f"updatedb marketplace app {oid}")

@@ -61,6 +61,11 @@ class MarketPlace:
 
     TABLE: ClassVar[str] = "marketplace_pool"
     ROOT: ClassVar[str] = "MARKETPLACE"
+    #: What ``MarketPlace::from_xml`` cannot do without (``updatedb`` refuses less).
+    REQUIRED: ClassVar[tuple[str, ...]] = tuple(
+        "ID UID GID UNAME GNAME NAME MARKET_MAD ZONE_ID TOTAL_MB FREE_MB USED_MB "
+        "MARKETPLACEAPPS PERMISSIONS TEMPLATE".split()
+    )
 
     def to_xml(self) -> str:
         return (

@@ -77,6 +77,12 @@ class MarketPlaceApp:
 
     TABLE: ClassVar[str] = "marketplaceapp_pool"
     ROOT: ClassVar[str] = "MARKETPLACEAPP"
+    #: What ``MarketPlaceApp::from_xml`` cannot do without (``updatedb`` refuses less).
+    REQUIRED: ClassVar[tuple[str, ...]] = tuple(
+        "ID UID GID UNAME GNAME NAME REGTIME SOURCE ORIGIN_ID ZONE_ID STATE TYPE "
+        "DESCRIPTION SIZE VERSION MD5 FORMAT APPTEMPLATE64 MARKETPLACE MARKETPLACE_ID "
+        "PERMISSIONS TEMPLATE".split()
+    )
 
     def to_xml(self) -> str:
         return (
@@ -197,3 +203,12 @@ def _take(tmpl: Template, name: str, default: str) -> str:
 
 
 __all__ = ["MarketPlaceApp", "TemplateSyntaxError"]
+
+
+def complete_document(xml: str, root: str, required: tuple[str, ...]) -> bool:
+    """Whether ``xml`` is a ``root`` document with every element ``from_xml`` needs."""
+    try:
+        doc = parse_xml(xml)
+    except Exception:
+        return False
+    return doc.tag == root and all(doc.find(name) is not None for name in required)
