@@ -116,3 +116,28 @@ def test_encrypted_attributes_masked_and_path_setting(harness: OnedHarness) -> N
     text = (h.config.locations.var / "x" / "a.log").read_text()
     assert "4242" not in text and "pw1" not in text
     assert 'SECRET_CODE = \\"****\\"' in text and "MEMORY = 8" in text
+
+
+def test_syslog_destination_chains_the_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    import syslog
+
+    sent: list[tuple[int, str]] = []
+    opened: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(syslog, "openlog", lambda *a: opened.append(a))
+    monkeypatch.setattr(syslog, "syslog", lambda prio, msg: sent.append((prio, msg)))
+    monkeypatch.setattr(syslog, "closelog", lambda: None)
+    h = OnedHarness('AUDIT = [ DESTINATION = "syslog", FACILITY = "local3" ]')
+    try:
+        h.ok("one.user.allocate", "dave", "davepw", "", [])
+        h.raw("one.user.info", "eve:nope", 0)
+        assert opened == [("oned-audit", 0, syslog.LOG_LOCAL3)]
+        assert [p for p, _ in sent] == [syslog.LOG_INFO, syslog.LOG_INFO]
+        first, second = (json.loads(m) for _, m in sent)
+        assert first["prev"] == "0" * 64 and first["params"] == ["dave", "****", "", []]
+        assert second["user"] == "eve" and second["seq"] == 2
+        import hashlib
+
+        assert second["prev"] == hashlib.sha256(sent[0][1].encode()).hexdigest()
+        assert not (h.config.locations.var / "audit.log").exists()
+    finally:
+        h.close()
