@@ -39,6 +39,21 @@ def write_conf(root: Path, extra: str = "", replace: dict[str, str] | None = Non
     conf.write_text(text + "\n" + extra + "\n")
 
 
+def _probe(port: int) -> str:
+    """ "oned" when an XML-RPC server answers on ``port``, "foreign" when something else
+    does, "" when nothing listens yet."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(
+                b"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\nContent-Length: 0\r\n\r\n"
+            )
+            sock.settimeout(2.0)
+            head = sock.recv(12)
+    except OSError:
+        return ""
+    return "oned" if head.startswith(b"HTTP/") else "foreign"
+
+
 @dataclass
 class Daemon:
     """One ``oned -f`` process with its own ONE_LOCATION."""
@@ -67,6 +82,17 @@ class Daemon:
         return env
 
     def start(self, timeout: float = 20.0) -> None:
+        """Start oned and wait until it answers. A free port can be taken by another
+        process between ``free_port`` and oned's bind (a ZeroMQ socket of a daemon next
+        door, say): then oned exits or something else answers, and it starts again on
+        a new port."""
+        for attempt in range(3):
+            if self._start_once(timeout):
+                return
+            self.port = free_port()
+        raise RuntimeError(f"oned could not get a port: {self.output()}")
+
+    def _start_once(self, timeout: float) -> bool:
         self.root.mkdir(parents=True, exist_ok=True)
         auth = self.root / "one_auth"
         if not auth.exists():
@@ -83,12 +109,16 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "in use" in self.output():
+                    return False
                 raise RuntimeError(f"oned exited with {self.proc.returncode}: {self.output()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            answer = _probe(self.port)
+            if answer == "oned":
+                return True
+            if answer == "foreign":
+                self.stop(signal.SIGKILL)
+                return False
+            time.sleep(0.05)
         raise RuntimeError(f"oned did not listen in {timeout}s: {self.output()}")
 
     def output(self) -> str:
