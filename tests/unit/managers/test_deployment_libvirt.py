@@ -473,6 +473,21 @@ class LibvirtGoldenTests(unittest.TestCase):
             doc,
         )
 
+    def test_absurd_numbers_do_not_hang_or_crash(self) -> None:
+        """Overflowing numbers are not numbers (istringstream); a huge CPU count is capped;
+        vCPUs beyond a pinned node's CPUS list take the whole list instead of crashing."""
+        doc = self.render(
+            BASE + 'TOPOLOGY=[PIN_POLICY="SHARED"]\n'
+            'NUMA_NODE=[TOTAL_CPUS="99999999999999999999",CPUS="1",MEMORY="1"]\n'
+            'DISK=[DISK_ID="0",TARGET="vda",ORDER="99999999999"]'
+        )
+        self.assertNotIn("vcpupin", doc)
+        self.assertNotIn("<boot order", doc)
+        big = self.render(
+            BASE + 'TOPOLOGY=[PIN_POLICY="CORE"]\nNUMA_NODE=[TOTAL_CPUS="2000000",CPUS="1,2"]'
+        )
+        self.assertEqual(big.count("<vcpupin "), 16384)
+
     def test_random_vnc_password(self) -> None:
         vm = make_vm(BASE + 'GRAPHICS=[TYPE="vnc",RANDOM_PASSWD="YES"]')
         text = deployment(self.core, vm).text

@@ -72,7 +72,10 @@ def deployment(core: Core, vm: VirtualMachine) -> Deployment:
         system_dir=system_dir(core, vm),
         ds_template=ds.template if ds is not None else None,
     )
-    text = domain_xml(domain, core.now())
+    try:
+        text = domain_xml(domain, core.now())
+    except (IndexError, KeyError, ValueError) as exc:  # malformed NUMA/PCI input
+        raise DeploymentError(f"Could not generate the deployment file: {exc}") from exc
     return Deployment(text, domain.warnings, domain.password)
 
 

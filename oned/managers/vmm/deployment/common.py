@@ -43,9 +43,10 @@ def vector_int(vector: dict[str, str], key: str) -> int | None:
         else:
             break
     try:
-        return int(digits)
+        value = int(digits)
     except ValueError:
         return None
+    return value if -(2**31) <= value < 2**31 else None  # istringstream >> int overflows
 
 
 def set_queues(queue: str, vcpu: str) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from oned.managers.vmm.deployment.common import Domain, to_int, vector_int
 
 _PIN = {"CORE", "THREAD", "SHARED"}
+#: More virtual CPUs than any hypervisor runs: a bigger TOTAL_CPUS is not looped over.
+MAX_VCPUS = 16384
 
 
 def pin_cpu(d: Domain, emulator_cpus: str) -> None:
@@ -24,13 +26,13 @@ def pin_cpu(d: Domain, emulator_cpus: str) -> None:
     vcpu_id = 0
     joined: list[str] = []
     for index, node in enumerate(d.nodes):
-        total = max(_vint(node, "TOTAL_CPUS", 0), 0)
+        total = min(max(_vint(node, "TOTAL_CPUS", 0), 0), MAX_VCPUS)
         cpus = node.get("CPUS", "")
         if total == 0 or not cpus:
             continue
         cpus_a = cpus.split(",")
         for i in range(total):
-            cpuset = cpus if policy in ("SHARED", "NONE") else cpus_a[i]
+            cpuset = cpus if policy in ("SHARED", "NONE") or i >= len(cpus_a) else cpus_a[i]
             d.w(f"\t\t<vcpupin vcpu='{vcpu_id}' cpuset='{cpuset}'/>\n")
             vcpu_id += 1
         joined.append(("," if index != 0 else "") + cpus)
