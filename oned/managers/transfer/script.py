@@ -61,10 +61,12 @@ def _filesystem(disk: dict[str, str]) -> bool:
 
 
 def _int(text: str) -> int | None:
+    """``vector_value(name, int&)``: None when absent, not a number or out of range."""
     try:
-        return int(text.strip())
+        value = int(text.strip())
     except ValueError:
         return None
+    return value if -(2**31) <= value < 2**31 else None
 
 
 def _disk_id(disk: dict[str, str]) -> str:

@@ -212,6 +212,19 @@ class CheckTmMadTests(unittest.TestCase):
         self.assertIsNone(tmpl.get("TM_MAD_SYSTEM"))
         tmpl = parse_text(disks("shared").replace('DATASTORE_ID="1"', 'DATASTORE_ID="9"'))
         self.assertEqual(script.check_tm_mad_disks(core, tmpl, "ssh"), "Datastore does not exist")
+        huge = disks("shared").replace('DATASTORE_ID="1"', 'DATASTORE_ID="99999999999999999999"')
+        tmpl = parse_text(huge)
+        self.assertEqual(script.check_tm_mad_disks(core, tmpl, "ssh"), "")  # not a number
+        vm = make_vm(huge, "shared")
+        self.assertEqual(
+            script.epilog(vm, "h", SYS).lines,
+            [  # disk 0 is skipped (no DATASTORE_ID number); MVDS copies the text as oned
+                f"MVDS shared h:{SYS}/disk.1 {IMG}/bbb 7 99999999999999999999",
+                f"DELETE shared h:{SYS}/disk.2 7 0",
+                f"DELETE shared h:{SYS}/disk.3 7 0",
+                f"DELETE shared h:{SYS} 7 0",
+            ],
+        )
 
 
 class PrologThroughTheManagersTests(unittest.TestCase):
