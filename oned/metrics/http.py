@@ -63,13 +63,10 @@ class Scrape:
         self.services.drivers = drivers
 
     def render(self) -> bytes:
-        pieces = [
-            *self.services.render(),
-            *ha_families(self.core, self.fqdn),
-            *self.pools.render(),
-            *self.backups.render(),
-        ]
-        return "".join(pieces).encode("utf-8") + self.metrics.render()
+        head = "".join([*self.services.render(), *ha_families(self.core, self.fqdn)])
+        tail = "".join(self.backups.render())
+        pieces = [head.encode(), *self.pools.render(), tail.encode(), self.metrics.render()]
+        return b"".join(pieces)
 
 
 class MetricsResource(Resource):
