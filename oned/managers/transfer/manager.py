@@ -80,9 +80,7 @@ class TransferManager:
         from oned.managers.transfer import script
 
         result = script.prolog(vm, self.frontend, system_dir(self.core, vm))
-        os_vec = vm.template.get_vector("OS")
-        if os_vec is not None:
-            os_vec.update(result.os_updates)  # set_kernel / set_initrd
+        script.save_os_updates(self.core, vm, result.os_updates)  # set_kernel / set_initrd
         self._log_script(vm, result)
         return result.lines
 

@@ -147,6 +147,28 @@ def _os_line(
     return True
 
 
+def save_os_updates(core: Core, vm: VirtualMachine, updates: dict[str, str]) -> None:
+    """``set_kernel``/``set_initrd`` + ``vmpool->update``: the copies the prolog makes of
+    a kernel/initrd image become the VM's OS/KERNEL and OS/INITRD."""
+    if not updates:
+        return
+    os_vec = vm.template.get_vector("OS")
+    if os_vec is not None:
+        os_vec.update(updates)
+    from oned._async import background
+    from oned.managers.lifecycle.tx import Tx, transition
+
+    def step(tx: Tx) -> bool:
+        target = tx.vm.template.get_vector("OS")
+        if target is None:
+            return False
+        target.update(updates)
+        return True
+
+    vid = vm.oid
+    core.eventually(lambda: background(transition(core, vid, step, f"OS of VM {vid}"), ""))
+
+
 # -- epilog ------------------------------------------------------------------------
 
 

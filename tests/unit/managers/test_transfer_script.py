@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import unittest
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -227,26 +228,51 @@ class CheckTmMadTests(unittest.TestCase):
         )
 
 
+def FE_NAME(h: Any) -> str:  # noqa: N802
+    return str(h.core.lifecycle_manager.tm.frontend)
+
+
 class PrologThroughTheManagersTests(unittest.TestCase):
     """one.vm.deploy with a disk the prolog cannot transfer: oned's text in the VM log,
     PROLOG_FAILURE, and no TRANSFER sent (fake clock, scripted drivers)."""
 
-    def test_missing_disk_attributes_fail_the_prolog(self) -> None:
+    def setUp(self) -> None:
         from twisted.internet.defer import Deferred
 
         from oned.managers.lifecycle.testing import FakeVmDrivers
         from oned.managers.lifecycle.wiring import use_drivers
-        from oned.objects.vm import LcmState
         from oned.testing.rpc import OnedHarness, result_of
 
-        h = OnedHarness()
+        self.h = h = OnedHarness()
         self.addCleanup(h.close)
         h.ok("one.datastore.update", 0, 'TM_MAD="dummy"', 1)
-        drivers = FakeVmDrivers()
-        lcm = use_drivers(h.core, drivers)
-        result_of(Deferred.fromCoroutine(lcm.start()))
-        self.addCleanup(lcm.log_writer.stop)
-        hid = h.ok("one.host.allocate", "host01", "dummy", "dummy", -1)
+        self.drivers = FakeVmDrivers()
+        self.lcm = use_drivers(h.core, self.drivers)
+        result_of(Deferred.fromCoroutine(self.lcm.start()))
+        self.addCleanup(self.lcm.log_writer.stop)
+        self.hid = h.ok("one.host.allocate", "host01", "dummy", "dummy", -1)
+
+    def test_kernel_copied_from_a_datastore_becomes_os_kernel(self) -> None:
+        h = self.h
+        vid = h.ok(
+            "one.vm.allocate",
+            'NAME="v"\nCPU="1"\nMEMORY="64"\nOS=[KERNEL_DS="$FILE[IMAGE_ID=5]",'
+            'KERNEL_DS_SOURCE="/f/k",KERNEL_DS_DSID="2",KERNEL_DS_TM="dummy"]',
+        )
+        h.ok("one.vm.deploy", vid, self.hid)
+        for _ in range(10):
+            h.core.eventually.flush()
+        [transfer] = self.drivers.pending("TRANSFER")
+        lines = Path(transfer.payload).read_text().splitlines()
+        sysdir = f"{h.config.locations.var}//datastores/0/{vid}"
+        self.assertEqual(lines, [f"CLONE dummy {FE_NAME(h)}:/f/k host01:{sysdir}/kernel {vid} 2"])
+        doc = h.ok("one.vm.info", vid)
+        self.assertIn(f"<KERNEL><![CDATA[{sysdir}/kernel]]></KERNEL>", doc)
+
+    def test_missing_disk_attributes_fail_the_prolog(self) -> None:
+        from oned.objects.vm import LcmState
+
+        h, drivers, lcm, hid = self.h, self.drivers, self.lcm, self.hid
         vid = h.ok(
             "one.vm.allocate",
             'NAME="v"\nCPU="1"\nMEMORY="64"\nDISK=[SOURCE="/x",TM_MAD="dummy",DATASTORE_ID="1"]',
