@@ -81,7 +81,8 @@ class PlanManager:
                     self.by_vm[a.vm_id] = (cid, a.oid)
 
     def placement_applying(self) -> bool:
-        return self.plans.get(-1).state == PlanState.APPLYING
+        plan = self.plans.peek(-1)
+        return plan is not None and plan.state == PlanState.APPLYING
 
     # -- new plans -------------------------------------------------------------------
 
@@ -197,8 +198,10 @@ class PlanManager:
         try:
             for cid in self.plans.active():
                 plan = self.plans.get(cid)
+                before = plan.to_xml()
                 await self._execute(plan)
-                await self.plans.save(plan)
+                if plan.to_xml() != before:
+                    await self.plans.save(plan)
                 self._after_change(plan)
         finally:
             self._lock.release()
@@ -318,8 +321,9 @@ class PlanManager:
         if key is None:
             return
         cid, aid = key
-        plan = self.plans.get(cid)
-        action = next((a for a in plan.actions if a.oid == aid), None)
+        plan = self.plans.peek(cid)
+        actions = plan.actions if plan is not None else []
+        action = next((a for a in actions if a.oid == aid), None)
         if action is None:
             self.by_vm.pop(vm.oid, None)
             return

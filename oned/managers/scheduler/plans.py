@@ -8,7 +8,7 @@ TIMEOUT; NONE means no plan (``plandelete``). Each ACTION has the same states.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from lxml import etree
@@ -147,7 +147,7 @@ class Plan:
                 a.state = PlanState.TIMEOUT
 
     def copy(self) -> Plan:
-        return Plan.from_xml(self.to_xml())
+        return Plan(self.cid, self.state, [replace(a, nics=list(a.nics)) for a in self.actions])
 
 
 def _thd_load(conn: sqlite3.Connection) -> list[str]:
@@ -181,6 +181,10 @@ class PlanPool:
         """The plan of cluster ``cid`` (an empty NONE plan when there is none)."""
         plan = self._plans.get(cid)
         return plan.copy() if plan is not None else Plan(cid)
+
+    def peek(self, cid: int) -> Plan | None:
+        """The stored plan itself (read-only)."""
+        return self._plans.get(cid)
 
     def active(self) -> list[int]:
         return sorted(c for c, p in self._plans.items() if p.state == PlanState.APPLYING)
