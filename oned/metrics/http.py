@@ -2,18 +2,22 @@
 
 prometheus_client's Twisted ``MetricsResource`` runs the exposition in the reactor's
 thread pool (and imports the global reactor); the pools are only consistent on the
-reactor thread, so this resource renders there instead, in one synchronous pass: the
-exporter's families (``exporter``, ``services``) and the daemon's registry
-(``instruments``). ``/`` answers the exporter's small HTML page.
+reactor thread, so this resource renders there instead: first the VMs whose lines must
+be rendered again, a block at a time with the reactor given back in between, then in one
+synchronous pass the exporter's families (``exporter``, ``services``) and the daemon's
+registry (``instruments``). ``/`` answers the exporter's small HTML page.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
+from oned._async import background
 from oned.log import logger
 from oned.metrics.exporter import PoolExporter
 from oned.metrics.instruments import DaemonMetrics
@@ -53,6 +57,7 @@ class Scrape:
     ) -> None:
         self.core = core
         self.metrics = metrics
+        self.clock = clock
         self.fqdn = fqdn if fqdn is not None else server_fqdn()
         self.pools = PoolExporter(core)
         self.services = ServiceStates(core, None, clock, self.fqdn, runner)
@@ -61,6 +66,14 @@ class Scrape:
     def attach_drivers(self, drivers: Any) -> None:
         self.metrics.drivers = drivers
         self.services.drivers = drivers
+
+    async def refresh(self) -> None:
+        """The slow part of a scrape (VMs whose lines must be rendered again), in steps
+        that give the reactor back in between."""
+        await self.pools.refresh(self._pause)
+
+    def _pause(self) -> Deferred[None]:
+        return deferLater(self.clock, 0, lambda: None)
 
     def render(self) -> bytes:
         head = "".join([*self.services.render(), *ha_families(self.core, self.fqdn)])
@@ -77,7 +90,7 @@ class MetricsResource(Resource):
         super().__init__()
         self.scrape = scrape
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Request) -> bytes | int:
         path = request.path.rstrip(b"/")
         if path == b"":
             request.setHeader(b"Content-Type", b"text/html")
@@ -85,14 +98,24 @@ class MetricsResource(Resource):
         if path != b"/metrics":
             request.setResponseCode(404)
             return b"Not Found\n"
+        background(self._serve(request), "metrics scrape")
+        return NOT_DONE_YET
+
+    async def _serve(self, request: Request) -> None:
+        gone: list[bool] = []
+        request.notifyFinish().addBoth(lambda _: gone.append(True))
         try:
+            await self.scrape.refresh()
             body = self.scrape.render()
         except Exception:
             self.log.failure("Metrics scrape failed")
             request.setResponseCode(500)
-            return b"metrics unavailable\n"
-        request.setHeader(b"Content-Type", CONTENT_TYPE.encode())
-        return body
+            body = b"metrics unavailable\n"
+        else:
+            request.setHeader(b"Content-Type", CONTENT_TYPE.encode())
+        if not gone:
+            request.write(body)
+            request.finish()
 
 
 class _QuietSite(Site):
