@@ -92,6 +92,8 @@ def test_backup_job_runs_by_call_by_schedule_and_across_a_kill9(
         image = one.image.info(one.vm.info(vid).BACKUPS.BACKUP_IDS.ID[0])
         assert (image.TYPE, image.STATE, image.DATASTORE_ID) == (6, 1, bds)
     assert ids(xml_of(d, "one.backupjob.info", job), "ERROR_VMS") == []
+    xml_of(d, "one.vm.info", vms[0])  # BACKUP_JOB_ID in BACKUP_CONFIG validates
+    xml_of(d, "one.backupjobpool.info", -2, -1, -1)
     assert [j.ID for j in one.backupjobpool.info(-2, -1, -1).BACKUPJOB] == [job]
 
     # Its own scheduled action runs it again.
