@@ -120,6 +120,10 @@ class BackupJobManager:
             for vid in job.backup_vms():
                 if vid not in job.outdated:
                     continue
+                if _started_for(core.vms.get(vid), bj_id):
+                    # Started before a kill -9 lost this job's update: its reply is coming.
+                    job.backup_started(vid)
+                    continue
                 if job.execution() == "SEQUENTIAL" and job.backing_up:
                     self.log.debug(
                         "BackupJob {bj}: waiting for a active backup to complete", bj=bj_id
@@ -249,3 +253,12 @@ async def start_vm_backup(core: Core, vid: int, ds_id: int, reset: bool) -> None
     if check and free < backup_size(vm, backups):
         raise ActionError("Not enough free space on target datastore")
     await dispatcher(core).backup(vid, ds_id, reset, Requester(0, 0, -1))
+
+
+def _started_for(vm: VirtualMachine | None, bj_id: int) -> bool:
+    """A VM of the job already in a backup (only its job backs it up)."""
+    from oned.managers.vmm.backup_config import Backups
+
+    if vm is None or vm.lcm_state not in _BACKUP_STATES:
+        return False
+    return Backups.of(vm).get_int("BACKUP_JOB_ID") == bj_id

@@ -497,3 +497,22 @@ class BackupJobRestartTests(JobCase):
         self.restart()
         outdated, backing, updated, errors = self.lists(oid)
         self.assertEqual((outdated, backing, updated, errors), ([], [], [vms[0]], [vms[1]]))
+
+    def test_a_started_backup_lost_by_the_job_is_adopted(self) -> None:
+        vid = self.poweroff_vm()
+        oid = self.new_job([vid])
+        self.h.ok("one.backupjob.backup", oid)
+        before = self.h.core.backupjobs.get(oid)
+        assert before is not None
+        self.tick()
+        self.assertEqual(self.lists(oid)[1], [vid])
+        core = self.h.core
+        unit = core.unit()
+        unit.save(core.backupjobs, before)  # the run's update never reached the disk
+        result_of(Deferred.fromCoroutine(unit.commit("rewind")))
+        self.restart()
+        self.tick()
+        self.assertEqual(self.lists(oid), ([], [vid], [], []))
+        self.assertEqual(len(self.drivers.pending("BACKUP")), 1)  # re-sent once, not twice
+        self.settle(backups=True)
+        self.assertEqual(self.lists(oid), ([], [], [vid], []))
