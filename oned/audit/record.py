@@ -75,19 +75,32 @@ class Masker:
 
     def params(self, method: str, params: tuple[Any, ...]) -> list[Any]:
         """``params`` without the session, hidden positions and secret values masked."""
+        result: list[Any] = json.loads(self.params_json(method, params))
+        return result
+
+    def params_json(self, method: str, params: tuple[Any, ...]) -> str:
+        """``params`` as the record's JSON array, written directly for the ints and
+        strings nearly every call has; past MAX_PARAMS only its size and hash."""
         hidden = self._hidden.get(method)
-        out: list[Any] = []
+        parts = []
         for i in range(1, len(params)):
             value = params[i]
+            kind = type(value)
             if hidden is not None and i in hidden:
-                out.append(MASK)
-            elif type(value) is str:
-                out.append(self.text(value))
-            elif type(value) is int or type(value) is bool:
-                out.append(value)
+                parts.append('"****"')
+            elif kind is str:
+                parts.append(_quote(self.text(value)))
+            elif kind is int:
+                parts.append(str(value))
+            elif kind is bool:
+                parts.append("true" if value else "false")
             else:
-                out.append(self.value(value))
-        return out
+                parts.append(_json(self.value(value)))
+        args = f"[{','.join(parts)}]"
+        if len(args) > MAX_PARAMS:
+            digest = hashlib.sha256(args.encode("ascii")).hexdigest()
+            args = f'["[{len(args)} characters of parameters, sha256 {digest}]"]'
+        return args
 
     def value(self, value: Any) -> Any:
         """A JSON-ready copy of one parameter with secret attributes masked."""
@@ -142,48 +155,42 @@ _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
-def _params_json(params: list[Any]) -> str:
-    """The params array: ints and strings (nearly every parameter) written directly."""
-    parts = []
-    for value in params:
-        kind = type(value)
-        if kind is str:
-            parts.append(_quote(value))
-        elif kind is int:
-            parts.append(str(value))
-        elif kind is bool:
-            parts.append("true" if value else "false")
-        else:
-            parts.append(_json(value))
-    return f"[{','.join(parts)}]"
-
-
 def line(
-    seq: int, when: str, req: int, user: str | None, uid: int, group: str | None, gid: int,
-    peer: str, method: str, params: list[Any], ending: Outcome, ms: float, prev: str,
+    seq: int, when: str, req: int, who: str, peer: str, method: str, args: str,
+    ending: Outcome, ms: float, prev: str,
 ) -> bytes:  # fmt: skip
     """The record's JSON line (keys in the documented order), built without a dict:
-    this runs once per call."""
-    host, _, port = peer.rpartition(":")
-    if not host:
-        host, port = peer, ""
+    this runs once per call. ``who``, ``peer`` and ``method`` come from ``who_json``,
+    ``peer_json`` and ``quote`` (cached by the trail), ``args`` from ``params_json``."""
     ok, code, oid, error = ending
-    args = _params_json(params)
-    if len(args) > MAX_PARAMS:
-        digest = hashlib.sha256(args.encode("ascii")).hexdigest()
-        args = f'["[{len(args)} characters of parameters, sha256 {digest}]"]'
     tail = f',"id":{oid}' if oid is not None else ""
     if error is not None:
         tail += f',"error":{_quote(error)}'
-    text = (
-        f'{{"seq":{seq},"time":"{when}","req":{req},'
-        f'"user":{"null" if user is None else _quote(user)},"uid":{uid},'
-        f'"group":{"null" if group is None else _quote(group)},"gid":{gid},'
-        f'"addr":{_quote(host)},"port":{_quote(port)},"method":{_quote(method)},'
+    return (
+        f'{{"seq":{seq},"time":"{when}","req":{req},{who},{peer},"method":{method},'
         f'"params":{args},"ok":{"true" if ok else "false"},"code":{code}'
         f'{tail},"ms":{ms:.3f},"prev":"{prev}"}}'
-    )
-    return text.encode("ascii")
+    ).encode("ascii")
+
+
+def quote(text: str) -> str:
+    """A JSON string, ASCII only."""
+    return _quote(text)
+
+
+def who_json(user: str | None, uid: int, group: str | None, gid: int) -> str:
+    """The ``user``/``uid``/``group``/``gid`` members."""
+    name = "null" if user is None else _quote(user)
+    gname = "null" if group is None else _quote(group)
+    return f'"user":{name},"uid":{uid},"group":{gname},"gid":{gid}'
+
+
+def peer_json(peer: str) -> str:
+    """The ``addr``/``port`` members of ``host:port``."""
+    host, _, port = peer.rpartition(":")
+    if not host:
+        host, port = peer, ""
+    return f'"addr":{_quote(host)},"port":{_quote(port)}'
 
 
 def session_user(session: Any) -> str | None:

@@ -59,6 +59,7 @@ class AuditTrail:
         self.monotonic = monotonic
         self._all = settings.mode == "all"
         self._read_only: dict[str, bool] = {}
+        self._pieces: dict[Any, str] = {}
         self.failed = False
 
     @classmethod
@@ -126,23 +127,21 @@ class AuditTrail:
         sink = self.sink
         assert sink is not None
         caller = entry.caller
-        user: str | None
         if caller is not None:
-            user, uid, group, gid = caller.uname, caller.uid, caller.gname, caller.gid
+            key = (caller.uid, caller.gid, caller.uname, caller.gname)
+            who = self._cached(key, lambda: rec.who_json(key[2], key[0], key[3], key[1]))
         else:
-            user = rec.session_user(entry.params[0]) if entry.params else None
-            uid, group, gid = -1, None, -1
+            who = rec.who_json(
+                rec.session_user(entry.params[0]) if entry.params else None, -1, None, -1
+            )
         line = rec.line(
             sink.seq + 1,
             rec.timestamp(self.clock.seconds()),
             entry.req_id,
-            user,
-            uid,
-            group,
-            gid,
-            entry.peer,
-            entry.method,
-            self.masker.params(entry.method, entry.params),
+            who,
+            self._cached(entry.peer, lambda: rec.peer_json(entry.peer)),
+            self._cached(entry.method, lambda: rec.quote(entry.method)),
+            self.masker.params_json(entry.method, entry.params),
             ending,
             (self.monotonic() - entry.started) * 1000.0,
             sink.last_hash,
@@ -159,6 +158,15 @@ class AuditTrail:
             self.failed = True
             return
         self.failed = False
+
+    def _cached(self, key: Any, make: Callable[[], str]) -> str:
+        """JSON pieces that repeat from call to call (callers, peers, methods)."""
+        piece = self._pieces.get(key)
+        if piece is None:
+            if len(self._pieces) >= 8192:  # peers and method names are the clients'
+                self._pieces.clear()
+            piece = self._pieces[key] = make()
+        return piece
 
     def close(self) -> None:
         if self.sink is not None:

@@ -80,13 +80,16 @@ def test_outcome_ids_only_for_new_objects() -> None:
 
 def test_line_is_the_documented_json() -> None:
     ending = (False, 256, None, 'bad "quote" \u00e9')
-    got = rec.line(3, "T", 9, None, -1, None, -1, "::1:80", "one.x", ["\u00e9", 1], ending, 1.5,
-                   "ab")  # fmt: skip
+    who = rec.who_json(None, -1, None, -1)
+    args = masker().params_json("one.x", ("s", "\u00e9", 1))
+    got = rec.line(3, "T", 9, who, rec.peer_json("::1:80"), rec.quote("one.x"), args, ending,
+                   1.5, "ab")  # fmt: skip
     record = json.loads(got)
     keys = ["seq", "time", "req", "user", "uid", "group", "gid", "addr", "port", "method"]
     assert list(record) == [*keys, "params", "ok", "code", "error", "ms", "prev"]
     assert record["error"] == 'bad "quote" \u00e9' and record["params"] == ["\u00e9", 1]
     assert (record["addr"], record["port"], record["ms"]) == ("::1", "80", 1.5)
+    assert (record["user"], record["group"], record["uid"]) == (None, None, -1)
     assert got.isascii()
     assert rec.timestamp(1_700_000_000.25) == "2023-11-14T22:13:20.250000Z"
 
@@ -111,6 +114,4 @@ def test_settings_defaults_and_errors(tmp_path: Path) -> None:
 
 def test_huge_parameter_arrays_are_summarised() -> None:
     params = rec.Masker({}, []).params("one.vm.update", ("s", ["y" * 1000] * 2000))
-    got = json.loads(rec.line(1, "T", 1, "u", 0, "g", 0, "a:1", "one.vm.update", params,
-                              (True, 0, None, None), 0.1, "p"))  # fmt: skip
-    assert len(got["params"]) == 1 and "characters of parameters, sha256" in got["params"][0]
+    assert len(params) == 1 and "characters of parameters, sha256" in params[0]
