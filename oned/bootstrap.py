@@ -162,11 +162,24 @@ async def ensure_default_vdc(core: Core) -> None:
     await unit.commit("default VDC")
 
 
+def _stage_default_markets(core: Core, unit: Unit) -> None:
+    from oned.api.market import stage_default_markets
+
+    stage_default_markets(core, unit)
+
+
+async def _ensure_default_markets(core: Core) -> None:
+    from oned.api.market import ensure_default_markets
+
+    await ensure_default_markets(core)
+
+
 async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Credentials | None:
     """Populate an empty database; returns oneadmin's credentials when it did."""
     if not core.users.is_empty():
         await ensure_default_secgroup(core)
         await ensure_default_vdc(core)
+        await _ensure_default_markets(core)
         return None
     creds = oneadmin_credentials(core, environ)
     var = core.config.locations.var
@@ -235,6 +248,7 @@ async def bootstrap(core: Core, environ: dict[str, str] | None = None) -> Creden
     unit.sql(core.zones.control())
 
     stage_default_vdc(core, unit)
+    _stage_default_markets(core, unit)
 
     stage_default_secgroup(core, unit, oneadmin)
     await unit.commit("bootstrap")

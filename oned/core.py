@@ -33,6 +33,9 @@ from oned.objects.group import USERS_GID, Group
 from oned.objects.hook import Hook
 from oned.objects.host import Host
 from oned.objects.image import Image
+from oned.objects.market import FIRST_USER_OID as FIRST_MARKET_OID
+from oned.objects.market import MarketPlace
+from oned.objects.marketapp import MarketPlaceApp
 from oned.objects.secgroup import FIRST_USER_OID as FIRST_SECGROUP_OID
 from oned.objects.secgroup import SecurityGroup
 from oned.objects.user import User, sha256_hex
@@ -115,6 +118,9 @@ class Core:
     scheduler_manager: Any = None
     sched_actions: ScheduledActionPool = field(init=False)
     hook_manager: HookManager = field(init=False)
+    markets: Pool[MarketPlace] = field(init=False)
+    marketapps: Pool[MarketPlaceApp] = field(init=False)
+    market_manager: Any = None
 
     @classmethod
     def create(cls, config: OnedConfig, clock: IReactorTime, db: Database) -> Core:
@@ -153,6 +159,8 @@ class Core:
         if config.template.get("ONE_KEY") is None:
             config.template.add("ONE_KEY", core.one_key.key)
         core.vms = VirtualMachinePool(db)
+        core.markets = Pool(db, "marketplace_pool", MarketPlace.from_xml, FIRST_MARKET_OID)
+        core.marketapps = Pool(db, "marketplaceapp_pool", MarketPlaceApp.from_xml)
         core.sched_actions = ScheduledActionPool(db)
         from oned.managers.lifecycle.wiring import attach_vm_managers
 
@@ -187,6 +195,8 @@ class Core:
             self.vnets,
             self.vntemplates,
             self.hooks,
+            self.markets,
+            self.marketapps,
         ):
             await pool.load()
         await self.hook_manager.load()

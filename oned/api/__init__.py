@@ -15,6 +15,8 @@ def build_registry() -> Registry:
         hook,
         host,
         image,
+        market,
+        marketapp,
         secgroup,
         system,
         user,

@@ -31,6 +31,7 @@ from oned.managers.image.insert import InsertError
 from oned.managers.image.manager import ImageManager, clone_extra, ds_mad_of
 from oned.managers.image.quota import usage_of
 from oned.managers.image.stage import Stage
+from oned.managers.market.images import from_app
 from oned.objects import image as im
 from oned.objects.base import Op
 from oned.objects.datastore import IMAGE_DS, SYSTEM_DS
@@ -114,7 +115,8 @@ async def allocate(
     try:
         if mgr is None:
             raise InsertError("Could not get datastore driver")
-        data, size_text = insert.stat_request(core, tmpl)
+        app = from_app(core, tmpl, ds)
+        data, size_text = (None, app[0]) if app else insert.stat_request(core, tmpl)
         if data is not None:
             ok, size_text = await mgr.stat(data, mgr.ds_xml(ds))
             if not ok:
@@ -139,7 +141,7 @@ async def allocate(
     )
     img, action = await actions.create_image(core, call, tmpl, ds, size)
     if action is not None and mgr is not None:
-        mgr.send_image_action(action, img)
+        mgr.send_image_action(action, img, app[1] if app else "")
     return img.oid
 
 

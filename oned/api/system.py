@@ -174,6 +174,8 @@ async def reload_tables(core: Core, tables: set[str]) -> None:
         core.vnets,
         core.vntemplates,
         core.hooks,
+        core.markets,
+        core.marketapps,
         core.vms,
         core.user_quotas,
         core.group_quotas,

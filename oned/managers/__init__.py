@@ -33,11 +33,15 @@ def build_managers(core: Core, drivers: Any, clock: IReactorTime) -> list[Manage
     from oned.managers.schedaction.manager import ScheduledActionManager
 
     sam = ScheduledActionManager(core, clock)
+    from oned.managers.market.manager import MarketPlaceManager
+
+    core.market_manager = MarketPlaceManager(core, drivers, clock)
     return [
         core.hook_manager.use_drivers(drivers),
         core.image_manager,
         core.information_manager,
         core.ipam_manager,
+        core.market_manager,
         lcm,
         core.scheduler_manager,
         sam,
