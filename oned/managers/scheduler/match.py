@@ -325,6 +325,8 @@ def _match_datastores(core: Core, req: Request, vm: VirtualMachine, auth: Any) -
 def auto_nics(vm: VirtualMachine) -> dict[int, dict[str, str]]:
     out = {}
     for nic in vm.template.vectors("NIC"):
+        if (nic.get("NETWORK_ID") or "").strip() or nic.get("NETWORK"):
+            continue  # its network is chosen already
         if (nic.get("NETWORK_MODE") or "").strip().lower() == "auto":
             raw = (nic.get("NIC_ID") or "").strip()
             if raw.isdigit():

@@ -350,3 +350,44 @@ class ReschedTests(SchedulerCase):
         self.assertEqual((vm.state, vm.lcm_state, vm.current.hid), (S.ACTIVE, L.RUNNING, 1))
         self.assertEqual(vm.resched, 0)  # no longer a candidate
         self.assertEqual(self.sm.planner.plans.get(-1).state, 2)
+
+
+NET = (
+    'NAME="net"\nVN_MAD="dummy"\nBRIDGE="br0"\nAR=[TYPE="IP4", IP="10.0.0.10", SIZE="5"]\n'
+    'NETWORK_ADDRESS="10.0.0.0"\nNETWORK_MASK="255.255.255.0"\n'
+)
+
+
+class AutoNicTests(SchedulerCase):
+    def test_auto_nic_gets_the_planned_network_and_a_lease(self) -> None:
+        from oned.managers.ipam.manager import IPAMManager
+        from oned.managers.ipam.testing import FakeIPAMDrivers
+
+        ipam = FakeIPAMDrivers()
+        manager = IPAMManager(self.core, ipam, self.h.clock)
+        self.core.ipam_manager = manager
+        run(manager.start())
+        net = self.h.ok("one.vn.allocate", NET, -1)
+        while ipam.answer_all():
+            self.h.clock.advance(0)
+        self.h.clock.advance(0)
+        vid = self.h.ok("one.vm.allocate", VM + '\nNIC=[NETWORK_MODE="auto"]')
+        self.h.clock.advance(10)
+        self.flush()
+        [sent] = self.places()
+        doc = etree.fromstring(sent.payload.encode())
+        self.assertEqual(doc.xpath(f"REQUIREMENTS/VM[ID={vid}]/NIC/VNETS/ID/text()"), [str(net)])
+        self.assertEqual(doc.xpath("VNET_POOL/VNET/ID/text()"), [str(net)])
+        plan = self.answer_place()
+        self.assertIn(f"<NETWORK_ID>{net}</NETWORK_ID>", plan)
+        self.settle_vms()
+        vm = self.core.vms.get(vid)
+        self.assertEqual((vm.state, vm.lcm_state), (S.ACTIVE, L.RUNNING))
+        [nic] = vm.template.vectors("NIC")
+        self.assertEqual((nic.get("NETWORK_ID"), nic.get("IP")), (str(net), "10.0.0.10"))
+        info = etree.fromstring(self.h.ok("one.vn.info", net).encode())
+        self.assertEqual(info.findtext("USED_LEASES"), "1")
+        self.h.ok("one.vm.action", "terminate-hard", vid)
+        self.settle_vms()
+        info = etree.fromstring(self.h.ok("one.vn.info", net).encode())
+        self.assertEqual(info.findtext("USED_LEASES"), "0")
