@@ -10,11 +10,7 @@ runs it.
 
 from __future__ import annotations
 
-import os
-import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from oned.managers.scheduler.expr import (
     DS_PATHS,
@@ -26,191 +22,21 @@ from oned.managers.scheduler.expr import (
     eval_rank,
     join_requirements,
 )
+from oned.managers.scheduler.rank_model import (
+    Datastore,
+    Host,
+    RankConf,
+    Vm,
+    Vnet,
+    disk_usage,
+    ids_of,
+    log_failures,
+    num,
+)
 
-HOST_POLICIES = {0: "RUNNING_VMS", 1: "- RUNNING_VMS", 2: "FREE_CPU", 4: "PRIORITY"}
-DS_POLICIES = {0: "- FREE_MB", 1: "FREE_MB", 3: "PRIORITY"}
-NIC_POLICIES = {0: "USED_LEASES", 1: "- USED_LEASES", 3: "PRIORITY"}
+__all__ = ["RankConf", "RankPlacer", "log_failures", "place"]
+
 _STOP, _UNDEPLOY, _UNDEPLOY_HARD = 10, 33, 34  # VMActions of a resumed VM
-
-
-@dataclass
-class RankConf:
-    """``rank.conf`` (defaults as shipped)."""
-
-    max_host: int = 1
-    different_vnets: bool = True
-    memory_system_ds_scale: float = 0.0
-    host_policy: int = 1
-    host_rank: str = ""
-    ds_policy: int = 1
-    ds_rank: str = ""
-    nic_policy: int = 1
-    nic_rank: str = ""
-
-    @classmethod
-    def load(cls, path: Path | None = None) -> RankConf:
-        if path is None:
-            loc = os.environ.get("ONE_LOCATION")
-            etc = Path(loc) / "etc" if loc else Path("/etc/one")
-            path = etc / "schedulers" / "rank.conf"
-        conf = cls()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
-            return conf
-        text = re.sub(r"#[^\n]*", "", text)
-        single = dict(re.findall(r"^\s*([A-Z_]+)\s*=\s*\"?([^\"\[\n]*?)\"?\s*$", text, re.M))
-        vectors = {k: v for k, v in re.findall(r"([A-Z_]+)\s*=\s*\[([^\]]*)\]", text)}
-        conf.max_host = _int(single.get("MAX_HOST"), conf.max_host)
-        conf.different_vnets = single.get("DIFFERENT_VNETS", "YES").strip().upper() == "YES"
-        conf.memory_system_ds_scale = _float(single.get("MEMORY_SYSTEM_DS_SCALE"), 0.0)
-        for key, attr in (("DEFAULT_SCHED", "host"), ("DEFAULT_DS_SCHED", "ds")):
-            inner = dict(re.findall(r"([A-Z_]+)\s*=\s*\"?([^\",]*)\"?", vectors.get(key, "")))
-            setattr(conf, f"{attr}_policy", _int(inner.get("POLICY"), 1))
-            setattr(conf, f"{attr}_rank", inner.get("RANK", "").strip())
-        inner = dict(
-            re.findall(r"([A-Z_]+)\s*=\s*\"?([^\",]*)\"?", vectors.get("DEFAULT_NIC_SCHED", ""))
-        )
-        conf.nic_policy = _int(inner.get("POLICY"), 1)
-        conf.nic_rank = inner.get("RANK", "").strip()
-        return conf
-
-    def default_rank(self, kind: str) -> str:
-        policy, custom = {
-            "host": (self.host_policy, self.host_rank),
-            "ds": (self.ds_policy, self.ds_rank),
-            "nic": (self.nic_policy, self.nic_rank),
-        }[kind]
-        table = {"host": HOST_POLICIES, "ds": DS_POLICIES, "nic": NIC_POLICIES}[kind]
-        custom_policy = 3 if kind == "host" else 2
-        if policy == custom_policy:
-            return custom
-        return table.get(policy, table[1])
-
-
-def _int(raw: str | None, default: int) -> int:
-    try:
-        return int(str(raw).strip())
-    except ValueError:
-        return default
-
-
-def _float(raw: str | None, default: float) -> float:
-    try:
-        return float(str(raw).strip())
-    except ValueError:
-        return default
-
-
-def _num(node: ET.Element | None, path: str, default: float = 0.0) -> float:
-    if node is None:
-        return default
-    text = node.findtext(path)
-    try:
-        return float(text) if text is not None and text.strip() else default
-    except ValueError:
-        return default
-
-
-@dataclass
-class Host:
-    oid: int
-    cid: int
-    obj: XmlObject
-    max_cpu: float
-    cpu_usage: float
-    max_mem: float
-    mem_usage: float
-    ds_free: dict[int, float]
-    dispatched: int = 0
-
-    def test_capacity(self, cpu: float, mem: float) -> str:
-        if self.max_cpu - self.cpu_usage < cpu:
-            return "HOST_CPU"
-        if self.max_mem - self.mem_usage < mem:
-            return "HOST_MEMORY"
-        return ""
-
-
-@dataclass
-class Datastore:
-    oid: int
-    clusters: set[int]
-    shared: bool
-    monitored: bool
-    free_mb: float
-    obj: XmlObject
-
-
-@dataclass
-class Vnet:
-    oid: int
-    clusters: set[int]
-    free_leases: float
-    obj: XmlObject
-
-
-@dataclass
-class Vm:
-    oid: int
-    node: ET.Element
-    cpu: float
-    mem: float
-    disk: float
-    priority: float
-    resched: bool
-    resume: bool
-    requirements: str
-    rank: str
-    ds_rank: str
-    hosts: list[int] = field(default_factory=list)
-    datastores: list[int] = field(default_factory=list)
-    nics: dict[int, list[int]] = field(default_factory=dict)
-    nic_ranks: dict[int, str] = field(default_factory=dict)
-
-
-_FAILURE_TEXT = {
-    "HOST_NULL": "[HOST] No existing hosts: ",
-    "HOST_CPU": "[HOST] Not enough CPU on hosts: ",
-    "HOST_MEMORY": "[HOST] Not enough MEMORY on hosts: ",
-    "HOST_REQUIREMENTS": "[HOST] Requirements not met on hosts: ",
-    "HOST_DISPATCH_LIMIT": "[HOST] Dispatch limit reached on hosts: ",
-    "DATASTORE_NULL": "[DS] No existing datastores: ",
-    "DATASTORE_UNAVAILABLE_IN_CLUSTER": "[DS] Unavailable datastores: ",
-    "DATASTORE_CAPACITY": "[DS] Not enough capacity on datastores: ",
-    "DATASTORE_MONITOR": "[DS] Unmonitored datastores: ",
-    "DATASTORE_NONE": "[DS] No datastores matched the VM requirements",
-    "NETWORK_NULL": "[VNET] No existing vnets: ",
-    "NETWORK_UNAVAILABLE_IN_CLUSTER": "[VNET] Unavailable vnets: ",
-    "NETWORK_LEASES": "[VNET] Unavailable leases on vnets: ",
-    "NETWORK_ROLLBACK": "[VNET] Cannot satisfy all NETWORK requirements. Only available vnets: ",
-}
-_FAILURE_ORDER = list(_FAILURE_TEXT)
-
-
-def log_failures(failures: dict[str, set[int]]) -> str:
-    """``SchedulerFailure::log_failures`` (failure types in their enum order)."""
-    out = ""
-    for kind in sorted(failures, key=_FAILURE_ORDER.index):
-        ids = failures[kind]
-        if not ids:
-            continue
-        out += _FAILURE_TEXT[kind]
-        if kind != "DATASTORE_NONE":
-            out += ",".join(str(i) for i in sorted(ids))
-    return out
-
-
-def _ids(node: ET.Element | None, path: str) -> list[int]:
-    if node is None:
-        return []
-    out = []
-    for n in node.findall(path):
-        try:
-            out.append(int((n.text or "").strip()))
-        except ValueError:
-            continue
-    return out
 
 
 class RankPlacer:
@@ -225,6 +51,7 @@ class RankPlacer:
         self.vnets: dict[int, Vnet] = {}
         self.vms: list[Vm] = []
         self._ranks: dict[tuple[int, str], float] = {}
+        self.image_free: dict[int, float] = {}
         self._load()
 
     def error(self, vid: int, text: str) -> None:
@@ -237,26 +64,28 @@ class RankPlacer:
             obj = XmlObject(node, HOST_PATHS, current_vms=True)
             ds_free = {}
             for ds in node.findall("HOST_SHARE/DATASTORES/DS"):
-                ds_free[int(_num(ds, "ID", -1))] = _num(ds, "FREE_MB")
+                ds_free[int(num(ds, "ID", -1))] = num(ds, "FREE_MB")
             host = Host(
-                int(_num(node, "ID", -1)),
-                int(_num(node, "CLUSTER_ID", -1)),
+                int(num(node, "ID", -1)),
+                int(num(node, "CLUSTER_ID", -1)),
                 obj,
-                _num(node, "HOST_SHARE/MAX_CPU"),
-                _num(node, "HOST_SHARE/CPU_USAGE"),
-                _num(node, "HOST_SHARE/MAX_MEM"),
-                _num(node, "HOST_SHARE/MEM_USAGE"),
+                num(node, "HOST_SHARE/MAX_CPU"),
+                num(node, "HOST_SHARE/CPU_USAGE"),
+                num(node, "HOST_SHARE/MAX_MEM"),
+                num(node, "HOST_SHARE/MEM_USAGE"),
                 ds_free,
             )
             self.hosts[host.oid] = host
         for node in self.root.findall("DATASTORE_POOL/DATASTORE"):
-            if int(_num(node, "TYPE", -1)) != 1:
+            if int(num(node, "TYPE", -1)) == 0:
+                self.image_free[int(num(node, "ID", -1))] = num(node, "FREE_MB")
+            if int(num(node, "TYPE", -1)) != 1:
                 continue
             shared = (node.findtext("TEMPLATE/SHARED") or "").strip().upper() == "YES"
-            free, total = _num(node, "FREE_MB"), _num(node, "TOTAL_MB")
+            free, total = num(node, "FREE_MB"), num(node, "TOTAL_MB")
             sds = Datastore(
-                int(_num(node, "ID", -1)),
-                set(_ids(node, "CLUSTERS/ID")),
+                int(num(node, "ID", -1)),
+                set(ids_of(node, "CLUSTERS/ID")),
                 shared,
                 not (free == 0 and total == 0),
                 free,
@@ -264,18 +93,18 @@ class RankPlacer:
             )
             self.dss[sds.oid] = sds
         for node in self.root.findall("VNET_POOL/VNET"):
-            size = sum(_num(ar, "SIZE") for ar in node.findall("AR_POOL/AR"))
-            used = _num(node, "USED_LEASES")
+            size = sum(num(ar, "SIZE") for ar in node.findall("AR_POOL/AR"))
+            used = num(node, "USED_LEASES")
             vn = Vnet(
-                int(_num(node, "ID", -1)),
-                set(_ids(node, "CLUSTERS/ID")),
+                int(num(node, "ID", -1)),
+                set(ids_of(node, "CLUSTERS/ID")),
                 size - used,
                 XmlObject(node, VNET_PATHS),
             )
             self.vnets[vn.oid] = vn
-        reqs = {int(_num(r, "ID", -1)): r for r in self.root.findall("REQUIREMENTS/VM")}
+        reqs = {int(num(r, "ID", -1)): r for r in self.root.findall("REQUIREMENTS/VM")}
         for node in self.root.findall("VM_POOL/VM"):
-            vid = int(_num(node, "ID", -1))
+            vid = int(num(node, "ID", -1))
             req = reqs.get(vid)
             if req is None:
                 continue
@@ -283,19 +112,12 @@ class RankPlacer:
 
     def _vm(self, vid: int, node: ET.Element, req: ET.Element) -> Vm:
         tmpl, user = node.find("TEMPLATE"), node.find("USER_TEMPLATE")
-        cpu, mem = _num(tmpl, "CPU"), _num(tmpl, "MEMORY")
-        disk = 0.0
-        for d in tmpl.findall("DISK") if tmpl is not None else []:
-            volatile = d.findtext("IMAGE_ID") is None
-            to_system = (d.findtext("CLONE_TARGET") or "").upper() == "SYSTEM" and (
-                d.findtext("CLONE") or ""
-            ).upper() == "YES"
-            if volatile or to_system:
-                disk += _num(d, "SIZE")
+        cpu, mem = num(tmpl, "CPU"), num(tmpl, "MEMORY")
+        disk, image_ds = disk_usage(tmpl)
         if mem > 0 and self.conf.memory_system_ds_scale >= 0:
             disk += mem * self.conf.memory_system_ds_scale
         history = node.findall("HISTORY_RECORDS/HISTORY")
-        action = int(_num(history[-1], "ACTION", -1)) if history else -1
+        action = int(num(history[-1], "ACTION", -1)) if history else -1
         rank = (user.findtext("SCHED_RANK") if user is not None else None) or (
             user.findtext("RANK") if user is not None else None
         )
@@ -309,20 +131,21 @@ class RankPlacer:
             0 if cpu == 0 or mem == 0 else cpu * 100,
             0 if cpu == 0 or mem == 0 else mem * 1024,
             0 if cpu == 0 or mem == 0 else disk,
-            _num(user, "USER_PRIORITY"),
-            int(_num(node, "RESCHED")) == 1,
+            num(user, "USER_PRIORITY"),
+            int(num(node, "RESCHED")) == 1,
             action in (_STOP, _UNDEPLOY, _UNDEPLOY_HARD),
             requirements,
             (rank or "").strip() or self.conf.default_rank("host"),
             ((user.findtext("SCHED_DS_RANK") if user is not None else "") or "").strip()
             or self.conf.default_rank("ds"),
         )
-        vm.hosts = _ids(req, "HOSTS/ID")
-        vm.datastores = _ids(req, "DATASTORES/ID")
-        nic_nodes = {int(_num(n, "NIC_ID", -1)): n for n in tmpl.findall("NIC")} if tmpl else {}
+        vm.image_ds = image_ds
+        vm.hosts = ids_of(req, "HOSTS/ID")
+        vm.datastores = ids_of(req, "DATASTORES/ID")
+        nic_nodes = {int(num(n, "NIC_ID", -1)): n for n in tmpl.findall("NIC")} if tmpl else {}
         for nic in req.findall("NIC"):
-            nic_id = int(_num(nic, "ID", -1))
-            vm.nics[nic_id] = _ids(nic, "VNETS/ID")
+            nic_id = int(num(nic, "ID", -1))
+            vm.nics[nic_id] = ids_of(nic, "VNETS/ID")
             own = nic_nodes.get(nic_id)
             vm.nic_ranks[nic_id] = (
                 (own.findtext("SCHED_RANK") or "").strip() if own is not None else ""
@@ -354,16 +177,31 @@ class RankPlacer:
         actions: list[str] = []
         if not self.hosts or not self.dss:
             return self._plan(actions), self.logs
-        order = sorted(self.vms, key=lambda v: -v.priority)
-        for vm in order:
-            if not self._match(vm):
-                continue
+        # match_schedule: every VM in pool order against the capacity sent, then
+        # dispatch: by USER_PRIORITY (ties in pool order) against what is left
+        matched = [vm for vm in self.vms if self._match(vm)]
+        for vm in sorted(matched, key=lambda v: -v.priority):
             action = self._dispatch(vm)
             if action:
                 actions.append(action)
         return self._plan(actions), self.logs
 
+    def _images_fit(self, vm: Vm) -> str:
+        """``test_image_datastore_capacity``: "" or the error."""
+        for ds_id, size in vm.image_ds.items():
+            if size == 0:
+                continue
+            free = self.image_free.get(ds_id)
+            if free is None or free < size:
+                return f"Image Datastore {ds_id} does not have enough capacity"
+        return ""
+
     def _match(self, vm: Vm) -> bool:
+        if not vm.resched and not vm.resume:
+            error = self._images_fit(vm)
+            if error:
+                self.error(vm.oid, f"Cannot schedule VM. {error}")
+                return False
         failures: dict[str, set[int]] = {}
         fits = []
         for hid in vm.hosts:
@@ -420,6 +258,11 @@ class RankPlacer:
 
     def _dispatch(self, vm: Vm) -> str:
         failures: dict[str, set[int]] = {}
+        if vm.hosts and not vm.resched and not vm.resume:
+            error = self._images_fit(vm)
+            if error:
+                self.error(vm.oid, f"Cannot dispatch VM. {error}")
+                return ""
         for hid in vm.hosts:
             host = self.hosts[hid]
             if "CURRENT_VMS" in vm.requirements:
@@ -449,6 +292,10 @@ class RankPlacer:
                     chosen.free_mb -= vm.disk
             else:
                 host.ds_free[chosen.oid] = host.ds_free.get(chosen.oid, 0) - vm.disk
+            if not vm.resched:
+                for ds_id, size in vm.image_ds.items():
+                    if ds_id in self.image_free:
+                        self.image_free[ds_id] -= size
             host.cpu_usage += vm.cpu
             host.mem_usage += vm.mem
             host.dispatched += 1

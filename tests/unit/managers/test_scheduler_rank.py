@@ -204,3 +204,21 @@ def test_place_script_reads_base64_and_writes_the_plan() -> None:
         check=False,
     )
     assert bad.returncode != 0
+
+
+def test_image_datastore_capacity() -> None:
+    image_ds = "<DATASTORE><ID>1</ID><TYPE>0</TYPE><FREE_MB>150</FREE_MB></DATASTORE>"
+    disk = (
+        "<DISK><IMAGE_ID>0</IMAGE_ID><DATASTORE_ID>1</DATASTORE_ID><SIZE>100</SIZE>"
+        "<CLONE>YES</CLONE><CLONE_TARGET>SELF</CLONE_TARGET></DISK>"
+    )
+    vms = [vm(0, disks=disk), vm(1, disks=disk)]
+    conf = RankConf(max_host=0)
+    plan, logs = place(doc(vms, [host(0)], [ds(0), image_ds], {0: ([0], [0]), 1: ([0], [0])}), conf)
+    # the first clone takes 100 of the 150 MB: the second one no longer fits
+    assert [a[0] for a in actions(plan)] == [0]
+    assert logs == ["ERROR: 1 Cannot dispatch VM. Image Datastore 1 does not have enough capacity"]
+    big = disk.replace("<SIZE>100</SIZE>", "<SIZE>200</SIZE>")
+    plan, logs = place(doc([vm(2, disks=big)], [host(0)], [ds(0), image_ds], {2: ([0], [0])}))
+    assert actions(plan) == []
+    assert logs == ["ERROR: 2 Cannot schedule VM. Image Datastore 1 does not have enough capacity"]
