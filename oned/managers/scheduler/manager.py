@@ -18,6 +18,7 @@ from oned._async import background
 from oned.drivers.families import Family
 from oned.log import logger
 from oned.managers.scheduler import match
+from oned.managers.scheduler.message import document
 from oned.managers.scheduler.planner import PlanManager, _conf_int
 from oned.objects.host import log_time
 
@@ -163,7 +164,7 @@ class SchedulerManager:
         await self._log_errors(req.errors)
         if not req.matched():
             return
-        doc = match.document(self.core, req)
+        doc = document(self.core, req)
         self.in_flight = True
         if not self.drivers.send(Family.SCHED, "PLACE", -1, doc, timeout=PLACE_TIMEOUT):
             self.in_flight = False
@@ -184,7 +185,7 @@ class SchedulerManager:
         if not req.matched():
             return
         self.optimizing.add(cid)
-        doc = match.document(self.core, req)
+        doc = document(self.core, req)
         if not self.drivers.send(Family.SCHED, "OPTIMIZE", cid, doc, timeout=PLACE_TIMEOUT):
             self.optimizing.discard(cid)
 

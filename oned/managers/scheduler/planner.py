@@ -20,6 +20,7 @@ from twisted.internet.defer import DeferredLock
 
 from oned.errors import InternalError, OneError
 from oned.log import logger
+from oned.managers.scheduler.nics import auto_nics
 from oned.managers.scheduler.plans import Plan, PlanAction, PlanError, PlanPool, PlanState
 from oned.objects.vm import LcmState, VirtualMachine, VmState
 
@@ -34,18 +35,6 @@ def _conf_int(core: Core, name: str, default: int) -> int:
         return int(str(core.config.get(name) or default).strip())
     except ValueError:
         return default
-
-
-def _auto_nic_id(name: str, value: Any) -> int | None:
-    """The NIC_ID of an auto NIC still without a network (else None)."""
-    if name != "NIC" or not isinstance(value, dict):
-        return None
-    if (value.get("NETWORK_MODE") or "").strip().lower() != "auto":
-        return None
-    if (value.get("NETWORK_ID") or "").strip() or value.get("NETWORK"):
-        return None
-    raw = (value.get("NIC_ID") or "").strip()
-    return int(raw) if raw.isdigit() else None
 
 
 def outcome(operation: str, vm: VirtualMachine) -> int | None:
@@ -258,7 +247,7 @@ class PlanManager:
                 raise InternalError("Dispatch manager is not running")
             if a.operation == "deploy":
                 placement = self._placement(a)
-                await self._auto_nics(a)
+                await auto_nics(self.core, a)
                 await dm.deploy(a.vm_id, placement, True)
             elif a.operation == "migrate":
                 migrate = getattr(dm, "migrate", None)
@@ -294,53 +283,6 @@ class PlanManager:
         else:
             self.by_vm[a.vm_id] = (cid, a.oid)
         return True
-
-    async def _auto_nics(self, a: PlanAction) -> None:
-        """The networks the plan chose for the VM's ``NETWORK_MODE=auto`` NICs: each NIC
-        gets its NETWORK_ID and a lease (the ``NIC=[NIC_ID, NETWORK_MODE=auto,
-        NETWORK_ID]`` template oned's plan manager hands to deploy)."""
-        from oned.managers.ipam.nic import acquire_nic
-        from oned.managers.lifecycle.tx import transition
-
-        wanted = {nic_id: net_id for nic_id, net_id in a.nics if net_id >= 0}
-        if not wanted:
-            return
-        core = self.core
-
-        def step(tx: Any) -> bool:
-            vm = tx.vm
-            if vm.state not in (VmState.PENDING, VmState.HOLD):
-                return False
-
-            async def work() -> list[Any]:
-                done: list[Any] = []
-                items: list[tuple[str, Any]] = []
-                for name, value in vm.template.items:
-                    nic_id = _auto_nic_id(name, value)
-                    if nic_id is None or nic_id not in wanted:
-                        items.append((name, value))
-                        continue
-                    nic = dict(value)
-                    nic["NETWORK_ID"] = str(wanted[nic_id])
-                    out, changes = await acquire_nic(
-                        core, tx.unit, nic, vm.oid, vm.uid, vm.gid, nic_id
-                    )
-                    done.append(changes)
-                    out.setdefault("NIC_ID", str(nic_id))
-                    items.append((name, out))
-                vm.template.items = items
-                return done
-
-            tx.before.append(work)
-            return True
-
-        await transition(
-            core,
-            a.vm_id,
-            step,
-            f"auto NICs of VM {a.vm_id}",
-            extra_targets=[(core.vnets, n) for n in sorted(set(wanted.values()))],
-        )
 
     async def _record(self, cid: int, a: PlanAction) -> None:
         """The VM's history names the plan and action that moved it (PLAN_ID/ACTION_ID)."""
