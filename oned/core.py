@@ -25,6 +25,7 @@ from oned.log import logger
 from oned.managers.auth.manager import parse_authn_result
 from oned.managers.ipam.vnpool import VirtualNetworkPool
 from oned.managers.schedaction.pool import ScheduledActionPool
+from oned.objects.backupjob import BackupJob
 from oned.objects.base import parse_xml
 from oned.objects.cluster import Cluster
 from oned.objects.datastore import Datastore
@@ -117,6 +118,7 @@ class Core:
     ipam_manager: IPAMManager | None = None
     scheduler_manager: Any = None
     sched_actions: ScheduledActionPool = field(init=False)
+    backupjobs: Pool[BackupJob] = field(init=False)
     hook_manager: HookManager = field(init=False)
     markets: Pool[MarketPlace] = field(init=False)
     marketapps: Pool[MarketPlaceApp] = field(init=False)
@@ -162,6 +164,7 @@ class Core:
         core.markets = Pool(db, "marketplace_pool", MarketPlace.from_xml, FIRST_MARKET_OID)
         core.marketapps = Pool(db, "marketplaceapp_pool", MarketPlaceApp.from_xml)
         core.sched_actions = ScheduledActionPool(db)
+        core.backupjobs = Pool(db, "backupjob_pool", BackupJob.from_xml)
         from oned.managers.lifecycle.wiring import attach_vm_managers
 
         attach_vm_managers(core)
@@ -195,6 +198,7 @@ class Core:
             self.vnets,
             self.vntemplates,
             self.hooks,
+            self.backupjobs,
             self.markets,
             self.marketapps,
         ):

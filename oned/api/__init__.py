@@ -7,6 +7,7 @@ def build_registry() -> Registry:
     """Every ``one.*`` method of the families this daemon serves."""
     from oned.api import (  # noqa: F401 - importing registers the handlers
         acl,
+        backupjob,
         cluster,
         cluster_plan,
         datastore,

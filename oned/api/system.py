@@ -174,6 +174,7 @@ async def reload_tables(core: Core, tables: set[str]) -> None:
         core.vnets,
         core.vntemplates,
         core.hooks,
+        core.backupjobs,
         core.markets,
         core.marketapps,
         core.vms,

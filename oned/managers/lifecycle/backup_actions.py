@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from oned.managers.backupjob.links import job_backup_done
 from oned.managers.lifecycle.tx import Tx, transition
 from oned.managers.transfer.manager import system_dir
 from oned.managers.vmm.backup import send_backup
@@ -229,6 +230,7 @@ class LcmBackups:
             tx.log("LCM", "I", "Removing backup snapshots: " + " ".join(map(str, prune)))
         backups.clear_last()
         backups.store(vm)
+        job_backup_done(self.core, tx, not error)
         return True
 
     def _new_backup_image(
@@ -288,6 +290,7 @@ class LcmBackups:
                 )
             backups.clear_last()
             backups.store(tx.vm)
+            job_backup_done(self.core, tx, False)
             return True
 
         await transition(self.core, vid, step, f"backup failure of VM {vid}")

@@ -25,6 +25,7 @@ from oned.api.context import Call
 from oned.api.registry import declared
 from oned.errors import ActionError, OneError, failure_message
 from oned.log import logger
+from oned.managers.backupjob.manager import BackupJobManager
 from oned.objects.schedaction import ScheduledAction
 from oned.objects.vm import LcmState, VmState
 
@@ -106,6 +107,7 @@ class ScheduledActionManager:
             if max_backups_host is not None
             else _int(config.get("MAX_BACKUPS_HOST"), 2)
         )
+        self.backup_jobs = BackupJobManager(core)
         self._loop: LoopingCall | None = None
         self._handlers: dict[str, Callable[..., Any]] | None = None
 
@@ -113,6 +115,7 @@ class ScheduledActionManager:
 
     async def start(self) -> None:
         self.log.info("Starting Scheduled Action Manager...")
+        await self.backup_jobs.recover()
         loop = LoopingCall(self._tick)
         loop.clock = self.clock
         self._loop = loop
@@ -148,6 +151,7 @@ class ScheduledActionManager:
             await self.run_vm_action(sa.parent_id, sa.oid)
         if backups:
             await self._run_backups(backups)
+        await self.backup_jobs.timer_action(self.max_backups, self.max_backups_host)
 
     async def _run_backups(self, backups: list[ScheduledAction]) -> None:
         """``run_vm_backups``: within MAX_BACKUPS and MAX_BACKUPS_HOST."""
