@@ -1,0 +1,1 @@
+"""The scheduler: SchedulerManager (SCHED_MAD), PlanManager, matching and the rank placer."""
