@@ -6,6 +6,8 @@ exported as an app, imported back as a new image and VM template (what the Ruby 
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
 import time
 import xmlrpc.client
 from collections.abc import Callable
@@ -107,3 +109,59 @@ def test_private_marketplace_export_import(make_daemon: MakeDaemon, tmp_path: Pa
     one.market.delete(market)
     assert raw.one.market.info(d.session, market)[0] is False
     assert d.alive()
+
+
+RUBY_CLI = os.environ.get("ONE_RUBY_CLI", "")
+
+
+@pytest.mark.skipif(not RUBY_CLI, reason="set ONE_RUBY_CLI to an installed Ruby CLI tree")
+def test_ruby_cli_onemarketapp(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """onemarket create/list, onemarketapp create/list/show/export/disable/enable/delete."""
+    d = make_daemon(tmp_path / "one", replace_conf=FAST_MONITOR)
+    d.start(timeout=90)
+    auth = tmp_path / "ruby_auth"
+    auth.write_text(d.session + "\n")
+    root = Path(RUBY_CLI)
+    env = dict(
+        os.environ,
+        ONE_LOCATION=str(root),
+        ONE_XMLRPC=d.url,
+        ONE_AUTH=str(auth),
+        HOME=str(tmp_path),
+        RUBYLIB=f"{root}/lib/ruby:{root}/lib/ruby/cli",
+    )
+
+    def cli(*cmd: str) -> str:
+        done = subprocess.run(
+            [str(root / "bin" / cmd[0]), *cmd[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, (cmd, done.stdout, done.stderr)
+        return done.stdout
+
+    one = pyone.OneServer(d.url, session=d.session, timeout=30)
+    one.datastore.update(1, 'DS_MAD="dummy"\nTM_MAD="dummy"', 1)
+    wait_for(lambda: one.datastore.info(1).TOTAL_MB == 20480, what="datastore monitoring")
+    market_tpl = tmp_path / "market.tpl"
+    market_tpl.write_text('NAME="private"\nMARKET_MAD="dummy"\n')
+    assert "ID: 100" in cli("onemarket", "create", str(market_tpl))
+    assert "OpenNebula Publ" in cli("onemarket", "list")
+    cli("oneimage", "create", "-d", "1", "--name", "os", "--type", "OS", "--path", "/tmp/os")
+    wait_for(lambda: one.image.info(0).STATE == 1, what="image READY")
+    cli("onemarketapp", "create", "--name", "osapp", "--image", "os", "-m", "private")
+    wait_for(lambda: one.marketapp.info(0).STATE == 1, what="app READY")
+    assert "dummy://apps/0" in cli("onemarketapp", "show", "osapp")
+    assert "osapp" in cli("onemarketapp", "list")
+    cli("onemarketapp", "export", "osapp", "imported", "-d", "1")
+    wait_for(lambda: one.image.info(1).STATE == 1, what="exported image READY")
+    assert one.image.info(1).PATH == "dummy://apps/0"
+    cli("onemarketapp", "disable", "osapp")
+    assert one.marketapp.info(0).STATE == 4
+    cli("onemarketapp", "enable", "osapp")
+    cli("onemarketapp", "delete", "osapp")
+    wait_for(lambda: "osapp" not in cli("onemarketapp", "list"), what="app deleted")
+    cli("onemarket", "delete", "private")
