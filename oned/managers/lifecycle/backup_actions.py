@@ -273,6 +273,8 @@ class LcmBackups:
             vms={vm.oid},
             backup_disk_ids=set(backup_disk_ids(vm, backups)),
         )
+        if backups.get_int("BACKUP_JOB_ID") != -1:  # kept in the image's TEMPLATE
+            image.template.add("BACKUP_JOB_ID", str(backups.get_int("BACKUP_JOB_ID")))
         ds = ds.copy()
         ds.images.add(image.oid)
         tx.unit.save(core.datastores, ds)

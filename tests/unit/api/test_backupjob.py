@@ -336,6 +336,7 @@ class BackupJobRunTests(JobCase):
             image_id = int(self.vm(vid).findtext("BACKUPS/BACKUP_IDS/ID") or -1)
             image = etree.fromstring(self.h.ok("one.image.info", image_id).encode())
             self.assertEqual(image.findtext("DATASTORE_ID"), str(self.bds))
+            self.assertEqual(image.findtext("TEMPLATE/BACKUP_JOB_ID"), str(oid))
         doc = self.job(oid)
         self.assertNotEqual(doc.findtext("LAST_BACKUP_TIME"), "0")
         # the run started at the backup call, the last VM finished two ticks later
