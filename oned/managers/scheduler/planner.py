@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import DeferredLock
 
-from oned.errors import InternalError, OneError
+from oned.errors import ActionError, InternalError, OneError
 from oned.log import logger
 from oned.managers.scheduler.nics import auto_nics
 from oned.managers.scheduler.plans import Plan, PlanAction, PlanError, PlanPool, PlanState
+from oned.objects.history import ACTION_NAMES
 from oned.objects.vm import LcmState, VirtualMachine, VmState
 
 if TYPE_CHECKING:
@@ -261,8 +262,10 @@ class PlanManager:
                     self.cold_migrate_mode,
                     Requester(0, 0, -1),
                 )
-            else:
+            elif a.operation in ACTION_NAMES:
                 await dm.action(a.operation, a.vm_id, Requester(0, 0, -1))
+            else:
+                raise ActionError(f'Action "{a.operation}" is not supported')
         except OneError as exc:
             a.state = PlanState.ERROR
             detail = exc.message or f"Error getting {exc.word} [{exc.resp_id}]."

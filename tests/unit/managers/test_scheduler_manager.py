@@ -266,6 +266,30 @@ class PlacementTests(SchedulerCase):
         error = self.core.vms.get(vid).user_template.get("ERROR") or ""
         self.assertIn("does not fit in host [0]. Not enough CPU: 800/200", error)
 
+    def test_bad_plans_change_nothing(self) -> None:
+        vid = self.h.ok("one.vm.allocate", VM)
+        self.h.clock.advance(10)
+        self.flush()
+        for bad in ("-", "<PLAN><ACTION/></PLAN>", "<PLAN><ID>-1</ID></PLAN>", "<nope/>"):
+            self.drivers.reply("PLACE", -1, True, bad)  # logged, nothing stored
+            self.flush()
+            self.assertEqual(self.sm.planner.plans.get(-1).state, -1)
+            run(self.sm.place())  # the VM still waits: PLACE again
+        actions = "".join(
+            f"<ACTION><VM_ID>{v}</VM_ID><OPERATION>{op}</OPERATION><HOST_ID>0</HOST_ID>"
+            "<DS_ID>0</DS_ID></ACTION>"
+            for v, op in ((vid, "bogus"), (99, "deploy"))
+        )
+        self.drivers.reply("PLACE", -1, True, f"<PLAN><ID>-1</ID>{actions}</PLAN>")
+        self.flush()
+        plan = self.sm.planner.plans.get(-1)
+        self.assertEqual([a.state for a in plan.actions], [3, 3])
+        self.assertEqual(plan.state, 3)
+        self.assertEqual(self.states(vid), (S.PENDING, 0))
+        self.assertIn(
+            'Action "bogus" is not supported', self.core.vms.get(vid).user_template.get("ERROR")
+        )
+
     def test_unmet_requirements_and_rank_errors_become_sched_message(self) -> None:
         stuck = self.h.ok("one.vm.allocate", VM + '\nSCHED_REQUIREMENTS="HOSTNAME = \\"nohost*\\""')
         bad = self.h.ok("one.vm.allocate", VM + '\nSCHED_REQUIREMENTS="CPU >"')
