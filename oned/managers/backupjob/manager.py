@@ -182,6 +182,30 @@ class BackupJobManager:
             return failure_message("backup", exc, "virtual machine", 0)
         return ""
 
+    async def refuse_scheduled_backup(self, vm: VirtualMachine) -> bool:
+        """``run_vm_backups``: a VM of a backup job gets no scheduled backup of its own;
+        its USER_TEMPLATE/ERROR says why (the action stays due)."""
+        import time as _time
+
+        from oned.managers.lifecycle.tx import Tx, transition
+        from oned.managers.vmm.backup_config import Backups
+
+        bj_id = Backups.of(vm).get_int("BACKUP_JOB_ID")
+        if bj_id == -1:
+            return False
+        text = (
+            f"Unable to launch scheduled backup for VM {vm.oid}, "
+            f"the VM is part of Backup Job ID {bj_id}"
+        )
+
+        def mark(tx: Tx) -> bool:
+            tx.vm.user_template.set("ERROR", f"{_time.ctime(tx.now)}: {text}")
+            return True
+
+        await transition(self.core, vm.oid, mark, f"scheduled backup of VM {vm.oid} refused")
+        self.log.debug("{text}", text=text)
+        return True
+
     # -- restart -------------------------------------------------------------------------
 
     async def recover(self) -> None:

@@ -169,6 +169,8 @@ class ScheduledActionManager:
             vm = self.core.vms.get(sa.parent_id)
             if vm is None or vm.current is None:
                 continue
+            if await self.backup_jobs.refuse_scheduled_backup(vm):
+                continue
             hid = vm.current.hid
             if self.max_backups_host and per_host.get(hid, 0) >= self.max_backups_host:
                 self.log.debug(

@@ -454,6 +454,28 @@ class BackupJobRunTests(JobCase):
         self.settle(backups=True)
         self.assertEqual(len(self.vm(vid).findall("BACKUPS/BACKUP_IDS/ID")), 2)
 
+    def test_a_vm_of_a_job_gets_no_scheduled_backup_of_its_own(self) -> None:
+        vid = self.poweroff_vm()
+        oid = self.new_job([vid])
+        now = int(self.h.clock.seconds())
+        sa = self.h.ok(
+            "one.vm.schedadd",
+            vid,
+            f'SCHED_ACTION=[ACTION="backup", TIME="{now + 5}", ARGS="{self.bds}"]',
+        )
+        self.tick()
+        self.assertEqual(self.drivers.pending("BACKUP"), [])
+        vm = self.vm(vid)
+        self.assertTrue(
+            (vm.findtext("USER_TEMPLATE/ERROR") or "").endswith(
+                f": Unable to launch scheduled backup for VM {vid}, the VM is part of "
+                f"Backup Job ID {oid}"
+            )
+        )
+        node = vm.find(f"TEMPLATE/SCHED_ACTION[ID='{sa}']")
+        assert node is not None
+        self.assertEqual(node.findtext("DONE"), "-1")
+
 
 class BackupJobRestartTests(JobCase):
     def restart(self) -> None:
