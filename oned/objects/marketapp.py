@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy as _copy
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from oned.drivers.message import b64decode
 from oned.objects.base import (
@@ -29,6 +29,8 @@ from oned.template import Template, TemplateSyntaxError
 from oned.template.parser import parse_text
 from oned.template.template import cdata
 
+_D = TypeVar("_D", int, None)
+
 INIT, READY, LOCKED, ERROR, DISABLED = range(5)
 STATE_NAMES = ("INIT", "READY", "LOCKED", "ERROR", "DISABLED")
 
@@ -42,7 +44,7 @@ def str_to_type(text: str) -> int:
     return TYPE_NAMES.index(upper) if upper in TYPE_NAMES[1:] else UNKNOWN
 
 
-def _int(text: str, default: int) -> int:
+def _int(text: str, default: _D) -> int | _D:
     try:
         return int(text.strip())
     except ValueError:
@@ -141,10 +143,10 @@ class MarketPlaceApp:
         self.regtime = now
         kind = tmpl.get("TYPE") or ""
         self.type = str_to_type(kind) if kind else IMAGE
-        origin = tmpl.get("ORIGIN_ID")
+        origin = _int(tmpl.get("ORIGIN_ID") or "", None)
         if origin is None:
             return "Missing ORIGIN_ID for the MARKETPLACEAPP"
-        self.origin_id = _int(origin, 0)
+        self.origin_id = origin
         tmpl.erase("ORIGIN_ID")
         self.description = tmpl.get("DESCRIPTION") or ""
         self.apptemplate64 = tmpl.get("APPTEMPLATE64") or ""

@@ -336,6 +336,10 @@ class Apps(MarketCase):
             "Missing ORIGIN_ID",
             self.fail("one.marketapp.allocate", 'NAME="no-origin"', 100)[0],
         )
+        self.assertIn(
+            "Missing ORIGIN_ID",
+            self.fail("one.marketapp.allocate", 'NAME="bad"\nORIGIN_ID="abc"', 100)[0],
+        )
         self.assertEqual(
             self.fail("one.marketapp.allocate", T27, 0)[0],
             "[one.marketapp.allocate] Create disabled for market: OpenNebula Public",
