@@ -18,6 +18,7 @@ from oned.audit import record as rec
 from oned.audit.settings import AuditSettings
 from oned.audit.writer import ChainedFile, Sink, SyslogSink
 from oned.auth.authorize import Caller
+from oned.config import ConfigError
 from oned.errors import ErrorCode, RpcFault
 from oned.log import logger
 
@@ -76,13 +77,17 @@ class AuditTrail:
             if settings.destination == "syslog":
                 sink = SyslogSink(settings.facility)
             else:
-                sink = ChainedFile(
-                    settings.file_path(var),
-                    clock,
-                    max_size=settings.max_size_mb * 1024 * 1024,
-                    keep=settings.keep,
-                    fsync=settings.fsync,
-                )
+                path = settings.file_path(var)
+                try:
+                    sink = ChainedFile(
+                        path,
+                        clock,
+                        max_size=settings.max_size_mb * 1024 * 1024,
+                        keep=settings.keep,
+                        fsync=settings.fsync,
+                    )
+                except OSError as exc:
+                    raise ConfigError(f"Cannot open the audit log {path}: {exc.strerror}") from exc
         return cls(settings, sink, rec.Masker(hidden, secret_attrs), clock)
 
     def begin(self, method: str, params: tuple[Any, ...], peer: str) -> AuditEntry | None:

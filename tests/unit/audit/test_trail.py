@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import xmlrpc.client
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
 
 from oned.audit.verify import verify
+from oned.config import ConfigError
 from oned.testing.rpc import OnedHarness, result_of
 
 
@@ -141,3 +143,10 @@ def test_syslog_destination_chains_the_messages(monkeypatch: pytest.MonkeyPatch)
         assert not (h.config.locations.var / "audit.log").exists()
     finally:
         h.close()
+
+
+def test_unwritable_path_stops_the_start_with_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="Cannot open the audit log"):
+        OnedHarness(f'AUDIT = [ PATH = "{blocker}/audit.log" ]')
