@@ -12,17 +12,19 @@ PostgreSQL backend can later replace them behind the same ``run``/``transact`` s
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorFromThreads
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from oned.db import schema
 
@@ -41,19 +43,114 @@ class _Executor(Protocol):
     def close(self) -> None: ...
 
 
-class _ThreadExecutor:
-    """Runs callables on one named thread."""
+@dataclass
+class _Job:
+    """A callable (``fn``) or a transaction (``statements``) and who waits for it."""
 
-    def __init__(self, reactor: IReactorFromThreads) -> None:
+    done: Deferred[Any]
+    fn: Callable[[], Any] | None = None
+    statements: list[Statement] | None = None
+
+
+#: Transactions committed together at most.
+GROUP_MAX = 64
+
+
+class _ThreadExecutor:
+    """Runs callables on one named thread, in order, and answers on the reactor.
+
+    Transactions queued back to back (concurrent calls) are committed as one group: one
+    ``BEGIN IMMEDIATE ... COMMIT``, every waiter answered only after that ``COMMIT`` (so
+    ``kill -9`` still loses nothing acknowledged). If any of them fails the group is
+    rolled back and each runs alone, so one transaction's failure never reaches another.
+    The answers of a batch reach the reactor in one hand-over."""
+
+    def __init__(self, reactor: IReactorFromThreads, conn: sqlite3.Connection) -> None:
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="oned-db")
-        self._pool.start()
+        self._conn = conn
+        self.on_transaction: Callable[[float], None] | None = None
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._loop, name="oned-db", daemon=True
+        )
+        self._thread.start()
 
     def submit(self, fn: Callable[[], T]) -> Deferred[T]:
-        return deferToThreadPool(self._reactor, self._pool, fn)
+        done: Deferred[T] = Deferred()
+        self._queue.put(_Job(done, fn=fn))
+        return done
+
+    def transact(self, statements: list[Statement]) -> Deferred[None]:
+        done: Deferred[None] = Deferred()
+        self._queue.put(_Job(done, statements=statements))
+        return done
 
     def close(self) -> None:
-        self._pool.stop()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _loop(self) -> None:
+        held: list[_Job | None] = []
+        while True:
+            job = held.pop() if held else self._queue.get()
+            if job is None:
+                return
+            if job.fn is not None:
+                answers = [self._call(job)]
+            else:
+                group = [job]
+                while len(group) < GROUP_MAX:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None or more.fn is not None:
+                        held.append(more)
+                        break
+                    group.append(more)
+                answers = self._commit(group)
+            self._reactor.callFromThread(_answer, answers)
+
+    def _call(self, job: _Job) -> tuple[Deferred[Any], Any, bool]:
+        assert job.fn is not None
+        try:
+            return (job.done, job.fn(), True)
+        except BaseException:
+            return (job.done, Failure(), False)
+
+    def _commit(self, group: list[_Job]) -> list[tuple[Deferred[Any], Any, bool]]:
+        started = time.perf_counter()
+        if len(group) == 1:
+            answers = [self._alone(group[0])]
+        else:
+            try:
+                _thd_group(self._conn, [job.statements or [] for job in group])
+                answers = [(job.done, None, True) for job in group]
+            except DatabaseError:
+                answers = [self._alone(job) for job in group]
+        observe = self.on_transaction
+        if observe is not None:
+            with contextlib.suppress(Exception):
+                observe(time.perf_counter() - started)
+        return answers
+
+    def _alone(self, job: _Job) -> tuple[Deferred[Any], Any, bool]:
+        try:
+            _thd_transact(self._conn, job.statements or [])
+            return (job.done, None, True)
+        except BaseException:
+            return (job.done, Failure(), False)
+
+
+def _answer(answers: list[tuple[Deferred[Any], Any, bool]]) -> None:
+    """On the reactor: fire the waiters of one batch, in order."""
+    for done, value, ok in answers:
+        if ok:
+            done.callback(value)
+        else:
+            done.errback(value)
 
 
 class _SyncExecutor:
@@ -97,7 +194,7 @@ class Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(str(path), timeout_ms)
         schema.ensure(conn, path)
-        return cls(conn, _ThreadExecutor(reactor))
+        return cls(conn, _ThreadExecutor(reactor, conn))
 
     @classmethod
     def memory(cls) -> Database:
@@ -119,7 +216,13 @@ class Database:
     async def transact(self, desc: str, statements: Sequence[Statement]) -> None:
         """Run ``statements`` as one transaction: all of them or none."""
         observe = self.on_transaction
-        if observe is None:
+        executor = self._executor
+        if isinstance(executor, _ThreadExecutor):
+            if self._closed:
+                raise DatabaseError(f"database closed ({desc})")
+            executor.on_transaction = observe
+            await executor.transact(list(statements))
+        elif observe is None:
             await self.run(desc, _thd_transact, list(statements))
         else:
             await self.run(desc, _thd_timed_transact, list(statements), observe)
@@ -138,6 +241,21 @@ def _thd_transact(conn: sqlite3.Connection, statements: list[Statement]) -> None
         conn.execute("BEGIN IMMEDIATE")
         for sql, params in statements:
             conn.execute(sql, params)
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise DatabaseError(str(exc)) from exc
+
+
+def _thd_group(conn: sqlite3.Connection, group: list[list[Statement]]) -> None:
+    """Several transactions in one commit; any failure rolls the whole group back
+    (``DatabaseError``) for the caller to run them one by one."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for statements in group:
+            for sql, params in statements:
+                conn.execute(sql, params)
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         if conn.in_transaction:
