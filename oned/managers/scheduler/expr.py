@@ -106,6 +106,8 @@ class XmlObject:
         self.current_vms = current_vms
         self._order: dict[int, int] | None = None
         self._values: dict[str, list[str]] = {}
+        #: VMs placed on this host during the round (``HostXML::is_dispatched``)
+        self.dispatched: set[int] = set()
 
     @classmethod
     def parse(cls, text: str, paths: Sequence[str]) -> XmlObject:
@@ -241,7 +243,7 @@ class _Bool:
             matched = fnmatch.fnmatchcase(raw, str(lit))
             return matched if op == "=" else (not matched if op == "!=" else False)
         if name == "CURRENT_VMS" and obj.current_vms:
-            ids = {_int_of(v) for v in obj.values("/HOST/VMS/ID")}
+            ids = {_int_of(v) for v in obj.values("/HOST/VMS/ID")} | obj.dispatched
             val: float | None = float(lit) if lit in ids else -1.0  # type: ignore[arg-type]
         else:
             raw = obj.first(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from oned.managers.scheduler import rank_groups
 from oned.managers.scheduler.expr import (
     DS_PATHS,
     HOST_PATHS,
@@ -109,6 +110,9 @@ class RankPlacer:
             if req is None:
                 continue
             self.vms.append(self._vm(vid, node, req))
+        groups = rank_groups.parse_groups(self.root)
+        if groups:
+            rank_groups.apply(groups, {v.oid: v for v in self.vms}, rank_groups.members(self.root))
 
     def _vm(self, vid: int, node: ET.Element, req: ET.Element) -> Vm:
         tmpl, user = node.find("TEMPLATE"), node.find("USER_TEMPLATE")
@@ -186,6 +190,13 @@ class RankPlacer:
                 actions.append(action)
         return self._plan(actions), self.logs
 
+    @staticmethod
+    def _holds(vm: Vm, host: Host) -> bool:
+        try:
+            return eval_bool(vm.requirements, host.obj)
+        except ExprError:
+            return False
+
     def _images_fit(self, vm: Vm) -> str:
         """``test_image_datastore_capacity``: "" or the error."""
         for ds_id, size in vm.image_ds.items():
@@ -211,6 +222,9 @@ class RankPlacer:
             kind = host.test_capacity(vm.cpu, vm.mem)
             if kind:
                 failures.setdefault(kind, set()).add(hid)
+                continue
+            if vm.constrained and not self._holds(vm, host):
+                failures.setdefault("HOST_AFFINITY", set()).add(hid)
                 continue
             fits.append(hid)
         if not fits:
@@ -266,11 +280,7 @@ class RankPlacer:
         for hid in vm.hosts:
             host = self.hosts[hid]
             if "CURRENT_VMS" in vm.requirements:
-                try:
-                    ok = eval_bool(vm.requirements, host.obj)
-                except ExprError:
-                    ok = False
-                if not ok:
+                if not self._holds(vm, host):
                     failures.setdefault("HOST_REQUIREMENTS", set()).add(hid)
                     continue
             kind = host.test_capacity(vm.cpu, vm.mem)
@@ -299,6 +309,7 @@ class RankPlacer:
             host.cpu_usage += vm.cpu
             host.mem_usage += vm.mem
             host.dispatched += 1
+            host.obj.dispatched.add(vm.oid)
             return self._action(vm, hid, chosen.oid, nics)
         self.error(vm.oid, "Cannot dispatch VM to any Host. Check VM log for detailed reasons.")
         if failures:

@@ -154,6 +154,16 @@ class Vm:
     nics: dict[int, list[int]] = field(default_factory=dict)
     nic_ranks: dict[int, str] = field(default_factory=dict)
     image_ds: dict[int, float] = field(default_factory=dict)
+    affined: set[int] = field(default_factory=set)
+    #: VM group constraints were added: requirements are evaluated again per host
+    constrained: bool = False
+
+    def add_requirements(self, reqs: str) -> None:
+        """``VirtualMachineXML::add_requirements``."""
+        if not reqs:
+            return
+        self.requirements = f"{self.requirements} & ({reqs})" if self.requirements else reqs
+        self.constrained = True
 
 
 def disk_usage(tmpl: ET.Element | None) -> tuple[float, dict[int, float]]:
@@ -191,6 +201,7 @@ _FAILURE_TEXT = {
     "HOST_MEMORY": "[HOST] Not enough MEMORY on hosts: ",
     "HOST_REQUIREMENTS": "[HOST] Requirements not met on hosts: ",
     "HOST_DISPATCH_LIMIT": "[HOST] Dispatch limit reached on hosts: ",
+    "HOST_AFFINITY": "[HOST] Cannot fulfill affinity constraints on hosts: ",
     "DATASTORE_NULL": "[DS] No existing datastores: ",
     "DATASTORE_UNAVAILABLE_IN_CLUSTER": "[DS] Unavailable datastores: ",
     "DATASTORE_CAPACITY": "[DS] Not enough capacity on datastores: ",

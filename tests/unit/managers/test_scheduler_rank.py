@@ -222,3 +222,71 @@ def test_image_datastore_capacity() -> None:
     plan, logs = place(doc([vm(2, disks=big)], [host(0)], [ds(0), image_ds], {2: ([0], [0])}))
     assert actions(plan) == []
     assert logs == ["ERROR: 2 Cannot schedule VM. Image Datastore 1 does not have enough capacity"]
+
+
+def group(roles: str, tmpl: str = "") -> str:
+    return (
+        f"<VM_GROUP_POOL><VM_GROUP><ID>0</ID><ROLES>{roles}</ROLES>"
+        f"<TEMPLATE>{tmpl}</TEMPLATE></VM_GROUP></VM_GROUP_POOL>"
+    )
+
+
+def with_groups(text: str, groups: str, extra_vms: str = "") -> str:
+    text = text.replace("<VM_GROUP_POOL/>", groups)
+    return text.replace("</VM_POOL>", extra_vms + "</VM_POOL>")
+
+
+def role(rid: int, name: str, policy: str, vms: str, extra: str = "") -> str:
+    return (
+        f"<ROLE><ID>{rid}</ID><NAME>{name}</NAME><POLICY>{policy}</POLICY>"
+        f"<VMS>{vms}</VMS>{extra}</ROLE>"
+    )
+
+
+def test_vm_group_anti_affinity_spreads_a_role() -> None:
+    hosts = [host(0), host(1), host(2)]
+    text = doc([vm(i) for i in range(3)], hosts, [ds(0)], {i: ([0, 1, 2], [0]) for i in range(3)})
+    plan, _ = place(
+        with_groups(text, group(role(0, "db", "ANTI_AFFINED", "0,1,2"))), RankConf(max_host=0)
+    )
+    assert sorted(a[1] for a in actions(plan)) == [0, 1, 2]
+
+
+def test_vm_group_affinity_follows_running_members_and_host_rules() -> None:
+    running = (
+        "<VM><ID>9</ID><STATE>3</STATE><LCM_STATE>3</LCM_STATE><TEMPLATE/><USER_TEMPLATE/>"
+        "<HISTORY_RECORDS><HISTORY><HID>2</HID></HISTORY></HISTORY_RECORDS></VM>"
+    )
+    hosts = [host(0), host(1), host(2)]
+    text = doc([vm(0), vm(1)], hosts, [ds(0)], {0: ([0, 1, 2], [0]), 1: ([0, 1, 2], [0])})
+    roles = role(0, "web", "AFFINED", "0,9") + role(
+        1, "db", "NONE", "1", "<HOST_ANTI_AFFINED>0,1</HOST_ANTI_AFFINED>"
+    )
+    plan, logs = place(with_groups(text, group(roles), running), RankConf(max_host=0))
+    # VM 0 joins VM 9 on host 2; VM 1 may not use hosts 0 and 1
+    assert sorted((a[0], a[1]) for a in actions(plan)) == [(0, 2), (1, 2)], logs
+
+
+def test_vm_group_affined_set_with_a_leader() -> None:
+    hosts = [host(0, cpu=150), host(1, cpu=400)]
+    text = doc([vm(0), vm(1)], hosts, [ds(0)], {0: ([0, 1], [0]), 1: ([0, 1], [0])})
+    plan, logs = place(
+        with_groups(text, group(role(0, "web", "AFFINED", "0,1"))), RankConf(max_host=0)
+    )
+    # the leader (VM 0) carries both VMs' CPU: only host 1 fits; VM 1 follows next round
+    assert [(a[0], a[1]) for a in actions(plan)] == [(0, 1)]
+    assert "ERROR: 1 [HOST] Cannot fulfill affinity constraints on hosts: 0,1" in logs
+
+
+def test_vm_group_inter_role_anti_affinity() -> None:
+    running = (
+        "<VM><ID>9</ID><STATE>3</STATE><LCM_STATE>3</LCM_STATE><TEMPLATE/><USER_TEMPLATE/>"
+        "<HISTORY_RECORDS><HISTORY><HID>0</HID></HISTORY></HISTORY_RECORDS></VM>"
+    )
+    host0 = host(0).replace("<VMS/>", "<VMS><ID>9</ID></VMS>")
+    text = doc([vm(0)], [host0, host(1)], [ds(0)], {0: ([0, 1], [0])})
+    roles = role(0, "web", "NONE", "0") + role(1, "db", "NONE", "9")
+    plan, _ = place(
+        with_groups(text, group(roles, "<ANTI_AFFINED>web, db</ANTI_AFFINED>"), running)
+    )
+    assert [(a[0], a[1]) for a in actions(plan)] == [(0, 1)]
