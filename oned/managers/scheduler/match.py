@@ -62,6 +62,7 @@ class Request:
     evals: dict[tuple[str, str, int], bool] = field(default_factory=dict)
     auths: dict[tuple[int, int], ObjectAuth] = field(default_factory=dict)
     host_matches: dict[tuple[str, int], tuple[set[int], str | None]] = field(default_factory=dict)
+    vmgroups: set[int] = field(default_factory=set)
     _objs: dict[tuple[str, int], XmlObject] = field(default_factory=dict)
 
     def matched(self) -> list[int]:
@@ -229,6 +230,10 @@ async def match(core: Core, req: Request, base: str) -> None:
             error = _match_nics(core, req, vm, net_auth)
         if error:
             req.errors.append((vid, base + error))
+        elif error is None:
+            gid = vmgroup_id(vm)
+            if gid >= 0:
+                req.vmgroups.add(gid)
 
 
 def _match_hosts(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str | None:
@@ -320,6 +325,12 @@ def _match_datastores(core: Core, req: Request, vm: VirtualMachine, auth: Any) -
     if n_match == 0:
         return "No system datastore meets SCHED_DS_REQUIREMENTS"
     return None
+
+
+def vmgroup_id(vm: VirtualMachine) -> int:
+    """``vmgroup_id``: the VM group the VM's VMGROUP names (-1 when none)."""
+    raw = ((vm.template.get_vector("VMGROUP") or {}).get("VMGROUP_ID") or "").strip()
+    return int(raw) if raw.isdigit() else -1
 
 
 def auto_nics(vm: VirtualMachine) -> dict[int, dict[str, str]]:

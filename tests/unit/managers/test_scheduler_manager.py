@@ -415,3 +415,25 @@ class AutoNicTests(SchedulerCase):
         self.settle_vms()
         info = etree.fromstring(self.h.ok("one.vn.info", net).encode())
         self.assertEqual(info.findtext("USED_LEASES"), "0")
+
+
+class VmGroupTests(SchedulerCase):
+    def test_group_members_and_rules_reach_the_placer(self) -> None:
+        gid = self.h.ok("one.vmgroup.allocate", 'NAME="g"\nROLE=[NAME="db", POLICY="ANTI_AFFINED"]')
+        member = VM + f'\nVMGROUP=[VMGROUP_ID="{gid}", ROLE="db"]'
+        first = self.h.ok("one.vm.allocate", member, True)
+        self.h.ok("one.vm.deploy", first, 0)
+        self.settle_vms()
+        packing = member + '\nSCHED_RANK="RUNNING_VMS"'
+        second = self.h.ok("one.vm.allocate", packing)
+        self.h.clock.advance(10)
+        self.flush()
+        [sent] = self.places()
+        doc = etree.fromstring(sent.payload.encode())
+        self.assertEqual(doc.xpath("VM_POOL/VM/ID/text()"), [str(first), str(second)])
+        self.assertEqual(doc.xpath("VM_GROUP_POOL/VM_GROUP/ID/text()"), [str(gid)])
+        self.assertEqual(doc.xpath("REQUIREMENTS/VM/ID/text()"), [str(second)])
+        self.answer_place()
+        self.settle_vms()
+        # packing prefers host 0, the role's anti-affinity sends it to host 1
+        self.assertEqual(self.core.vms.get(second).current.hid, 1)
