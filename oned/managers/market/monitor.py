@@ -13,6 +13,7 @@ from oned.objects import marketapp as ma
 from oned.objects.base import Permissions
 from oned.objects.market import DISABLED, MarketPlace
 from oned.objects.marketapp import MarketPlaceApp
+from oned.pools.base import Locks
 from oned.template import Template, TemplateSyntaxError
 from oned.template.parser import parse_text
 
@@ -81,7 +82,9 @@ async def apply(mgr: MarketPlaceManager, msg: DriverMessage) -> None:
             i=info,
         )
         return
-    async with core.markets.lock(mp_id):
+    listed = core.markets.get(mp_id)
+    held = sorted(listed.apps) if listed is not None else []
+    async with Locks((core.markets, mp_id), *((core.marketapps, a) for a in held)):
         found = core.markets.get(mp_id)
         if found is None or found.state == DISABLED:
             return
