@@ -43,6 +43,7 @@ async def auto_nics(core: Core, a: PlanAction) -> None:
 
         async def work() -> list[Any]:
             done: list[Any] = []
+            filled: list[dict[str, str]] = []
             items: list[tuple[str, Any]] = []
             for name, value in vm.template.items:
                 nic_id = auto_nic_id(name, value)
@@ -55,7 +56,10 @@ async def auto_nics(core: Core, a: PlanAction) -> None:
                 done.append(changes)
                 out.setdefault("NIC_ID", str(nic_id))
                 items.append((name, out))
+                filled.append(out)
             vm.template.items = items
+            _security_groups(core, tx, filled)
+            _network_context(core, vm.template, filled)
             return done
 
         tx.before.append(work)
@@ -66,5 +70,50 @@ async def auto_nics(core: Core, a: PlanAction) -> None:
         a.vm_id,
         step,
         f"auto NICs of VM {a.vm_id}",
-        extra_targets=[(core.vnets, n) for n in sorted(set(wanted.values()))],
+        extra_targets=[
+            *((core.vnets, n) for n in sorted(set(wanted.values()))),
+            *((core.secgroups, g) for g in _network_groups(core, set(wanted.values()))),
+        ],
     )
+
+
+def _network_groups(core: Core, nets: set[int]) -> list[int]:
+    """The security groups the planned networks hand to their NICs (locked with the VM)."""
+    from oned.api.secgroup_vm import ids_of
+
+    out: set[int] = {0}
+    for nid in nets:
+        vn = core.vnets.get(nid)
+        if vn is not None:
+            out |= ids_of(vn.template.get("SECURITY_GROUPS") or "")
+    return sorted(out)
+
+
+def _security_groups(core: Core, tx: Any, filled: list[dict[str, str]]) -> None:
+    """The rules of the new NICs' security groups the VM does not hold yet."""
+    from oned.api.secgroup_vm import nic_groups, stage_vm_rules
+
+    tmpl = tx.vm.template
+    held = {int(r.get("SECURITY_GROUP_ID", "-1")) for r in tmpl.vectors("SECURITY_GROUP_RULE")}
+    new: set[int] = set()
+    for nic in filled:
+        new |= nic_groups(nic)
+    for rule in stage_vm_rules(core, tx.unit, tx.vm.oid, new - held):
+        tmpl.add("SECURITY_GROUP_RULE", rule)
+
+
+def _network_context(core: Core, tmpl: Any, filled: list[dict[str, str]]) -> None:
+    """``generate_network_context(only_auto)``: ETH<n>_* of the NICs just given a network."""
+    from oned.api.vm_context import NETWORK6_CONTEXT, NETWORK_CONTEXT, _network_value
+
+    context = tmpl.get_vector("CONTEXT")
+    if context is None or context.get("NETWORK", "").upper() not in ("YES", "TRUE"):
+        return
+    for nic in filled:
+        nic_id = nic.get("NIC_ID", "0")
+        for cvars in (NETWORK_CONTEXT, NETWORK6_CONTEXT):
+            for cname, nic_name, alt, lookup in cvars:
+                value = nic.get(nic_name, "") or (nic.get(alt, "") if alt else "")
+                if not value and lookup:
+                    value = _network_value(core, tmpl, nic_name, nic_id)
+                context[f"ETH{nic_id}_{cname}"] = value

@@ -395,7 +395,9 @@ class AutoNicTests(SchedulerCase):
         while ipam.answer_all():
             self.h.clock.advance(0)
         self.h.clock.advance(0)
-        vid = self.h.ok("one.vm.allocate", VM + '\nNIC=[NETWORK_MODE="auto"]')
+        vid = self.h.ok(
+            "one.vm.allocate", VM + '\nNIC=[NETWORK_MODE="auto"]\nCONTEXT=[NETWORK="YES"]'
+        )
         self.h.clock.advance(10)
         self.flush()
         [sent] = self.places()
@@ -409,6 +411,11 @@ class AutoNicTests(SchedulerCase):
         self.assertEqual((vm.state, vm.lcm_state), (S.ACTIVE, L.RUNNING))
         [nic] = vm.template.vectors("NIC")
         self.assertEqual((nic.get("NETWORK_ID"), nic.get("IP")), (str(net), "10.0.0.10"))
+        context = vm.template.get_vector("CONTEXT") or {}
+        self.assertEqual(context.get("ETH0_IP"), "10.0.0.10")  # the auto NIC's context
+        self.assertEqual(context.get("ETH0_MASK"), "255.255.255.0")
+        groups = {r.get("SECURITY_GROUP_ID") for r in vm.template.vectors("SECURITY_GROUP_RULE")}
+        self.assertEqual(groups, {"0"})
         info = etree.fromstring(self.h.ok("one.vn.info", net).encode())
         self.assertEqual(info.findtext("USED_LEASES"), "1")
         self.h.ok("one.vm.action", "terminate-hard", vid)
