@@ -37,7 +37,7 @@ def _post_update(core: Core, unit: Unit, market: MarketPlace) -> None:
     if new_mad:
         problem = check_market_mad(core.config, new_mad, market.template)
         if problem:
-            raise InternalError(problem)
+            raise InternalError(f"Cannot update template. {problem}")
         market.market_mad = new_mad
     market.template.add("MARKET_MAD", market.market_mad)
 

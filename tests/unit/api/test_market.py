@@ -187,9 +187,13 @@ class BootstrapAndMarkets(MarketCase):
 
     def test_update_checks_driver_and_rename_reaches_apps(self) -> None:
         self.exported()
-        self.assertIn(
-            'missing the "ACCESS_KEY_ID"',
-            self.fail("one.market.update", 100, "MARKET_MAD=s3", 1)[0],
+        self.assertEqual(
+            self.fail("one.market.update", 100, "MARKET_MAD=s3", 1),
+            [
+                "[one.market.update] Cannot update template. MarketPlace template is missing "
+                'the "ACCESS_KEY_ID" attribute or it\'s empty.',
+                8192,
+            ],
         )
         self.one.ok("one.market.update", 100, 'EXTRA="1"', 1)
         market = etree.fromstring(self.one.ok("one.market.info", 100))
