@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from oned.api import shared
+from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.declare import declare
 from oned.api.registry import rpc
@@ -43,7 +44,14 @@ BACKUPJOB = Family[BackupJob](
     name_scope="owner",
 )
 
-declare(BACKUPJOB, "backupjob", "rename", "chmod", "chown", "lock", "unlock", "pool")
+declare(BACKUPJOB, "backupjob", "rename", "chmod", "chown", "lock", "unlock")
+
+
+@rpc("one.backupjobpool.info", "iii")
+async def pool_info(core: Core, call: Call, filter_flag: int, start: int, end: int) -> WireParts:
+    """Returns the Backup Job pool."""
+    jobs = shared.filtered(core, call, BACKUPJOB, filter_flag, start, end)
+    return shared.pool_document("BACKUPJOB_POOL", jobs, core.backupjobs)
 
 
 def _vm_locks(core: Core, *lists: list[int]) -> list[tuple[Pool[Any], int]]:

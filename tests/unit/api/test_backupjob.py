@@ -284,6 +284,23 @@ class BackupJobApiTests(JobCase):
         self.assertEqual(reply[2], 0x2000)
         self.assertEqual(self.h.call("one.backupjobpool.info", -2, -1, -1)[1].count("<NAME>t<"), 0)
 
+    def test_pool_filters(self) -> None:
+        alice = self.user()
+        mine = self.new_job([], name="mine")
+        hers = self.h.ok("one.backupjob.allocate", 'NAME="hers"', session=alice)
+
+        def listed(*args: int, session: str | None = None) -> list[int]:
+            body = self.h.ok("one.backupjobpool.info", *args, session=session)
+            return sorted(ids(etree.fromstring(body.encode()), "BACKUPJOB"))
+
+        self.assertEqual(listed(-2, -1, -1), [mine, hers])
+        self.assertEqual(listed(-2, -1, -1, session=alice), [hers])
+        self.assertEqual(listed(-3, -1, -1), [mine])
+        self.assertEqual(listed(-2, hers, hers), [hers])
+        reply = self.h.call("one.backupjobpool.info", -5, -1, -1)
+        wrong = "[one.backupjobpool.info] Incorrect filter_flag"
+        self.assertEqual(reply[:3], [False, wrong, 0x1000])
+
     def test_shared_methods(self) -> None:
         oid = self.new_job([])
         self.h.ok("one.backupjob.rename", oid, "renamed")
