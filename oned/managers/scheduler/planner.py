@@ -13,7 +13,6 @@ are persisted on every change, so a restart carries on with what was applying.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import DeferredLock
@@ -316,7 +315,7 @@ class PlanManager:
         from oned.objects.host import log_time
 
         def step(tx: Any) -> None:
-            tx.vm.user_template.set("ERROR", f"{log_time(time.time())} : {text}")
+            tx.vm.user_template.set("ERROR", f"{log_time(tx.now)} : {text}")
 
         await transition(self.core, vid, step, f"plan error of VM {vid}")
 
