@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oned.audit.writer import GENESIS, line_hash, rotated_files
+from oned.audit.writer import GENESIS, in_chain_order, line_hash, rotated_files
 
 
 @dataclass(frozen=True)
@@ -48,20 +48,7 @@ class Report:
 def chain_files(path: Path) -> list[Path]:
     """``path`` and its rotated files, in chain order (by their first record's seq;
     files without a readable first record keep their place by name)."""
-    files = [*rotated_files(path), path] if path.exists() else rotated_files(path)
-
-    def first_seq(candidate: Path) -> float:
-        try:
-            with candidate.open("rb") as handle:
-                record = json.loads(handle.readline())
-            return float(record["seq"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return float("inf")
-
-    keyed = [(first_seq(f), i, f) for i, f in enumerate(files)]
-    if all(k[0] != float("inf") for k in keyed):
-        keyed.sort()
-    return [f for _, _, f in keyed]
+    return in_chain_order([*rotated_files(path), path] if path.exists() else rotated_files(path))
 
 
 def _record(line: bytes) -> dict[str, Any] | None:

@@ -65,6 +65,23 @@ def rotated_files(path: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def in_chain_order(files: list[Path]) -> list[Path]:
+    """``files`` ordered by the seq of their first record (oned's ``.<n>`` numbering
+    and logrotate's, newest ``.1``, alike); unchanged if one has no readable record."""
+
+    def first_seq(candidate: Path) -> float:
+        try:
+            with candidate.open("rb") as handle:
+                return float(json.loads(handle.readline())["seq"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return float("inf")
+
+    keyed = [(first_seq(f), i, f) for i, f in enumerate(files)]
+    if all(k[0] != float("inf") for k in keyed):
+        keyed.sort()
+    return [f for _, _, f in keyed]
+
+
 def _last_line(path: Path) -> bytes | None:
     """The last complete line of ``path`` (None when it has none), read backwards."""
     try:
@@ -124,7 +141,7 @@ class ChainedFile:
         self._repair_tail()
         last = _last_line(path)
         if last is None:
-            older = rotated_files(path)
+            older = in_chain_order(rotated_files(path))
             last = _last_line(older[-1]) if older else None
         self.last_hash, self.seq = chain_state(last)
         self._open()

@@ -198,3 +198,22 @@ def test_torn_tail_longer_than_the_read_window(tmp_path: Path, monkeypatch: obje
     assert log.stat().st_size == whole and writer.seq == 3
     put(writer, 1)
     assert verify([log]).ok
+
+
+def test_logrotate_numbering_newest_first(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    writer = ChainedFile(log, fsync=-1)
+    put(writer, 2)
+    writer.close()
+    os.rename(log, tmp_path / "audit.log.2")  # logrotate: .2 older than .1
+    writer = ChainedFile(log, fsync=-1)
+    put(writer, 2)
+    writer.close()
+    os.rename(log, tmp_path / "audit.log.1")
+    log.write_bytes(b"")  # logrotate "create", then oned restarts before any call
+    writer = ChainedFile(log, fsync=-1)
+    assert writer.seq == 4
+    put(writer, 1)
+    files = chain_files(log)
+    assert [f.name for f in files] == ["audit.log.2", "audit.log.1", "audit.log"]
+    assert verify(files).ok and verify(files).records == 5
