@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
 from twisted.internet.defer import Deferred
 
 from oned.drivers.families import Family
@@ -69,3 +73,73 @@ async def reply_of(
     manager.send(family, action, oid, payload, name=name)
     waiter.addTimeout(timeout, reactor)
     return await waiter
+
+
+# OpenNebula's driver programs (source directory -> wrappers with their .rb) and remotes
+# (source directory -> var/remotes target), keyed by family, as install.sh lays them out.
+MADS = {
+    "vmm": ("src/vmm_mad/dummy", ["one_vmm_dummy"]),
+    "tm": ("src/tm_mad", ["one_tm"]),
+    "datastore": ("src/datastore_mad", ["one_datastore"]),
+    "ipam": ("src/ipamm_mad", ["one_ipam"]),
+    "auth": ("src/authm_mad", ["one_auth_mad"]),
+    "sched": ("src/schedm_mad", ["one_sched"]),
+    "hm": ("src/hm_mad", ["one_hm"]),
+    "market": ("src/market_mad", ["one_market"]),
+    "im": ("src/im_mad/im_exec", ["one_im_exec", "one_im_sh"]),
+}
+
+REMOTES = {
+    "tm": {"src/tm_mad/dummy": "tm/dummy", "src/tm_mad/common": "tm/common"},
+    "datastore": {"src/datastore_mad/remotes/dummy": "datastore/dummy"},
+    "ipam": {
+        "src/ipamm_mad/remotes/dummy": "ipam/dummy",
+        "src/vnm_mad/remotes/dummy": "vnm/dummy",
+        "src/vnm_mad/remotes/common": "vnm/common",
+    },
+    "auth": {"src/authm_mad/remotes/dummy": "auth/dummy"},
+    "sched": {"src/schedm_mad/remotes/dummy": "scheduler/dummy"},
+    "im": {"src/im_mad/remotes": "im"},
+}
+
+
+def install_opennebula(source: Path, root: Path, families: Iterable[str] = tuple(MADS)) -> None:
+    """Lay OpenNebula's drivers of ``families`` out in ``root`` (a ONE_LOCATION) as
+    install.sh does (drivers.md §4.9). Families left out are not installed, so a daemon
+    running in ``root`` falls back to our own programs for them."""
+    families = list(families)
+    mads = root / "lib" / "mads"
+    mads.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "src/mad/sh/madcommon.sh", mads)
+    for family in families:
+        directory, programs = MADS[family]
+        for program in programs:
+            shutil.copy(source / directory / program, mads)
+            if (source / directory / f"{program}.rb").exists():
+                shutil.copy(source / directory / f"{program}.rb", mads)
+    for exe in mads.iterdir():
+        exe.chmod(0o755)
+    ruby = root / "lib" / "ruby"
+    shutil.copytree(source / "src/mad/ruby", ruby, ignore=shutil.ignore_patterns("test"))
+    shutil.copytree(source / "src/oca/ruby/opennebula", ruby / "opennebula")
+    shutil.copy(source / "src/oca/ruby/opennebula.rb", ruby)
+    # Distro gems: the no-op variant instead of share/misc's Gem.use_paths one.
+    shutil.copy(source / "share/rubygems/load_opennebula_paths.rb", ruby)
+    (root / "lib" / "sh").mkdir(exist_ok=True)
+    shutil.copy(source / "src/mad/sh/scripts_common.sh", root / "lib" / "sh")
+    remotes = root / "var" / "remotes"
+    for family in families:
+        for src, target in REMOTES.get(family, {}).items():
+            shutil.copytree(source / src, remotes / target, symlinks=True)
+    remotes.mkdir(parents=True, exist_ok=True)
+    if "datastore" in families or "ipam" in families:
+        for name in ("xpath.rb", "libfs.sh", "datastore.conf"):
+            (remotes / "datastore").mkdir(exist_ok=True)
+            shutil.copy(source / "src/datastore_mad/remotes" / name, remotes / "datastore")
+    shutil.copy(source / "src/mad/sh/scripts_common.sh", remotes)
+    if "im" in families:
+        for empty in ("vm/status", "vm/snapshot"):
+            (remotes / "im" / "dummy-probes.d" / empty).mkdir(parents=True, exist_ok=True)
+    (root / "etc").mkdir(exist_ok=True)
+    (root / "etc" / "defaultrc").write_text("PRIORITY=19\nONE_MAD_DEBUG=\n")
+    (root / "share" / "gems").mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,15 @@ from oned.drivers.process import DriverState
 from oned.locations import Locations
 from oned.managers.auth import AuthManager
 
-from .drivers_common import DS_DUMMY, MARKET_DUMMY, TM_PROLOG, VMM_DEPLOY, drivers_conf, reply_of
+from .drivers_common import (
+    DS_DUMMY,
+    MARKET_DUMMY,
+    TM_PROLOG,
+    VMM_DEPLOY,
+    drivers_conf,
+    install_opennebula,
+    reply_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,30 +45,6 @@ if not SOURCE or not Path(SOURCE, "src", "mad", "ruby").is_dir():
 elif shutil.which("ruby") is None:
     skip_reason = "ruby is not installed"
 
-MADS = {
-    "src/vmm_mad/dummy": ["one_vmm_dummy"],
-    "src/tm_mad": ["one_tm"],
-    "src/datastore_mad": ["one_datastore"],
-    "src/ipamm_mad": ["one_ipam"],
-    "src/authm_mad": ["one_auth_mad"],
-    "src/schedm_mad": ["one_sched"],
-    "src/hm_mad": ["one_hm"],
-    "src/market_mad": ["one_market"],
-    "src/im_mad/im_exec": ["one_im_exec", "one_im_sh"],
-}
-
-REMOTES = {
-    "src/tm_mad/dummy": "tm/dummy",
-    "src/tm_mad/common": "tm/common",
-    "src/datastore_mad/remotes/dummy": "datastore/dummy",
-    "src/ipamm_mad/remotes/dummy": "ipam/dummy",
-    "src/authm_mad/remotes/dummy": "auth/dummy",
-    "src/schedm_mad/remotes/dummy": "scheduler/dummy",
-    "src/vnm_mad/remotes/dummy": "vnm/dummy",
-    "src/vnm_mad/remotes/common": "vnm/common",
-    "src/im_mad/remotes": "im",
-}
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -69,37 +53,8 @@ def free_port() -> int:
 
 
 def install(root: Path) -> None:
-    """Lay the tree out like install.sh for a self-contained ONE_LOCATION."""
-    src = Path(SOURCE)
-    mads = root / "lib" / "mads"
-    mads.mkdir(parents=True)
-    shutil.copy(src / "src/mad/sh/madcommon.sh", mads)
-    for directory, programs in MADS.items():
-        for program in programs:
-            shutil.copy(src / directory / program, mads)
-            if (src / directory / f"{program}.rb").exists():
-                shutil.copy(src / directory / f"{program}.rb", mads)
-    for exe in mads.iterdir():
-        exe.chmod(0o755)
-    ruby = root / "lib" / "ruby"
-    shutil.copytree(src / "src/mad/ruby", ruby, ignore=shutil.ignore_patterns("test"))
-    shutil.copytree(src / "src/oca/ruby/opennebula", ruby / "opennebula")
-    shutil.copy(src / "src/oca/ruby/opennebula.rb", ruby)
-    # Distro gems: the no-op variant instead of share/misc's Gem.use_paths one.
-    shutil.copy(src / "share/rubygems/load_opennebula_paths.rb", ruby)
-    (root / "lib" / "sh").mkdir()
-    shutil.copy(src / "src/mad/sh/scripts_common.sh", root / "lib" / "sh")
-    remotes = root / "var" / "remotes"
-    for source, target in REMOTES.items():
-        shutil.copytree(src / source, remotes / target, symlinks=True)
-    for name in ("xpath.rb", "libfs.sh", "datastore.conf"):
-        shutil.copy(src / "src/datastore_mad/remotes" / name, remotes / "datastore")
-    shutil.copy(src / "src/mad/sh/scripts_common.sh", remotes)
-    for empty in ("vm/status", "vm/snapshot"):
-        (remotes / "im" / "dummy-probes.d" / empty).mkdir(parents=True, exist_ok=True)
-    (root / "etc").mkdir()
-    (root / "etc" / "defaultrc").write_text("PRIORITY=19\nONE_MAD_DEBUG=\n")
-    (root / "share" / "gems").mkdir(parents=True)
+    """Every family of OpenNebula's drivers in a self-contained ONE_LOCATION."""
+    install_opennebula(Path(SOURCE), root)
     (root / "one_auth").write_text("oneadmin:oneadmin\n")
 
 
