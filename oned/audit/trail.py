@@ -110,6 +110,8 @@ class AuditTrail:
         ``error`` what it raised instead (an XML-RPC fault)."""
         if entry is None:
             return
+        if entry.read_only and error is None and type(result) is list and result[:1] == [True]:
+            return  # MODE "writes", a read that succeeded: nothing to do
         ending: rec.Outcome
         if error is None:
             ending = rec.outcome(entry.method, result)
