@@ -292,16 +292,19 @@ class VmBlocks:
         (a first scrape of 10,000 VMs then never holds the API for more than a block's
         work); ``render`` afterwards only meets what changed in between."""
         ids: list[int] = pool.sorted_ids()  # the pool's own list, kept current
-        for block in sorted({oid // VM_BLOCK for oid in ids}):
+        block = 0
+        while True:
             lo = bisect.bisect_left(ids, block * VM_BLOCK)
+            if lo == len(ids):
+                return
+            block = ids[lo] // VM_BLOCK
             hi = bisect.bisect_left(ids, (block + 1) * VM_BLOCK, lo)
-            if lo == hi:
-                continue
             token = pool.listing_block(block, False, -1, desc)[0]
             hit = self._blocks.get(block)
             if hit is None or hit.token is not token:
                 self._blocks[block] = self._build(pool, ids[lo:hi], token, hit)
                 await pause()
+            block += 1
 
     def _build(self, pool: Any, oids: list[int], token: bytes, old: _Block | None) -> _Block:
         rows_of = self._rows

@@ -75,11 +75,14 @@ class Scrape:
     def _pause(self) -> Deferred[None]:
         return deferLater(self.clock, 0, lambda: None)
 
-    def render(self) -> bytes:
+    def pieces(self) -> list[bytes]:
+        """The exposition as pieces to write in order (the VMs' straight from the cache)."""
         head = "".join([*self.services.render(), *ha_families(self.core, self.fqdn)])
         tail = "".join(self.backups.render())
-        pieces = [head.encode(), *self.pools.render(), tail.encode(), self.metrics.render()]
-        return b"".join(pieces)
+        return [head.encode(), *self.pools.render(), tail.encode(), self.metrics.render()]
+
+    def render(self) -> bytes:
+        return b"".join(self.pieces())
 
 
 class MetricsResource(Resource):
@@ -106,16 +109,59 @@ class MetricsResource(Resource):
         request.notifyFinish().addBoth(lambda _: gone.append(True))
         try:
             await self.scrape.refresh()
-            body = self.scrape.render()
+            pieces = self.scrape.pieces()
         except Exception:
             self.log.failure("Metrics scrape failed")
             request.setResponseCode(500)
-            body = b"metrics unavailable\n"
+            pieces = [b"metrics unavailable\n"]
         else:
             request.setHeader(b"Content-Type", CONTENT_TYPE.encode())
-        if not gone:
-            request.write(body)
-            request.finish()
+        if gone:
+            return
+        request.setHeader(b"Content-Length", str(sum(map(len, pieces))).encode())
+        request.registerProducer(_Pieces(request, pieces), False)
+
+
+class _Pieces:
+    """Writes the answer one batch of pieces (up to ``BATCH`` bytes, joined) per call as
+    the transport drains (a pull producer): a 4 MB exposition is never copied into one
+    buffer, whose fresh pages would cost more than rendering it."""
+
+    BATCH = 64 * 1024
+
+    def __init__(self, request: Request, pieces: list[bytes]) -> None:
+        self._request = request
+        self._batches = _batches(pieces, self.BATCH)
+        self._next = 0
+
+    def resumeProducing(self) -> None:
+        if self._next < len(self._batches):
+            self._next += 1
+            self._request.write(self._batches[self._next - 1])
+            return
+        if self._batches:
+            self._batches = []
+            self._request.unregisterProducer()
+            self._request.finish()
+
+    def stopProducing(self) -> None:
+        self._batches = []
+        self._next = 0
+
+
+def _batches(pieces: list[bytes], limit: int) -> list[bytes]:
+    out: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        if group and size + len(piece) > limit:
+            out.append(b"".join(group))
+            group, size = [], 0
+        group.append(piece)
+        size += len(piece)
+    if group:
+        out.append(b"".join(group))
+    return out
 
 
 class _QuietSite(Site):
