@@ -1,4 +1,4 @@
-"""``oned-audit verify [--partial] [PATH...]``: check audit chains.
+"""``oned-audit verify [--partial] [--anchor HASH] [PATH...]``: check audit chains.
 
 Without PATH, the AUDIT PATH of ``$ONE_LOCATION/etc/oned.conf`` (default
 ``var/audit.log``) is checked. A PATH with rotated files beside it (``PATH.<n>``) is
@@ -37,13 +37,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="accept a chain whose oldest files were rotated away (KEEP)",
     )
+    check.add_argument(
+        "--anchor",
+        metavar="HASH",
+        help="a 'last hash' printed earlier: fail unless that record is still in the chain",
+    )
     args = parser.parse_args(argv)
     paths: list[Path] = args.paths or [_default_path()]
     files = chain_files(paths[0]) if len(paths) == 1 else paths
     if not files:
         print(f"oned-audit: no audit log at {paths[0]}", file=sys.stderr)
         return 2
-    report = verify(files, partial=args.partial)
+    report = verify(files, partial=args.partial, anchor=args.anchor)
     if report.problem is not None:
         print(f"BROKEN after {report.records} good records", file=sys.stdout)
         print(report.problem.describe())

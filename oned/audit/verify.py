@@ -68,9 +68,11 @@ def _shown(line: bytes) -> str:
     return text + ("..." if len(line) > 120 else "")
 
 
-def verify(files: list[Path], partial: bool = False) -> Report:
-    """Walk ``files`` in order; stop at the first broken link."""
+def verify(files: list[Path], partial: bool = False, anchor: str | None = None) -> Report:
+    """Walk ``files`` in order; stop at the first broken link. ``anchor``: the hash of
+    a record noted earlier (a ``last hash``), which must still be in the chain."""
     report = Report(files=list(files))
+    anchored = anchor is None
     expected: str | None = None if partial else GENESIS
     seq: int | None = None if partial else 0
     previous = ""
@@ -95,6 +97,10 @@ def verify(files: list[Path], partial: bool = False) -> Report:
                 report.last_hash = expected
                 report.last_seq = record["seq"]
                 previous = f"{path.name}:{number}"
+                anchored = anchored or expected == anchor
+    if not anchored and files:
+        what = "anchor not found: the records up to it were removed or altered"
+        report.problem = Problem(files[-1], 0, what, str(anchor), report.last_hash)
     return report
 
 

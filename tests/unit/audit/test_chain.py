@@ -217,3 +217,15 @@ def test_logrotate_numbering_newest_first(tmp_path: Path) -> None:
     files = chain_files(log)
     assert [f.name for f in files] == ["audit.log.2", "audit.log.1", "audit.log"]
     assert verify(files).ok and verify(files).records == 5
+
+
+def test_anchor_detects_a_cut_tail(tmp_path: Path, capsys: object) -> None:
+    log = chain_of(tmp_path)
+    noted = verify([log]).last_hash
+    assert cli_main(["verify", "--anchor", noted, str(log)]) == 0
+    got = lines(log)
+    log.write_bytes(b"\n".join(got[:-2]) + b"\n")  # the newest records cut off
+    assert verify([log]).ok  # the chain alone cannot tell
+    assert cli_main(["verify", "--anchor", noted, str(log)]) == 1
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "anchor not found" in out and noted in out
