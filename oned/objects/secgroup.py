@@ -62,6 +62,12 @@ class SecurityGroup:
     updating: set[int] = field(default_factory=set)
     error: set[int] = field(default_factory=set)
     template: Template = field(default_factory=Template)
+    #: The last rendering of each VM id collection (every VM of the group, so a NIC
+    #: allocation would otherwise render thousands of ids): reused while the ids are
+    #: the same, extended when only larger ids were added.
+    _rendered: dict[str, tuple[frozenset[int], str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     TABLE: ClassVar[str] = "secgroup_pool"
     ROOT: ClassVar[str] = "SECURITY_GROUP"
@@ -70,10 +76,27 @@ class SecurityGroup:
         return (
             f"<SECURITY_GROUP><ID>{self.oid}</ID>{owner_xml(self)}"
             f"<NAME>{esc(self.name)}</NAME>{self.perms.to_xml()}"
-            f"{ids_xml('UPDATED_VMS', self.updated)}{ids_xml('OUTDATED_VMS', self.outdated)}"
-            f"{ids_xml('UPDATING_VMS', self.updating)}{ids_xml('ERROR_VMS', self.error)}"
+            f"{self._ids('UPDATED_VMS', self.updated)}{self._ids('OUTDATED_VMS', self.outdated)}"
+            f"{self._ids('UPDATING_VMS', self.updating)}{self._ids('ERROR_VMS', self.error)}"
             f"{self.template.to_xml()}</SECURITY_GROUP>"
         )
+
+    def _ids(self, tag: str, ids: set[int]) -> str:
+        if len(ids) < 64:
+            return ids_xml(tag, ids)
+        last = self._rendered.get(tag)
+        if last is not None and last[0] == ids:
+            return last[1]
+        if last is not None and last[0] and ids > last[0]:
+            added = ids - last[0]
+            if min(added) > max(last[0]):
+                inner = "".join(f"<ID>{i}</ID>" for i in sorted(added))
+                text = f"{last[1][: -len(tag) - 3]}{inner}</{tag}>"
+                self._rendered[tag] = (frozenset(ids), text)
+                return text
+        text = ids_xml(tag, ids)
+        self._rendered[tag] = (frozenset(ids), text)
+        return text
 
     def columns(self) -> dict[str, Any]:
         return owner_columns(self)
@@ -106,6 +129,7 @@ class SecurityGroup:
             set(self.updating),
             set(self.error),
             self.template.copy(),
+            dict(self._rendered),
         )
 
     # -- VM collections (``SecurityGroup::add_vm``/``del_vm``/``commit``) ----------
