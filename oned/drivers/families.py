@@ -228,6 +228,7 @@ class FamilySpec:
         unsolicited: Reply types accepted without a matching request.
         reply_id: Request types whose reply carries a fixed id.
         sync_timeouts: Default seconds for request/response actions.
+        batch_delay: Seconds requests wait to be written together (hook events).
     """
 
     section: str
@@ -244,6 +245,9 @@ class FamilySpec:
     unsolicited: frozenset[str] = frozenset({"LOG"})
     reply_id: dict[str, int] = field(default_factory=dict)
     sync_timeouts: dict[str, float] = field(default_factory=dict)
+    #: Seconds requests wait to be written together (one pipe write for a burst of
+    #: events; 0: each is written at once).
+    batch_delay: float = 0.0
 
     def is_known(self, action: str) -> bool:
         """Whether ``action`` is a defined (non-UNDEFINED) type of the family."""
@@ -354,6 +358,7 @@ class Family(Enum):
         log_tag="HKM",
         single_name="hook_exe",
         track_replies=False,
+        batch_delay=0.01,
     )
     SCHED = FamilySpec(
         section="SCHED_MAD",

@@ -27,7 +27,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
 from oned._async import background
-from oned.drivers.message import DriverMessage
+from oned.drivers.message import DriverMessage, format_line
 from oned.drivers.protocol import DriverProtocol, HandshakeError
 
 if TYPE_CHECKING:
@@ -200,6 +200,8 @@ class DriverProcess(Service):
         self._restart_delay = min_restart_delay
         self._started_at = 0.0
         self._killing = False
+        self._batch: list[bytes] = []
+        self._batch_call: IDelayedCall | None = None
 
     # -- registration ------------------------------------------------------------
 
@@ -280,7 +282,21 @@ class DriverProcess(Service):
         msg = DriverMessage(action, spec.request_status, oid, spec.encode_payload(payload))
         if spec.has_timestamp:
             msg = DriverMessage(msg.action, msg.status, msg.oid, msg.payload, 0)
+        if spec.batch_delay > 0:
+            self._batch.append(format_line(msg))
+            if self._batch_call is None:
+                self._batch_call = self._clock.callLater(spec.batch_delay, self._write_batch)
+            return
         self._proto.send(msg)
+
+    def _write_batch(self) -> None:
+        """Write the requests held by ``batch_delay`` in one go (in order)."""
+        if self._batch_call is not None and self._batch_call.active():
+            self._batch_call.cancel()
+        self._batch_call = None
+        lines, self._batch = self._batch, []
+        if lines and self._proto is not None and self._proto.is_open:
+            self._proto.send_raw(b"".join(lines))
 
     def _forget_oid(self, oid: int) -> None:
         """DRIVER_CANCEL: the cancelled action of ``oid`` will never be answered."""
@@ -597,6 +613,7 @@ class DriverProcess(Service):
             return
         if proto is not None and proto.is_open:
             try:
+                self._write_batch()
                 proto.send_raw(b"FINALIZE\n")
                 process.closeStdin()
             except Exception:  # noqa: S110 - the pipe may already be gone
