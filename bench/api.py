@@ -5,7 +5,8 @@ Usage::
 
     bench/api.py --endpoint http://127.0.0.1:2633/RPC2 --session oneadmin:PASSWORD \
         [--users 1000] [--duration 10] [--concurrency 1,16] \
-        [--methods user.info,userpool.info] [--pid PID] [--json] [--cleanup] [--no-bomb]
+        [--methods user.info,userpool.info] [--pid PID] [--json] [--cleanup] [--no-bomb] \
+        [--pools 1000]
 
 Only standard OpenNebula XML-RPC calls are made, so the same script measures both this
 daemon and OpenNebula's own ``oned``.  Before measuring, it makes sure ``--users``
@@ -699,6 +700,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="start one local oned per AUDIT MODE (off, writes, all) and compare them",
     )
     ap.add_argument("--rounds", type=int, default=3, help="--compare-audit: interleaved rounds")
+    ap.add_argument(
+        "--pools",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time every family's pool info with N objects each (bench/pools.py)",
+    )
     args = ap.parse_args(argv)
     if args.compare_audit:
         args.session = "oneadmin:bench-audit-pw"
@@ -793,6 +801,18 @@ def main(argv: list[str] | None = None) -> int:
             f"billion laughs ({bomb.size} B body): {bomb.ms:.1f} ms, {bomb.status}: {bomb.head}",
             flush=True,
         )
+
+    if args.pools:
+        # one line per family's pool info with --pools objects each (bench/pools.py)
+        import pools
+
+        pools.main(
+            [
+                "--endpoint", endpoint.url, "--session", session,
+                "--objects", str(args.pools), "--duration", str(args.duration),
+                *(["--cleanup"] if args.cleanup else []),
+            ]
+        )  # fmt: skip
 
     if args.cleanup:
         cleanup_users(client, users)
