@@ -57,7 +57,7 @@ def test_rank_places_pending_vms_and_reports_unmet_requirements(
     assert message.endswith(" : Cannot dispatch VM: No host meets SCHED_REQUIREMENTS"), message
     share = [one.host.info(h).HOST_SHARE.RUNNING_VMS for h in hosts]
     assert sum(share) == 10
-    # cluster plans through pyone: OPTIMIZE goes to the driver (-o dummy plans nothing)
+    # cluster plans through pyone: OPTIMIZE goes to one_drs (a balanced cluster: no plan)
     assert one.cluster.optimize(0) == 0
     with pytest.raises(pyone.OneActionException, match=r"Plan is not ready"):
         one.cluster.planexecute(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -290,3 +291,63 @@ def test_vm_group_inter_role_anti_affinity() -> None:
         with_groups(text, group(roles, "<ANTI_AFFINED>web, db</ANTI_AFFINED>"), running)
     )
     assert [(a[0], a[1]) for a in actions(plan)] == [(0, 1)]
+
+
+DRS = Path(__file__).resolve().parents[3] / "drivers/remotes/scheduler/one_drs/optimize"
+
+
+def running_vm(vid: int, hid: int, cpu: float = 1, mem: int = 512) -> str:
+    return (
+        vm(vid, cpu=cpu, mem=mem)
+        .replace("<STATE>1</STATE>", "<STATE>3</STATE>")
+        .replace(
+            "<HISTORY_RECORDS/>",
+            f"<HISTORY_RECORDS><HISTORY><HID>{hid}</HID><DS_ID>0</DS_ID></HISTORY></HISTORY_RECORDS>",
+        )
+    )
+
+
+def test_drs_balances_a_cluster() -> None:
+    from oned.managers.scheduler.drs import optimize
+
+    hosts = [host(0, used_cpu=300), host(1, used_cpu=0), host(2, used_cpu=100)]
+    vms = [running_vm(0, 0), running_vm(1, 0), running_vm(2, 0), running_vm(3, 2)]
+    text = doc(vms, hosts, [ds(0)], {i: ([0, 1, 2], [0]) for i in range(4)})
+    plan = optimize(text, 0)
+    root = etree.fromstring(plan.encode())
+    assert root.findtext("ID") == "0"
+    moves = [(int(a.findtext("VM_ID")), int(a.findtext("HOST_ID"))) for a in root.findall("ACTION")]
+    # 300/0/100 % of CPU: one VM from host 0 to host 1 levels it to 200/100/100
+    assert moves == [(0, 1)]
+    assert {a.findtext("OPERATION") for a in root.findall("ACTION")} == {"migrate"}
+    balanced = doc([running_vm(0, 0), running_vm(1, 1)], hosts[:2], [ds(0)], {})
+    assert "<ACTION>" not in optimize(balanced, 0)
+
+
+def test_drs_script_and_one_drs_place() -> None:
+    text = doc(
+        [running_vm(0, 0), running_vm(1, 0)],
+        [host(0, used_cpu=200), host(1)],
+        [ds(0)],
+        {0: ([0, 1], [0]), 1: ([0, 1], [0])},
+    )
+    proc = subprocess.run(
+        [sys.executable, str(DRS), "100"],
+        input=base64.b64encode(text.encode()),
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "<ID>100</ID>" in proc.stdout.decode()
+    place_doc = doc([vm(7)], [host(4)], [ds(0)], {7: ([4], [0])})
+    placed = subprocess.run(
+        [str(DRS.parent / "place")],
+        input=base64.b64encode(place_doc.encode()),
+        capture_output=True,
+        check=False,
+        timeout=30,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
+    )
+    assert placed.returncode == 0, placed.stderr
+    assert actions(placed.stdout.decode()) == [(7, 4, 0, "deploy")]
