@@ -179,3 +179,27 @@ class ClusterPlanTests(SynchronousTestCase):
             tmpl.findtext("SCHED_MESSAGE") or "",
             r" : Optimize: No system datastores found in cluster$",
         )
+
+    def test_one_drs_plan_migrates_to_balance(self) -> None:
+        from oned.managers.scheduler.drs import optimize
+
+        other = self.h.ok("one.host.allocate", "h1", "dummy", "dummy", -1)
+        host = self.core.hosts.get(other).copy()
+        host.state = 2
+        host.share.max_cpu = host.share.total_cpu = 400
+        host.share.max_mem = host.share.total_mem = 4 << 20
+        unit = self.core.unit()
+        unit.save(self.core.hosts, host)
+        run(unit.commit("monitored"))
+        vids = [self.running_vm() for _ in range(2)]  # both on host 0
+        self.h.ok("one.cluster.optimize", 0)
+        self.flush()
+        [sent] = [s for s in self.drivers.sent if s.action == "OPTIMIZE"]
+        plan = optimize(sent.payload, 0)
+        self.drivers.reply("OPTIMIZE", 0, True, plan)
+        self.flush()
+        self.assertEqual(self.h.ok("one.cluster.planexecute", 0), 0)
+        self.settle()
+        hosts = sorted(self.core.vms.get(v).current.hid for v in vids)
+        self.assertEqual(hosts, [self.hid, other])
+        self.assertEqual([self.core.vms.get(v).lcm_state for v in vids], [L.RUNNING] * 2)
