@@ -203,3 +203,13 @@ class ClusterPlanTests(SynchronousTestCase):
         hosts = sorted(self.core.vms.get(v).current.hid for v in vids)
         self.assertEqual(hosts, [self.hid, other])
         self.assertEqual([self.core.vms.get(v).lcm_state for v in vids], [L.RUNNING] * 2)
+
+    def test_drs_interval_optimizes_automated_clusters(self) -> None:
+        self.running_vm()
+        self.h.clock.advance(700)
+        self.flush()
+        self.assertEqual([s for s in self.drivers.sent if s.action == "OPTIMIZE"], [])  # manual
+        self.h.ok("one.cluster.update", 0, 'ONE_DRS=[AUTOMATION="partial"]', 1)
+        self.h.clock.advance(700)  # DRS_INTERVAL (600 s) passed again
+        self.flush()
+        self.assertEqual([s.oid for s in self.drivers.sent if s.action == "OPTIMIZE"], [0])
