@@ -154,6 +154,8 @@ class SchedulerManager:
 
     async def place(self) -> None:
         """Build the request, log what cannot match, and send PLACE."""
+        if self.drivers is None:
+            return
         if self.in_flight or self.planner.placement_applying():
             self.deferred = True
             return
