@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from oned.audit.settings import AuditSettings
 from oned.locations import Locations, packaged_share
@@ -76,9 +77,20 @@ class OnedConfig:
     auth_mad_conf: dict[str, dict[str, str]] = field(default_factory=dict)
     audit: AuditSettings = field(default_factory=AuditSettings)
     metrics: MetricsSettings | None = None
+    #: ``[items, len(items), {name: last single value}]``: ``get`` without a scan of
+    #: the whole file per call, rebuilt whenever the template's items change.
+    _singles: list[Any] = field(
+        default_factory=lambda: [None, -1, {}], init=False, repr=False, compare=False
+    )
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        return self.template.get_last(name, default)
+        """``template.get_last``: the last single attribute called ``name``."""
+        items = self.template.items
+        cache = self._singles
+        if cache[0] is not items or cache[1] != len(items):
+            cache[:] = [items, len(items), {n: v for n, v in items if isinstance(v, str)}]
+        found: str | None = cache[2].get(name.upper(), default)
+        return found
 
     def vectors(self, name: str) -> list[dict[str, str]]:
         return self.template.vectors(name)
