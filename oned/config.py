@@ -77,20 +77,32 @@ class OnedConfig:
     auth_mad_conf: dict[str, dict[str, str]] = field(default_factory=dict)
     audit: AuditSettings = field(default_factory=AuditSettings)
     metrics: MetricsSettings | None = None
-    #: ``[items, len(items), {name: last single value}]``: ``get`` without a scan of
-    #: the whole file per call, rebuilt whenever the template's items change.
+    #: ``[items, len(items), {name: [single values]}]``: lookups without a scan of the
+    #: whole file per call, rebuilt whenever the template's items change.
     _singles: list[Any] = field(
         default_factory=lambda: [None, -1, {}], init=False, repr=False, compare=False
     )
 
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """``template.get_last``: the last single attribute called ``name``."""
+    def _single_values(self) -> dict[str, list[str]]:
         items = self.template.items
         cache = self._singles
         if cache[0] is not items or cache[1] != len(items):
-            cache[:] = [items, len(items), {n: v for n, v in items if isinstance(v, str)}]
-        found: str | None = cache[2].get(name.upper(), default)
+            values: dict[str, list[str]] = {}
+            for n, v in items:
+                if isinstance(v, str):
+                    values.setdefault(n, []).append(v)
+            cache[:] = [items, len(items), values]
+        found: dict[str, list[str]] = cache[2]
         return found
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """``template.get_last``: the last single attribute called ``name``."""
+        found = self._single_values().get(name.upper())
+        return found[-1] if found else default
+
+    def all_of(self, name: str) -> list[str]:
+        """Every single attribute called exactly ``name``, in file order."""
+        return list(self._single_values().get(name, ()))
 
     def vectors(self, name: str) -> list[dict[str, str]]:
         return self.template.vectors(name)

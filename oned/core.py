@@ -215,11 +215,7 @@ class Core:
         """Upper-cased values of a repeated oned.conf setting (``*_ENCRYPTED_ATTR``)."""
         if setting is None:
             return []
-        return [
-            v.strip().upper()
-            for n, v in self.config.template.items
-            if n == setting and isinstance(v, str) and v.strip()
-        ]
+        return [v.strip().upper() for v in self.config.all_of(setting) if v.strip()]
 
     # -- ACL rules oned manages itself ----------------------------------------------
 
