@@ -17,6 +17,7 @@ raising), only that sample is left out.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -264,9 +265,12 @@ class VmBlocks:
     def __init__(self) -> None:
         self._blocks: dict[int, _Block] = {}
         self._rows: dict[int, tuple[str, Rows]] = {}
+        #: The blocks last joined, how many VMs they list and each family's lines.
+        self._joined: tuple[list[_Block], int, list[bytes]] | None = None
 
-    def render(self, pool: Any, desc: bool) -> tuple[int, list[list[bytes]]]:
-        """(VMs listed, the pieces of each family of ``VM_FAMILIES``, one per block)."""
+    def render(self, pool: Any, desc: bool) -> tuple[int, list[bytes]]:
+        """(VMs listed, the lines of each family of ``VM_FAMILIES``), the joined lines
+        kept as long as no block changes (an idle pool's scrape writes cached bytes)."""
         ids: list[int] = pool.sorted_ids()
         old, new = self._blocks, {}
         at, count = 0, len(ids)
@@ -284,8 +288,15 @@ class VmBlocks:
                 self._rows.pop(oid, None)
         self._blocks = new
         blocks = [new[b] for b in sorted(new)]
-        live = sum(b.live for b in blocks)
-        return live, [[b.columns[i] for b in blocks] for i in range(len(VM_FAMILIES))]
+        joined = self._joined
+        if (
+            joined is None
+            or len(joined[0]) != len(blocks)
+            or not all(map(operator.is_, joined[0], blocks))
+        ):
+            columns = [b"".join(b.columns[i] for b in blocks) for i in range(len(VM_FAMILIES))]
+            joined = self._joined = (blocks, sum(b.live for b in blocks), columns)
+        return joined[1], joined[2]
 
     async def refresh(self, pool: Any, desc: bool, pause: Callable[[], Awaitable[None]]) -> None:
         """Rebuild the changed blocks one at a time, giving the reactor back after each
@@ -365,9 +376,8 @@ class PoolExporter:
     def vms(self) -> list[bytes]:
         live, cols = self._vms.render(self.core.vms, self.core.config.api_list_order_desc)
         out = [family(*VM_TOTAL, [f"{VM_TOTAL[0]} {live}\n"]).encode()]
-        for (name, help_text), pieces in zip(VM_FAMILIES, cols, strict=True):
-            out.append(header(name, help_text).encode())
-            out += pieces
+        for (name, help_text), lines in zip(VM_FAMILIES, cols, strict=True):
+            out += [header(name, help_text).encode(), lines]
         return out
 
     def address_ranges(self) -> str:

@@ -123,9 +123,10 @@ class MetricsResource(Resource):
 
 
 class _Pieces:
-    """Writes the answer one batch of pieces (up to ``BATCH`` bytes, joined) per call as
-    the transport drains (a pull producer): a 4 MB exposition is never copied into one
-    buffer, whose fresh pages would cost more than rendering it."""
+    """Writes the answer a piece per call as the transport drains (a pull producer),
+    small pieces joined up to ``BATCH`` bytes and large ones (the VM families, cached
+    between scrapes) as they are: a 4 MB exposition is never copied into a fresh buffer,
+    whose pages would cost more than rendering it."""
 
     BATCH = 64 * 1024
 
@@ -157,6 +158,9 @@ def _batches(pieces: list[bytes], limit: int) -> list[bytes]:
         if group and size + len(piece) > limit:
             out.append(b"".join(group))
             group, size = [], 0
+        if len(piece) > limit:
+            out.append(piece)
+            continue
         group.append(piece)
         size += len(piece)
     if group:
