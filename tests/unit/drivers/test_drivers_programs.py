@@ -369,7 +369,7 @@ class SchedTests(ProgramCase):
 
     def test_missing_optimizer(self) -> None:
         """Both the placer and optimizer directories must exist."""
-        self.assertRaises(RuntimeError, self.run_lines, argv="-p dummy")
+        self.assertRaises(RuntimeError, self.run_lines, argv="-p dummy -o missing")
 
 
 class MarketTests(ProgramCase):
