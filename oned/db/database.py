@@ -145,8 +145,11 @@ class _ThreadExecutor:
 
 
 def _answer(answers: list[tuple[Deferred[Any], Any, bool]]) -> None:
-    """On the reactor: fire the waiters of one batch, in order."""
+    """On the reactor: fire the waiters of one batch, in order (a waiter cancelled
+    meanwhile is skipped, never the ones after it)."""
     for done, value, ok in answers:
+        if done.called:
+            continue
         if ok:
             done.callback(value)
         else:

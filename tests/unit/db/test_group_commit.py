@@ -97,6 +97,18 @@ class GroupCommitTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(read), 3)
         self.assertEqual(len(self.commits), 2)  # 1-3 together, then 4
 
+    def test_a_cancelled_waiter_does_not_stop_the_others(self) -> None:
+        self.gate = threading.Event()
+        self.db._executor.submit(self.gate.wait)
+        sql = "INSERT INTO t (k) VALUES (?)"
+        first = Deferred.fromCoroutine(self.db.transact("a", [(sql, (1,))]))
+        second = Deferred.fromCoroutine(self.db.transact("b", [(sql, (2,))]))
+        first.cancel()
+        self.failureResultOf(first)
+        self.gate.set()
+        self.reactor.drain(lambda: second.called)
+        self.successResultOf(second)
+
     def test_executor_is_the_grouping_one(self) -> None:
         self.assertIsInstance(self.db._executor, _ThreadExecutor)
 
