@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from oned.objects.base import (
     Lock,
     Permissions,
+    copy_object,
     esc,
     ids_of,
     ids_xml,
@@ -152,25 +153,7 @@ class BackupJob:
         )
 
     def copy(self) -> BackupJob:
-        return BackupJob(
-            self.oid,
-            self.name,
-            self.uid,
-            self.gid,
-            self.uname,
-            self.gname,
-            Permissions(*self.perms.values()),
-            Lock(self.lock.locked, self.lock.owner, self.lock.time, self.lock.req_id),
-            self.priority,
-            self.last_time,
-            self.last_duration,
-            set(self.sched_actions),
-            set(self.updated),
-            set(self.outdated),
-            set(self.backing_up),
-            set(self.error),
-            self.template.copy(),
-        )
+        return copy_object(self)
 
     # -- configuration (``BackupJob::parse``) ------------------------------------------
 

@@ -6,9 +6,9 @@ client documents (entities and network access disabled).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from enum import IntEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from lxml import etree
 
@@ -235,3 +235,29 @@ def owner_fields(root: etree._Element) -> dict[str, Any]:
         "gname": text_of(root, "GNAME"),
         "perms": Permissions.from_xml(root),
     }
+
+
+_T = TypeVar("_T")
+
+
+def copy_object(obj: _T) -> _T:
+    """The working copy a pool object is changed on: the same values, with every set,
+    list, dict, template and nested dataclass (permissions, lock) copied, so the object
+    the pool holds is never changed in place."""
+    assert is_dataclass(obj) and not isinstance(obj, type)
+    changes = {f.name: _copied(getattr(obj, f.name)) for f in fields(obj) if f.init}
+    return replace(obj, **changes)
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, set):
+        return {_copied(v) for v in value}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, Template):
+        return value.copy()
+    if is_dataclass(value) and not isinstance(value, type):
+        return copy_object(value)
+    return value

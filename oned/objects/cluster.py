@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from oned.objects.base import esc, ids_of, ids_xml, int_of, parse_xml, template_of, text_of
+from oned.objects.base import (
+    copy_object,
+    esc,
+    ids_of,
+    ids_xml,
+    int_of,
+    parse_xml,
+    template_of,
+    text_of,
+)
 from oned.template import Template
 
 DEFAULT_CLUSTER_ID = 0
@@ -46,11 +55,4 @@ class Cluster:
         )
 
     def copy(self) -> Cluster:
-        return Cluster(
-            self.oid,
-            self.name,
-            set(self.hosts),
-            set(self.datastores),
-            set(self.vnets),
-            self.template.copy(),
-        )
+        return copy_object(self)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from oned.objects.base import (
     Permissions,
+    copy_object,
     esc,
     ids_of,
     ids_xml,
@@ -116,21 +117,7 @@ class SecurityGroup:
         )
 
     def copy(self) -> SecurityGroup:
-        return SecurityGroup(
-            self.oid,
-            self.name,
-            self.uid,
-            self.gid,
-            self.uname,
-            self.gname,
-            Permissions(*self.perms.values()),
-            set(self.updated),
-            set(self.outdated),
-            set(self.updating),
-            set(self.error),
-            self.template.copy(),
-            dict(self._rendered),
-        )
+        return copy_object(self)
 
     # -- VM collections (``SecurityGroup::add_vm``/``del_vm``/``commit``) ----------
 

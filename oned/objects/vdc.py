@@ -6,7 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from oned.objects.base import esc, ids_of, ids_xml, int_of, parse_xml, template_of, text_of
+from oned.objects.base import (
+    copy_object,
+    esc,
+    ids_of,
+    ids_xml,
+    int_of,
+    parse_xml,
+    template_of,
+    text_of,
+)
 from oned.template import Template
 
 #: ``Vdc::ALL_RESOURCES``: every resource of the zone.
@@ -78,10 +87,4 @@ class Vdc:
         )
 
     def copy(self) -> Vdc:
-        return Vdc(
-            self.oid,
-            self.name,
-            set(self.groups),
-            {kind: set(pairs) for kind, pairs in self.resources.items()},
-            self.template.copy(),
-        )
+        return copy_object(self)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from oned.objects.base import (
     Lock,
     Permissions,
+    copy_object,
     esc,
     int_of,
     owner_columns,
@@ -91,18 +92,7 @@ class VMGroup:
         )
 
     def copy(self) -> VMGroup:
-        return VMGroup(
-            self.oid,
-            self.name,
-            self.uid,
-            self.gid,
-            self.uname,
-            self.gname,
-            Permissions(*self.perms.values()),
-            Lock(self.lock.locked, self.lock.owner, self.lock.time, self.lock.req_id),
-            [dict(r) for r in self.roles],
-            self.template.copy(),
-        )
+        return copy_object(self)
 
     # -- roles ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Self
 from oned.objects.base import (
     Lock,
     Permissions,
+    copy_object,
     esc,
     int_of,
     owner_columns,
@@ -69,18 +70,7 @@ class TemplateObject:
         )
 
     def copy(self) -> Self:
-        return type(self)(
-            self.oid,
-            self.name,
-            self.uid,
-            self.gid,
-            self.uname,
-            self.gname,
-            Permissions(*self.perms.values()),
-            Lock(self.lock.locked, self.lock.owner, self.lock.time, self.lock.req_id),
-            self.regtime,
-            self.template.copy(),
-        )
+        return copy_object(self)
 
 
 @dataclass

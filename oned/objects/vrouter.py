@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from oned.objects.base import (
     Lock,
     Permissions,
+    copy_object,
     esc,
     ids_of,
     ids_xml,
@@ -83,18 +84,7 @@ class VirtualRouter:
         )
 
     def copy(self) -> VirtualRouter:
-        return VirtualRouter(
-            self.oid,
-            self.name,
-            self.uid,
-            self.gid,
-            self.uname,
-            self.gname,
-            Permissions(*self.perms.values()),
-            Lock(self.lock.locked, self.lock.owner, self.lock.time, self.lock.req_id),
-            set(self.vms),
-            self.template.copy(),
-        )
+        return copy_object(self)
 
     def nics(self) -> list[dict[str, str]]:
         return self.template.vectors("NIC")
