@@ -81,7 +81,13 @@ def _restricted(core: Core, call: Call, tmpl: Template) -> None:
 async def attachnic(core: Core, call: Call, oid: int, text: str) -> int:
     """Attaches a new network interface to the virtual machine."""
     _not_vrouter(_vm(core, oid))
-    tmpl = shared.parse_template(text)
+    await attach_nic(core, call, oid, shared.parse_template(text))
+    return oid
+
+
+async def attach_nic(core: Core, call: Call, oid: int, tmpl: Template) -> None:
+    """``VirtualMachineAPI::nic_attach`` on a parsed template, without the virtual router
+    check: what ``one.vrouter.attachnic`` runs on each of its VMs."""
     vm = _vm(core, oid)
     if tmpl.get_vector("PCI") is not None and tmpl.get_vector("NIC") is None:
         pci = tmpl.get_vector("PCI") or {}
@@ -92,16 +98,21 @@ async def attachnic(core: Core, call: Call, oid: int, text: str) -> int:
     core.acl.check_all(call.caller, requests)
     _restricted(core, call, tmpl)
     await dispatcher(core).attach_nic(oid, tmpl, requester(call))
-    return oid
 
 
 @rpc("one.vm.detachnic", "ii")
 async def detachnic(core: Core, call: Call, oid: int, nic_id: int) -> int:
     """Detaches a network interface from the virtual machine."""
     _not_vrouter(_vm(core, oid))
+    await detach_nic(core, call, oid, nic_id)
+    return oid
+
+
+async def detach_nic(core: Core, call: Call, oid: int, nic_id: int) -> None:
+    """``VirtualMachineAPI::nic_detach_helper``: no virtual router check (the path of
+    ``one.vrouter.detachnic`` for each of its VMs)."""
     shared.get_authorized(core, call, VM, oid, action_op(core, "nic-detach"))
     await dispatcher(core).detach_nic(oid, nic_id, requester(call))
-    return oid
 
 
 @rpc("one.vm.updatenic", "iisi", required=3)

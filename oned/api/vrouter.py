@@ -16,7 +16,7 @@ from oned.api import shared
 from oned.api.codec import WireParts
 from oned.api.context import Call
 from oned.api.declare import declare
-from oned.api.registry import declared, rpc
+from oned.api.registry import rpc
 from oned.api.shared import Family
 from oned.core import Core
 from oned.errors import ActionError, InternalError, NoExistsError, no_exists
@@ -267,13 +267,6 @@ async def instantiate(
     return oid
 
 
-def _handler(name: str) -> Any:
-    for method in declared():
-        if method.name == name:
-            return method.handler
-    raise InternalError(f"{name} is not served")
-
-
 @rpc("one.vrouter.attachnic", "is")
 async def attachnic(core: Core, call: Call, oid: int, text: str) -> int:
     """Attaches a NIC to the virtual router and to each of its VMs."""
@@ -317,10 +310,11 @@ async def attachnic(core: Core, call: Call, oid: int, text: str) -> int:
     from oned.objects.vrouter import nic_for_vm
 
     vm_nic.add("NIC", nic_for_vm(added))
-    attach = _handler("one.vm.attachnic")
+    from oned.api.vm_nic import attach_nic
+
     for vid in sorted(router.vms):
         try:
-            await attach(core, call, vid, vm_nic.to_str())
+            await attach_nic(core, call, vid, vm_nic)
         except Exception as exc:
             raise ActionError(str(getattr(exc, "message", exc))) from exc
     return oid
@@ -348,9 +342,10 @@ async def detachnic(core: Core, call: Call, oid: int, nic_id: int) -> int:
         except Exception:
             changes.rollback()
             raise
-    detach = _handler("one.vm.detachnic")
+    from oned.api.vm_nic import detach_nic
+
     for vid in sorted(router.vms):
-        await detach(core, call, vid, nic_id)
+        await detach_nic(core, call, vid, nic_id)
     return oid
 
 

@@ -111,3 +111,25 @@ class VRouterTests(VNetCase):
             self.assertEqual(state, "6")
         vn = etree.fromstring(self.one.ok("one.vn.info", self.vnid))
         self.assertIsNone(vn.find("AR_POOL/AR/LEASES/LEASE"))
+
+    def test_nic_attach_and_detach_reach_the_router_vms(self) -> None:
+        """one.vrouter.attachnic/detachnic run oned's VM NIC attach/detach on each VM
+        without the "not supported for virtual router VMs" check of one.vm.attachnic."""
+        oid = self.one.ok("one.vrouter.allocate", ROUTER)
+        tid = self.one.ok("one.template.allocate", "NAME=vr\nCPU=0.1\nMEMORY=64\nVROUTER=YES")
+        self.one.ok("one.vrouter.instantiate", oid, 2, tid, "", True, "")
+        vms = [int(i.text or -1) for i in self.info(oid).findall("VMS/ID")]
+        self.assertEqual(
+            self.one.call("one.vm.attachnic", vms[0], "NIC=[NETWORK_ID=0]")[1],
+            "[one.vm.attachnic] Action is not supported for virtual router VMs",
+        )
+        # VMs on hold: the DispatchManager's own refusal, as oned's (the router keeps
+        # its new NIC: oned does not roll it back either)
+        self.assertEqual(
+            self.one.call("one.vrouter.attachnic", oid, "NIC=[NETWORK_ID=0]")[1],
+            f"[one.vrouter.attachnic] Could not add a new NIC to VM {vms[0]}, wrong state HOLD.",
+        )
+        self.assertEqual(len(self.info(oid).findall("TEMPLATE/NIC")), 2)
+        reply = self.one.call("one.vrouter.detachnic", oid, 1)
+        self.assertNotIn("virtual router VMs", reply[1])
+        self.assertEqual(len(self.info(oid).findall("TEMPLATE/NIC")), 1)
