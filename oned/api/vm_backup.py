@@ -10,11 +10,10 @@ from oned.api.registry import rpc
 from oned.api.vm import VM, action_op, dispatcher, requester
 from oned.core import Core
 from oned.errors import ActionError, InternalError, NoExistsError, no_exists
-from oned.managers.image.insert import avail_mb
-from oned.managers.vmm.backup_config import Backups, backup_size, has_filesystem_disk
+from oned.managers.dispatch.backups import backup_datastore
+from oned.managers.vmm.backup_config import Backups
 from oned.managers.vmm.backup_increments import last_increment_id
 from oned.objects.base import Op
-from oned.objects.datastore import BACKUP_DS
 from oned.objects.image import BACKUP
 from oned.objects.vm import VirtualMachine
 
@@ -33,22 +32,7 @@ async def backup(core: Core, call: Call, oid: int, ds_id: int = -1, reset: bool 
             "Unable to start an individual backup for the Virtual Machine, "
             "it is part of Backup Job ID -1"
         )
-    if has_filesystem_disk(vm):
-        raise ActionError("Cannot backup VM with FILESYSTEM disks")
-    if backups.mode == "INCREMENT" and not reset and backups.get_int("LAST_INCREMENT_ID") != -1:
-        chain = backups.get_int("INCREMENTAL_BACKUP_ID")
-        image = core.images.get(chain)
-        if image is None:
-            raise no_exists("image", chain)
-        ds_id = image.datastore_id
-    ds = core.datastores.get(ds_id)
-    if ds is None:
-        raise no_exists("datastore", ds_id)
-    if ds.type != BACKUP_DS:
-        raise ActionError("Datastore needs to be of type BACKUP")
-    check, free = avail_mb(core, ds)
-    if check and free < backup_size(vm, backups):
-        raise ActionError("Not enough free space on target datastore")
+    ds = backup_datastore(core, vm, ds_id, reset)
     core.acl.check_all(
         call.caller,
         [
@@ -57,7 +41,7 @@ async def backup(core: Core, call: Call, oid: int, ds_id: int = -1, reset: bool 
         ],
     )
     try:
-        await dispatcher(core).backup(oid, ds_id, reset, requester(call))
+        await dispatcher(core).backup(oid, ds.oid, reset, requester(call))
     except NoExistsError as exc:
         raise no_exists("virtual machine", oid) from exc
     return oid

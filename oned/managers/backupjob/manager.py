@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from oned.errors import ActionError, OneError, failure_message, no_exists
+from oned.errors import OneError, failure_message, no_exists
 from oned.log import logger
 from oned.objects.backupjob import BackupJob, BackupJobError
 from oned.objects.schedaction import ScheduledAction
@@ -251,32 +251,14 @@ async def start_vm_backup(core: Core, vid: int, ds_id: int, reset: bool) -> None
     """``VirtualMachineAPI::backup`` with a backup job id, as oneadmin: the checks of
     ``one.vm.backup`` but the job's own, then the DispatchManager's backup."""
     from oned.api.vm import dispatcher
+    from oned.managers.dispatch.backups import backup_datastore
     from oned.managers.dispatch.manager import Requester
-    from oned.managers.image.insert import avail_mb
-    from oned.managers.vmm.backup_config import Backups, backup_size, has_filesystem_disk
-    from oned.objects.datastore import BACKUP_DS
 
     vm = core.vms.get(vid)
     if vm is None:
         raise no_exists("virtual machine", vid)
-    backups = Backups.of(vm)
-    if has_filesystem_disk(vm):
-        raise ActionError("Cannot backup VM with FILESYSTEM disks")
-    if backups.mode == "INCREMENT" and not reset and backups.get_int("LAST_INCREMENT_ID") != -1:
-        chain = backups.get_int("INCREMENTAL_BACKUP_ID")
-        image = core.images.get(chain)
-        if image is None:
-            raise no_exists("image", chain)
-        ds_id = image.datastore_id
-    ds = core.datastores.get(ds_id)
-    if ds is None:
-        raise no_exists("datastore", ds_id)
-    if ds.type != BACKUP_DS:
-        raise ActionError("Datastore needs to be of type BACKUP")
-    check, free = avail_mb(core, ds)
-    if check and free < backup_size(vm, backups):
-        raise ActionError("Not enough free space on target datastore")
-    await dispatcher(core).backup(vid, ds_id, reset, Requester(0, 0, -1))
+    ds = backup_datastore(core, vm, ds_id, reset)
+    await dispatcher(core).backup(vid, ds.oid, reset, Requester(0, 0, -1))
 
 
 def _started_for(vm: VirtualMachine | None, bj_id: int) -> bool:

@@ -16,7 +16,38 @@ from oned.objects.vm import VmState as S
 if TYPE_CHECKING:
     from oned.core import Core
     from oned.managers.lifecycle.manager import LifeCycleManager
+    from oned.objects.datastore import Datastore
     from oned.objects.vm import VirtualMachine
+
+
+def backup_datastore(core: Core, vm: VirtualMachine, ds_id: int, reset: bool) -> Datastore:
+    """The checks ``VirtualMachineAPI::backup`` makes for every backup, a user's or a
+    backup job's: no FILESYSTEM disk, an ongoing increment chain keeps its datastore, a
+    BACKUP datastore with room for the VM's disks. Returns that datastore."""
+    from oned.errors import no_exists
+    from oned.managers.image.insert import avail_mb
+    from oned.managers.vmm.backup_config import backup_size, has_filesystem_disk
+    from oned.objects.datastore import BACKUP_DS
+
+    backups = Backups.of(vm)
+    if has_filesystem_disk(vm):
+        raise ActionError("Cannot backup VM with FILESYSTEM disks")
+    if backups.mode == "INCREMENT" and not reset and backups.get_int("LAST_INCREMENT_ID") != -1:
+        chain = backups.get_int("INCREMENTAL_BACKUP_ID")
+        image = core.images.get(chain)
+        if image is None:
+            raise no_exists("image", chain)
+        ds_id = image.datastore_id
+    ds = core.datastores.get(ds_id)
+    if ds is None:
+        raise no_exists("datastore", ds_id)
+    if ds.type != BACKUP_DS:
+        raise ActionError("Datastore needs to be of type BACKUP")
+    check, free = avail_mb(core, ds)
+    if check and free < backup_size(vm, backups):
+        raise ActionError("Not enough free space on target datastore")
+    return ds
+
 
 #: ``VMActions::BACKUP_ACTION`` and ``RESTORE_ACTION`` (HISTORY/ACTION).
 BACKUP_ACTION = 50
