@@ -78,6 +78,34 @@ _OBRACKET = re.compile(r"[ \t]*\[[ \t\n]*")
 _PLAIN = re.compile(r"[^=# \t\n,\[\]]+")
 
 
+# Templates made only of ``NAME="value"`` lines and ``NAME=[K="v",K2="v2"]`` vectors
+# (no blanks around ``=``, no quotes, backslashes, brackets or new lines inside values,
+# each line ended by one new line or the end): every value is a quoted STRING (the
+# quoted match is at least as long as any other VALUE rule's and wins ties), so the
+# scanner's tokens are plain to read off. What clients send most is parsed this way.
+_SIMPLE_VALUE = r'"[^"\\\n\[\]]*"'
+_SIMPLE_PAIR = rf"[A-Za-z0-9_]+={_SIMPLE_VALUE}"
+_SIMPLE_LINE = rf"[A-Za-z0-9_]+=(?:{_SIMPLE_VALUE}|\[(?:{_SIMPLE_PAIR}(?:,{_SIMPLE_PAIR})*)?\])"
+_SIMPLE = re.compile(rf"{_SIMPLE_LINE}(?:\n{_SIMPLE_LINE})*\n?")
+_SIMPLE_ITEM = re.compile(r'([A-Za-z0-9_]+)=(?:"([^"]*)"|\[([^\]]*)\])')
+_SIMPLE_KEY = re.compile(r'([A-Za-z0-9_]+)="([^"]*)"')
+
+
+def _parse_simple(text: str) -> Template:
+    """``parse_text`` (before trimming) of a text ``_SIMPLE`` matches whole."""
+    tmpl = Template()
+    for item in _SIMPLE_ITEM.finditer(text):
+        name, single, pairs = item.groups()
+        if single is not None:
+            tmpl.items.append((name.upper(), single))
+            continue
+        vector: dict[str, str] = {}
+        for key, value in _SIMPLE_KEY.findall(pairs):
+            vector.setdefault(key.upper(), value)
+        tmpl.items.append((name.upper(), vector))
+    return tmpl
+
+
 class _Scanner:
     """oned's flex scanner: longest match, ``VALUE`` after ``EQUAL``, and the
     location (``first_line``, ``first_column``, ``last_column``) of the last match.
@@ -238,7 +266,13 @@ def _unescape(value: str) -> str:
 def parse_text(text: str, trim: bool = True) -> Template:
     """Parse the text syntax into a template (``Template::parse``); ``trim`` strips
     values as ``parse_str_or_xml`` does after parsing."""
-    scanner = _Scanner(text.split("\0", 1)[0])
+    text = text.split("\0", 1)[0]
+    if _SIMPLE.fullmatch(text):
+        tmpl = _parse_simple(text)
+        if trim:
+            _trim(tmpl)
+        return tmpl
+    scanner = _Scanner(text)
     tmpl = Template()
     tok = scanner.next()
     while True:
