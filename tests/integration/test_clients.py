@@ -125,12 +125,17 @@ def opennebula_drivers_daemon(root: Path) -> OpenNebulaDriversDaemon:
     from .drivers_common import install_opennebula
 
     install_opennebula(Path(SOURCE), root, ["vmm", "tm", "sched"])
+    ours = Path(__file__).resolve().parents[2] / "drivers" / "remotes" / "scheduler"
     rank = Path(SOURCE, "src/schedm_mad/remotes/rank")
-    target = root / "var" / "remotes" / "scheduler" / "rank"
+    target = root / "var" / "remotes" / "scheduler"
     if (rank / "place").exists():  # OpenNebula's rank program, when built in the tree
-        shutil.copytree(rank, target, symlinks=True)
-    else:  # ours: the same protocol, drivers/remotes/scheduler/rank/place
-        target.symlink_to(Path(__file__).resolve().parents[2] / "drivers/remotes/scheduler/rank")
+        shutil.copytree(rank, target / "rank", symlinks=True)
+    else:  # ours: the same protocol (drivers/remotes/scheduler/rank/place)
+        (target / "rank").symlink_to(ours / "rank")
+    # The shipped oned.conf optimizes with one_drs; OpenNebula's needs an ILP solver
+    # this machine does not have, so the optimizer is ours (place still OpenNebula's
+    # one_sched driving the rank program).
+    (target / "one_drs").symlink_to(ours / "one_drs")
     return OpenNebulaDriversDaemon(root, extra_conf=KNOBS)
 
 
