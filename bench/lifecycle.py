@@ -413,7 +413,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scheduler", action="store_true", help="also time placement through SCHED_MAD"
     )
     parser.add_argument("--sched-vms", type=int, default=1_000, help="VMs the scheduler places")
+    parser.add_argument(
+        "--dummy-datastores",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="switch datastores 0 and 1 to TM_MAD/DS_MAD dummy first, as OpenNebula's "
+        "reference setup does (the bootstrap ones use local/fs drivers a dummy install lacks)",
+    )
     return parser.parse_args(argv)
+
+
+def dummy_datastores(bench: Bench) -> str:
+    """``one.datastore.update`` (merge) of datastores 0 and 1 to the dummy drivers."""
+    for ds in (0, 1):
+        bench.number("one.datastore.update", ds, 'TM_MAD="dummy"\nDS_MAD="dummy"', 1)
+    return "0 and 1 switched to TM_MAD/DS_MAD dummy"
 
 
 def phases(args: argparse.Namespace) -> list[tuple[str, Phase]]:
@@ -436,6 +450,8 @@ def main(argv: list[str] | None = None) -> None:
     pid = args.pid if args.pid is not None else find_listener_pid(port)
     bench = Bench(args.endpoint, args.session, pid)
     out: dict[str, Any] = {}
+    if args.dummy_datastores:
+        out["datastores"] = dummy_datastores(bench)
     for name, phase in phases(args):
         before = len(out)
         phase(args, bench, out)
