@@ -69,7 +69,10 @@ def issue12_daemon(root: Path) -> Issue12Daemon:
     shutil.copy(source / "src/datastore_mad/remotes/fs/fs.conf", remotes / "etc/datastore/fs")
     return Issue12Daemon(
         root,
-        replace_conf={"-t 15 -d dummy -s dummy": "-t 15 -d dummy,fs -s dummy,fs"},
+        replace_conf={
+            "-t 15 -d dummy -s dummy": "-t 15 -d dummy,fs -s dummy,fs",
+            "MONITORING_INTERVAL_MARKET    = 600": "MONITORING_INTERVAL_MARKET    = 3",
+        },
         extra_conf="SCHED_MAX_WND_TIME = 1\nSCHED_RETRY_TIME = 2\nMANAGER_TIMER = 1\n",
     )
 
@@ -241,6 +244,17 @@ def _issue12(d: Daemon, tmp: Path) -> None:  # noqa: PLR0915
     # -- marketplaces and apps -----------------------------------------------------------
     cli("onemarket", "create", write("mk", 'NAME="dmk"\nMARKET_MAD="dummy"\n'))
     assert " dmk " in cli("onemarket", "list")
+    # MONITOR through one_market.rb and our dummy monitor remote: the capacity
+    market = wait(
+        lambda: next(
+            (m for m in one.marketpool.info().MARKETPLACE if m.NAME == "dmk" and m.TOTAL_MB),
+            None,
+        ),
+        d,
+        "the dummy market monitored",
+    )
+    assert (market.TOTAL_MB, market.FREE_MB, market.USED_MB) == (1048576, 1048576, 0)
+    assert "1024G" in cli("onemarket", "list")
     xml("onemarket", "list")
     disk = Path("/var/tmp") / f"oned-issue12-{os.getpid()}.qcow2"  # under SAFE_DIRS
     subprocess.run(
