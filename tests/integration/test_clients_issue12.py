@@ -202,6 +202,22 @@ def _issue12(d: Daemon, tmp: Path) -> None:  # noqa: PLR0915
         "host0 and datastore 1 monitored",
     )
 
+    # a VM of the group's role "web", placed by our scheduler, in the role's VMS
+    out = cli(
+        "onevm",
+        "create",
+        write(
+            "gv", 'NAME="gv"\nCPU="0.1"\nMEMORY="32"\nVMGROUP=[VMGROUP_NAME="grp", ROLE="web"]\n'
+        ),
+    )
+    gv = int(out.split()[-1])
+    wait(lambda: one.vm.info(gv).LCM_STATE == RUNNING, d, "the group's VM running")
+    group = xml("onevmgroup", "show", "grp")
+    assert group.findtext("ROLES/ROLE[NAME='web']/VMS") == str(gv)
+    web = next(x for x in cli("onevmgroup", "show", "grp").splitlines() if x.startswith("0 "))
+    assert web.split()[1:3] == ["web", "ANTI_AFFINED"] and web.split()[-1] == str(gv), web
+    one.vm.action("terminate-hard", gv)
+
     # -- virtual routers -----------------------------------------------------------------
     cli(
         "onetemplate",
