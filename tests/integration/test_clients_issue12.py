@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 RUBY_CLI = os.environ.get("ONE_RUBY_CLI", "")
 SOURCE = os.environ.get("ONE_SOURCE_TREE", "")
 REPO = Path(__file__).resolve().parents[2]
-ACTIVE, RUNNING = 3, 3
+ACTIVE, RUNNING, POWEROFF = 3, 3, 8
 T = TypeVar("T")
 
 skip_reason = ""
@@ -327,6 +327,21 @@ def _issue12(d: Daemon, tmp: Path) -> None:  # noqa: PLR0915
         "dummy_image",
     ]
 
+    # onevm restore (POWEROFF): one_tm.rb's dummy RESTORE, back to POWEROFF
+    cli("onevm", "poweroff", "bvm")
+    wait(lambda: one.vm.info(vid).STATE == POWEROFF, d, "bvm off")
+    cli("onevm", "restore", "bvm", str(backup.ID))
+    wait(
+        lambda: one.vm.info(vid).STATE == POWEROFF and one.vm.info(vid).LCM_STATE == 0,
+        d,
+        "restored",
+    )
+    cli("onevm", "resume", "bvm")
+    wait(lambda: one.vm.info(vid).LCM_STATE == RUNNING, d, "bvm resumed")
+    # deleting the backup image (one_datastore.rb's dummy rm) leaves the VM's BACKUP_IDS
+    cli("oneimage", "delete", str(backup.ID))
+    wait(lambda: not xml("onevm", "show", "bvm").findall("BACKUPS/BACKUP_IDS/ID"), d, "rm")
+
     # -- backup jobs ---------------------------------------------------------------------
     bk = next(ds.ID for ds in one.datastorepool.info().DATASTORE if ds.NAME == "bk")
     cli(
@@ -335,7 +350,7 @@ def _issue12(d: Daemon, tmp: Path) -> None:  # noqa: PLR0915
         write("bj", f'NAME="bj"\nBACKUP_VMS="{vid}"\nDATASTORE_ID="{bk}"\nMODE="FULL"\n'),
     )
     cli("onebackupjob", "backup", "bj")
-    wait(lambda: len(xml("onevm", "show", "bvm").findall("BACKUPS/BACKUP_IDS/ID")) == 2, d, "job")
+    wait(lambda: len(xml("onevm", "show", "bvm").findall("BACKUPS/BACKUP_IDS/ID")) == 1, d, "job")
     job = wait(
         lambda: (j := xml("onebackupjob", "show", "bj")).findtext("LAST_BACKUP_TIME") != "0" and j,
         d,
