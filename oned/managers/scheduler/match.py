@@ -10,6 +10,7 @@ reported per VM (``Cannot dispatch VM: ...``), as oned writes it in SCHED_MESSAG
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -255,35 +256,60 @@ def _match_hosts(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str
     return error
 
 
-def _match_hosts_of(
-    core: Core, req: Request, vm: VirtualMachine, auth: Any, requirements: str
-) -> str | None:
-    n_auth = n_match = 0
-    current = vm.current
-    for hid in req.hosts:
-        host = core.hosts.get(hid)
-        if host is None:
-            continue
-        if vm.resched and current is not None and current.hid == hid:
-            continue
-        allowed = _authorize(core, req, vm, auth, host, Op.MANAGE)
+def _usable(
+    core: Core,
+    req: Request,
+    vm: VirtualMachine,
+    auth: Any,
+    objs: Iterable[tuple[int, Any]],
+    op: Op,
+    kind: str,
+    requirements: str,
+) -> tuple[list[int], int, str | ExprError | None]:
+    """The ids among ``objs`` the VM's owner may use with ``op`` and ``requirements`` hold
+    for, how many were authorized, and why the walk stopped early: "" when an
+    authorization cannot be decided (oned gives up on the VM), the ``ExprError`` of the
+    requirements, or None."""
+    found: list[int] = []
+    n_auth = 0
+    for oid, obj in objs:
+        allowed = _authorize(core, req, vm, auth, obj, op)
         if allowed == 0:
             continue
         if allowed == 2:
-            return ""
+            return found, n_auth, ""
         n_auth += 1
         if requirements:
             try:
-                ok = _holds(core, req, requirements, "HOST", hid)
+                ok = _holds(core, req, requirements, kind, oid)
             except ExprError as exc:
-                return f"Error in SCHED_REQUIREMENTS: '{requirements}', error: {exc}"
+                return found, n_auth, exc
             if not ok:
                 continue
-        req.match.setdefault(vm.oid, VmMatch()).hosts.add(hid)
-        n_match += 1
+        found.append(oid)
+    return found, n_auth, None
+
+
+def _match_hosts_of(
+    core: Core, req: Request, vm: VirtualMachine, auth: Any, requirements: str
+) -> str | None:
+    current = vm.current
+    candidates = (
+        (hid, host)
+        for hid in req.hosts
+        if (host := core.hosts.get(hid)) is not None
+        and not (vm.resched and current is not None and current.hid == hid)
+    )
+    found, n_auth, stop = _usable(core, req, vm, auth, candidates, Op.MANAGE, "HOST", requirements)
+    if found:
+        req.match.setdefault(vm.oid, VmMatch()).hosts.update(found)
+    if isinstance(stop, ExprError):
+        return f"Error in SCHED_REQUIREMENTS: '{requirements}', error: {stop}"
+    if stop is not None:
+        return stop
     if n_auth == 0:
         return "User is not authorized to use any host"
-    if n_match == 0:
+    if not found:
         return "No host meets SCHED_REQUIREMENTS"
     return None
 
@@ -300,29 +326,20 @@ def _match_datastores(core: Core, req: Request, vm: VirtualMachine, auth: Any) -
         vm.template.get("AUTOMATIC_DS_REQUIREMENTS") or "",
         vm.user_template.get("SCHED_DS_REQUIREMENTS") or "",
     )
-    n_auth = n_match = 0
-    for did in req.datastores:
-        ds = core.datastores.get(did)
-        if ds is None:
-            continue
-        allowed = _authorize(core, req, vm, auth, ds, Op.USE)
-        if allowed == 0:
-            continue
-        if allowed == 2:
-            return ""
-        n_auth += 1
-        if requirements:
-            try:
-                ok = _holds(core, req, requirements, "DATASTORE", did)
-            except ExprError as exc:
-                return f"Error in SCHED_DS_REQUIREMENTS: '{requirements}', error: {exc}"
-            if not ok:
-                continue
-        m.datastores.add(did)
-        n_match += 1
+    candidates = (
+        (did, ds) for did in req.datastores if (ds := core.datastores.get(did)) is not None
+    )
+    found, n_auth, stop = _usable(
+        core, req, vm, auth, candidates, Op.USE, "DATASTORE", requirements
+    )
+    m.datastores.update(found)
+    if isinstance(stop, ExprError):
+        return f"Error in SCHED_DS_REQUIREMENTS: '{requirements}', error: {stop}"
+    if stop is not None:
+        return stop
     if n_auth == 0:
         return "User is not authorized to use any system datastore"
-    if n_match == 0:
+    if not found:
         return "No system datastore meets SCHED_DS_REQUIREMENTS"
     return None
 
@@ -354,31 +371,17 @@ def _match_nics(core: Core, req: Request, vm: VirtualMachine, auth: Any) -> str 
     for nic_id, nic in sorted(nics.items()):
         m.nics[nic_id] = set()
         requirements = join_requirements(automatic, nic.get("SCHED_REQUIREMENTS") or "")
-        n_auth = n_match = 0
-        for nid in req.vnets:
-            net = core.vnets.get(nid)
-            if net is None:
-                continue
-            allowed = _authorize(core, req, vm, auth, net, Op.USE)
-            if allowed == 0:
-                continue
-            if allowed == 2:
-                return ""
-            n_auth += 1
-            if requirements:
-                try:
-                    ok = _holds(core, req, requirements, "VNET", nid)
-                except ExprError as exc:
-                    return (
-                        f"Error in SCHED_NIC_REQUIREMENTS in NIC {nic_id}: '{requirements}', "
-                        f"error: {exc}"
-                    )
-                if not ok:
-                    continue
-            m.nics[nic_id].add(nid)
-            n_match += 1
+        candidates = ((nid, net) for nid in req.vnets if (net := core.vnets.get(nid)) is not None)
+        found, n_auth, stop = _usable(core, req, vm, auth, candidates, Op.USE, "VNET", requirements)
+        m.nics[nic_id].update(found)
+        if isinstance(stop, ExprError):
+            return (
+                f"Error in SCHED_NIC_REQUIREMENTS in NIC {nic_id}: '{requirements}', error: {stop}"
+            )
+        if stop is not None:
+            return stop
         if n_auth == 0:
             return f"User is not authorized to use any virtual network for NIC {nic_id}"
-        if n_match == 0:
+        if not found:
             return f"No virtual network meets SCHED_NIC_REQUIREMENTS for NIC {nic_id}"
     return None
