@@ -137,6 +137,7 @@ class OnedService(Service):
                 await stopping
         if self.manager is not None:
             await self.manager.drain(self.reactor, timeout=10.0)
+            self.manager.audit.close()
         for manager in reversed(self.managers):
             await manager.stop()
         if self.drivers is not None:

@@ -156,11 +156,14 @@ class RequestManager:
             await deferLater(clock, 0.05, lambda: None)
 
     async def handle_body(self, body: bytes, peer: str = "") -> bytes:
-        """Parse, execute and serialise one HTTP request body."""
-        return b"".join(await self.handle_body_parts(body, peer))
+        """Parse, execute and serialise one request body, its audit record written."""
+        parts = await self.handle_body_parts(body, peer)
+        self.audit.flush()
+        return b"".join(parts)
 
     async def handle_body_parts(self, body: bytes, peer: str = "") -> list[bytes]:
-        """``handle_body`` as pieces to write in order (big listings are not joined)."""
+        """``handle_body`` as pieces to write in order (big listings are not joined),
+        to send through ``audit.after_write``."""
         self.in_flight += 1
         try:
             return await self._handle_body(body, peer)
@@ -182,7 +185,7 @@ class RequestManager:
 
     async def execute(self, name: str, params: tuple[Any, ...], peer: str = "") -> Any:
         """Run one call; returns the XML-RPC value (array) or raises ``RpcFault``. Its
-        audit record is written (handed to the OS) before the answer goes out."""
+        audit record is kept for this turn's write (``audit.after_write``)."""
         entry = self.audit.begin(name, params, peer)
         metrics = self.metrics
         started = metrics.call_started() if metrics is not None else 0.0

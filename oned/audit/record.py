@@ -203,6 +203,7 @@ def session_user(session: Any) -> str | None:
 #: ``ok``, ``code``, the new object's ``id`` (or None), ``error`` (or None).
 Outcome = tuple[bool, int, int | None, str | None]
 _OK: Outcome = (True, 0, None, None)
+NO_ANSWER: Outcome = (False, -1, None, "no answer")
 
 
 def outcome(method: str, result: Any) -> Outcome:
@@ -210,7 +211,7 @@ def outcome(method: str, result: Any) -> Outcome:
     if method.startswith("system."):
         return _OK  # an XML-RPC built-in answered (faults raise)
     if not isinstance(result, list) or not result:
-        return (False, -1, None, "no answer")
+        return NO_ANSWER
     if result[0] is True:
         value = result[1] if len(result) > 1 else None
         if (type(value) is not int and not isinstance(value, int)) or isinstance(value, bool):

@@ -2,9 +2,11 @@
 
 Every record carries ``prev``: the SHA-256 (hex) of the previous record's line as
 written (without its newline); the very first record of a chain carries 64 zeros.
-``ChainedFile`` writes each line with one ``write(2)`` on an ``O_APPEND`` descriptor
-before the call is answered, so a ``kill -9`` loses no acknowledged record; ``fsync``
-runs every FSYNC seconds off the reactor thread (or after every record with FSYNC 0).
+The trail chains the records (``seq``, ``last_hash``) and hands a sink the lines of the
+calls a reactor turn completed; ``ChainedFile`` writes them with one ``write(2)`` on an
+``O_APPEND`` descriptor before any of those calls is answered, so a ``kill -9`` loses no
+acknowledged record; ``fsync`` runs every FSYNC seconds off the reactor thread (or
+after every write with FSYNC 0).
 
 Rotation never breaks the chain: past MAX_SIZE the file is renamed ``<path>.<n>``
 (the next free number) and a new one opened whose first record carries the last hash
@@ -44,10 +46,12 @@ def encode(record: dict[str, Any]) -> bytes:
 
 
 class Sink(Protocol):
+    #: The chain so far: the hash of the last record's line, its seq.
     last_hash: str
     seq: int
 
-    def append(self, line: bytes) -> None: ...
+    def write(self, lines: list[bytes]) -> None:
+        """Records' lines (without newlines), in chain order; raises ``OSError``."""
 
     def close(self) -> None: ...
 
@@ -173,17 +177,24 @@ class ChainedFile:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._size = os.fstat(self._fd).st_size
 
-    def append(self, line: bytes) -> None:
-        """Write one record line (its newline added) and hand it to the OS."""
-        data = line + b"\n"
-        if self.max_size and self._size and self._size + len(data) > self.max_size:
-            self.rotate()
+    def write(self, lines: list[bytes]) -> None:
+        """Write record lines (newlines added) in one ``write(2)``; a line that would
+        take the file past MAX_SIZE goes to a new file (``rotate``)."""
+        data = b"\n".join(lines) + b"\n"
+        if self.max_size and self._size + len(data) > self.max_size:
+            for line in lines:  # rare: rotate at the line that would not fit
+                if self._size and self._size + len(line) + 1 > self.max_size:
+                    self.rotate()
+                self._put(line + b"\n")
+        else:
+            self._put(data)
+
+    def _put(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
         self._size += len(data)
-        self.last_hash = line_hash(line)
         if self.fsync == 0:
             os.fsync(self._fd)
         elif self.fsync > 0 or self.clock is not None:
@@ -269,9 +280,9 @@ class SyslogSink:
         self.last_hash = GENESIS
         self.seq = 0
 
-    def append(self, line: bytes) -> None:
-        self._syslog.syslog(self._syslog.LOG_INFO, line.decode("ascii"))
-        self.last_hash = line_hash(line)
+    def write(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self._syslog.syslog(self._syslog.LOG_INFO, line.decode("ascii"))
 
     def close(self) -> None:
         self._syslog.closelog()

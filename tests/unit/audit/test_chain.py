@@ -14,12 +14,15 @@ from oned.audit.writer import GENESIS, ChainedFile, encode, line_hash, rotated_f
 
 
 def put(writer: ChainedFile, n: int, pad: int = 0) -> None:
-    """Append ``n`` records as the trail does (seq, prev)."""
+    """Chain ``n`` records as the trail does (seq, prev) and write them as one turn's."""
+    batch = []
     for _ in range(n):
         writer.seq += 1
         record = {"seq": writer.seq, "method": "one.vm.action", "pad": "x" * pad}
         record["prev"] = writer.last_hash
-        writer.append(encode(record))
+        batch.append(encode(record))
+        writer.last_hash = line_hash(batch[-1])
+    writer.write(batch)
 
 
 def lines(path: Path) -> list[bytes]:

@@ -150,3 +150,86 @@ def test_unwritable_path_stops_the_start_with_a_config_error(tmp_path: Path) -> 
     blocker.write_text("")
     with pytest.raises(ConfigError, match="Cannot open the audit log"):
         OnedHarness(f'AUDIT = [ PATH = "{blocker}/audit.log" ]')
+
+
+def _trail(tmp_path: Path, clock: Any, mode: str = "all") -> Any:
+    from oned.audit.settings import AuditSettings
+    from oned.audit.trail import AuditTrail
+
+    return AuditTrail.from_config(AuditSettings(mode=mode, fsync=-1), tmp_path, clock, {}, [])
+
+
+def test_one_write_per_turn_and_answers_held_until_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from twisted.internet.task import Clock
+
+    from oned.audit import writer
+
+    writes: list[int] = []
+    real_write = writer.os.write
+    monkeypatch.setattr(writer.os, "write", lambda fd, data: writes.append(len(data))
+                        or real_write(fd, data))  # fmt: skip
+    clock = Clock()
+    trail = _trail(tmp_path, clock)
+    sent: list[str] = []
+    for n in range(3):  # three calls end in one reactor turn
+        entry = trail.begin("one.user.info", ("s", n), f"10.0.0.{n}:1")
+        trail.end(entry, [True, "<USER/>", 0])
+        trail.after_write(lambda n=n: sent.append(f"answer {n}"))
+    assert sent == [] and writes == [] and not (tmp_path / "audit.log").read_bytes()
+    clock.advance(0)  # the next turn: one write, then the answers
+    assert len(writes) == 1 and sent == ["answer 0", "answer 1", "answer 2"]
+    got = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [(r["seq"], r["params"], r["addr"]) for r in got] == [
+        (1, [0], "10.0.0.0"), (2, [1], "10.0.0.1"), (3, [2], "10.0.0.2"),
+    ]  # fmt: skip
+    trail.after_write(lambda: sent.append("nothing kept: at once"))
+    assert sent[-1] == "nothing kept: at once"
+    assert not [c for c in clock.getDelayedCalls() if "flush" in repr(c)]
+    assert verify([tmp_path / "audit.log"]).ok
+
+
+def test_a_method_named_like_a_peer_is_recorded_as_itself(tmp_path: Path) -> None:
+    from twisted.internet.task import Clock
+
+    trail = _trail(tmp_path, Clock())
+    for method in ("one.user.info", "10.0.0.9:7"):
+        trail.end(trail.begin(method, ("s",), "10.0.0.9:7"), [True, "", 0])
+    trail.flush()
+    got = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [(r["method"], r["addr"], r["port"]) for r in got] == [
+        ("one.user.info", "10.0.0.9", "7"), ("10.0.0.9:7", "10.0.0.9", "7"),
+    ]  # fmt: skip
+
+
+def test_a_failed_write_answers_anyway_and_shows_as_missing_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from twisted.internet.task import Clock
+
+    from oned.audit import writer
+
+    trail = _trail(tmp_path, Clock())
+    trail.end(trail.begin("one.user.info", ("s", 1), "h:1"), [True, "", 0])
+    trail.flush()
+    real_write = writer.os.write
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer.os, "write", full)
+    sent: list[int] = []
+    trail.end(trail.begin("one.user.info", ("s", 2), "h:1"), [True, "", 0])
+    trail.after_write(lambda: sent.append(2))
+    trail.flush()
+    assert sent == [2] and trail.failed
+    monkeypatch.setattr(writer.os, "write", real_write)
+    trail.end(trail.begin("one.user.info", ("s", 3), "h:1"), [True, "", 0])
+    trail.flush()
+    assert not trail.failed
+    got = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [r["seq"] for r in got] == [1, 3]
+    report = verify([tmp_path / "audit.log"])
+    assert not report.ok and report.problem is not None
+    assert "records missing" in report.problem.what
