@@ -21,7 +21,7 @@ from oned.api import build_registry
 from oned.api.dispatch import RequestManager
 from oned.api.server import OneSite, OneXMLRPC
 from oned.bootstrap import Credentials, bootstrap
-from oned.config import OnedConfig
+from oned.config import ConfigError, OnedConfig, load_config
 from oned.core import Core
 from oned.db.database import Database
 from oned.log import LogSink, logger
@@ -122,6 +122,17 @@ class OnedService(Service):
 
     def startService(self) -> None:
         super().startService()
+
+    def reload(self) -> None:
+        """SIGHUP (``systemctl reload``): read oned.conf again and apply its AUDIT
+        section; a file that no longer parses leaves everything as it was."""
+        if self.manager is None:
+            return
+        try:
+            config = load_config(self.config.locations, self.config.port)
+            self.manager.reload_audit(config.audit)
+        except ConfigError as exc:
+            self.log.error("Reload refused, nothing changed: {msg}", msg=str(exc))
 
     @async_to_deferred
     async def stop(self) -> None:

@@ -2,21 +2,26 @@
 
 ``oned -f`` runs in the foreground (systemd ``Type=notify``); plain ``oned`` daemonizes
 with python-daemon before the reactor is imported, writing a pidfile. ``--port N``
-overrides PORT from oned.conf.
+overrides PORT from oned.conf. SIGTERM and SIGINT stop the daemon; SIGHUP (``systemctl
+reload``) applies oned.conf's AUDIT section again.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from oned import __version__
 from oned.bootstrap import BootstrapError, Credentials
 from oned.config import ConfigError, load_config
 from oned.locations import Locations
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorThreads
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,6 +118,8 @@ def _run(config: Any, locations: Locations, foreground: bool, init_only: bool = 
         service.stop().addBoth(lambda _: reactor.stop())
 
     def go() -> None:
+        threads = cast("IReactorThreads", reactor)
+        signal.signal(signal.SIGHUP, lambda *_: threads.callFromThread(service.reload))
         service.startService()
         service.start().addCallbacks(started, failed)
 

@@ -25,6 +25,7 @@ from oned.api.codec import (
 )
 from oned.api.context import Call
 from oned.api.registry import Registry
+from oned.audit.settings import AuditSettings
 from oned.audit.trail import AuditEntry, AuditTrail
 from oned.core import Core
 from oned.errors import (
@@ -140,14 +141,31 @@ class RequestManager:
         self.metrics: Any = None
         raw = core.config.get("LOG_RESULT_LENGTH") or "20"
         self._result_length = int(raw) if raw.isdigit() else 20
-        self.audit = AuditTrail.from_config(
-            core.config.audit,
+        self.audit = self._audit_trail(core.config.audit)
+
+    def _audit_trail(self, settings: AuditSettings) -> AuditTrail:
+        core = self.core
+        return AuditTrail.from_config(
+            settings,
             core.config.locations.var,
             core.clock,
             _HIDDEN,
             [a for n in core.config.template.names() if n.endswith("_ENCRYPTED_ATTR")
              for a in core.attr_list(n)],
         )  # fmt: skip
+
+    def reload_audit(self, settings: AuditSettings) -> None:
+        """Switch to new AUDIT settings (SIGHUP): the records kept so far are written
+        where the old ones said, the next calls are recorded as the new ones say (a
+        file's chain goes on from its last record). Raises ``ConfigError``."""
+        trail = self._audit_trail(settings)
+        old, self.audit = self.audit, trail
+        old.close()
+        self.log.info(
+            "Audit trail: MODE {mode}, DESTINATION {dest} (reloaded)",
+            mode=settings.mode,
+            dest=settings.destination,
+        )
 
     async def drain(self, clock: IReactorTime, timeout: float) -> None:
         """Wait (up to ``timeout`` seconds) for the calls being served to finish."""

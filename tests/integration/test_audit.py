@@ -112,3 +112,35 @@ def test_burst_then_kill9_keeps_every_acknowledged_record(make_daemon: MakeDaemo
     result = verify(d)
     assert result.returncode == 1
     assert f"{log}:7: broken link" in result.stdout
+
+
+def test_sighup_applies_a_new_audit_mode(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """``systemctl reload``: MODE writes → all without a restart (the chain goes on);
+    an AUDIT section that no longer parses changes nothing."""
+    d = make_daemon(tmp_path / "one")
+    d.start()
+    one = client(d)
+    one.user.allocate("before-hup", "pw", "", [])
+    one.user.info(0)  # a read: not recorded in MODE writes
+    assert [r["method"] for r in records(d)] == ["one.user.allocate"]
+    conf = d.root / "etc" / "oned.conf"
+    original = conf.read_text()
+    conf.write_text(original + '\nAUDIT = [ MODE = "all" ]\n')
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and records(d)[-1]["method"] != "one.user.info":
+        one.user.info(0)
+        time.sleep(0.05)
+    assert records(d)[-1]["method"] == "one.user.info"
+    result = verify(d)
+    assert result.returncode == 0, result.stdout + result.stderr
+    conf.write_text(original + '\nAUDIT = [ MODE = "loud" ]\n')
+    d.proc.send_signal(signal.SIGHUP)
+    log = d.root / "var" / "oned.log"
+    while time.monotonic() < deadline and "Reload refused" not in log.read_text():
+        time.sleep(0.05)
+    assert "AUDIT MODE must be one of off, writes, all" in log.read_text()
+    seen = len(records(d))
+    one.user.info(0)  # still MODE all
+    assert len(records(d)) == seen + 1 and d.proc.poll() is None
