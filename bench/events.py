@@ -18,10 +18,11 @@ Prints three things:
    is reported as p50/p99. With ``--hem start`` (default) the benchmark runs ``oned-hem``
    itself against the endpoint; with ``--hem running`` it relies on one already running
    (ours or OpenNebula's onehem-server) on this machine. Hook, VMs and host are removed.
-3. **Audit trail cost**: three local daemons (this package's ``oned -f`` on free ports)
-   with ``AUDIT = [ MODE = off | writes | all ]``, each driven for ``--duration`` seconds
-   (in ``--rounds`` alternating slices) by ``--procs`` clients calling ``one.user.info``
-   and ``one.user.update`` alternately: calls/s and the change from ``off``.
+3. **Audit trail cost**: one local daemon (this package's ``oned -f`` on a free port)
+   switched by SIGHUP between ``AUDIT = [ MODE = off | writes | all ]``, each mode driven
+   for ``--duration`` seconds (in ``--rounds`` alternating slices) by ``--procs`` clients
+   calling ``one.user.info`` and ``one.user.update`` alternately: calls/s and the change
+   from ``off``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -242,91 +242,35 @@ def _quiet(proxy: Any, session: str, method: str, *args: Any) -> None:
 
 
 # ------------------------------------------------------------------------- audit
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AuditDaemon:
-    """A local ``oned -f`` with ``AUDIT = [ MODE = mode ]`` on a free port."""
-
-    def __init__(self, mode: str) -> None:
-        from oned.locations import packaged_share
-
-        self.mode = mode
-        self.root = Path(tempfile.mkdtemp(prefix=f"bench-audit-{mode}-"))
-        conf = (packaged_share() / "etc" / "oned.conf").read_text()
-        conf = conf.replace("-p 2101 -l 2102", "-p 0 -l 0")
-        (self.root / "etc").mkdir()
-        (self.root / "etc" / "oned.conf").write_text(conf + f'\nAUDIT = [ MODE = "{mode}" ]\n')
-        (self.root / "one_auth").write_text("oneadmin:bench-pw\n")
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}/RPC2"
-        env = dict(os.environ, ONE_LOCATION=str(self.root), ONE_AUTH=str(self.root / "one_auth"))
-        env.pop("NOTIFY_SOCKET", None)
-        with open(self.root / "stdout.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "oned", "-f", "--port", str(self.port)],
-                env=env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
-            )
-
-    def ready(self, timeout: float = 60.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    _mixed(self.endpoint, "oneadmin:bench-pw", 0.5)  # warm up
-                    return True
-            except OSError:
-                time.sleep(0.1)
-        tail = _read(self.root / "stdout.log")[-300:]
-        print(f"audit {self.mode}: no answer ({self.proc.poll()}) {tail}", file=sys.stderr)
-        return False
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 AUDIT_MODES = (("off", "off"), ("writes", "on for writes"), ("all", "on for all"))
 
 
 def audit_rows(args: argparse.Namespace) -> None:
-    """The three daemons run side by side and are measured in alternating rounds, so a
-    change of load on the machine weighs on all three alike."""
-    daemons: dict[str, AuditDaemon] = {}
+    """One local daemon (``api.AuditedOned``) switched between the three AUDIT modes by
+    SIGHUP, measured in alternating rounds, so a change of load on the machine weighs
+    on all three alike and nothing else differs between them."""
+    if args.no_audit:
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from api import AuditedOned
+
     rates: dict[str, float] = {}
-    live: dict[str, AuditDaemon] = {}
+    daemon = AuditedOned("bench-pw")
     try:
-        for mode, _ in AUDIT_MODES if not args.no_audit else ():
-            for _attempt in range(2):  # started one at a time; a busy machine may time out
-                try:
-                    daemon = AuditDaemon(mode)
-                except ImportError:
-                    break
-                daemons[f"{mode}{_attempt}"] = daemon
-                if daemon.ready():
-                    live[mode] = daemon
-                    break
+        endpoint = daemon.endpoint.url
+        _mixed(endpoint, "oneadmin:bench-pw", 1.0)  # warm up
         slice_s = args.duration / args.rounds
-        for _ in range(args.rounds):
-            for mode, d in live.items():
-                work = [(d.endpoint, "oneadmin:bench-pw", slice_s)] * args.procs
+        for turn in range(args.rounds):
+            order = AUDIT_MODES[turn % 3 :] + AUDIT_MODES[: turn % 3]
+            for mode, _ in order:
+                daemon.switch(mode)
+                work = [(endpoint, "oneadmin:bench-pw", slice_s)] * args.procs
                 counts = run_procs(_mixed, work)
                 rates[mode] = rates.get(mode, 0.0) + sum(counts) / args.duration
     finally:
-        for d in daemons.values():
-            d.stop()
+        daemon.stop()
     base = rates.get("off")
     for mode, label in AUDIT_MODES:
-        if mode not in rates:
-            print(f"API, audit {label:<14} n/a")
-            continue
         rate = rates[mode]
         change = f"  ({(rate / base - 1) * 100:+.1f}% vs off)" if base and mode != "off" else ""
         print(f"API, audit {label:<14} {rate:9.0f} calls/s{change}")
