@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,8 +168,8 @@ def test_one_write_per_turn_and_answers_held_until_it(
     from oned.audit import writer
 
     writes: list[int] = []
-    real_write = writer.os.write
-    monkeypatch.setattr(writer.os, "write", lambda fd, data: writes.append(len(data))
+    real_write = writer._write
+    monkeypatch.setattr(writer, "_write", lambda fd, data: writes.append(len(data))
                         or real_write(fd, data))  # fmt: skip
     clock = Clock()
     trail = _trail(tmp_path, clock)
@@ -213,18 +214,18 @@ def test_a_failed_write_answers_anyway_and_shows_as_missing_records(
     trail = _trail(tmp_path, Clock())
     trail.end(trail.begin("one.user.info", ("s", 1), "h:1"), [True, "", 0])
     trail.flush()
-    real_write = writer.os.write
+    real_write = writer._write
 
     def full(fd: int, data: bytes) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writer.os, "write", full)
+    monkeypatch.setattr(writer, "_write", full)
     sent: list[int] = []
     trail.end(trail.begin("one.user.info", ("s", 2), "h:1"), [True, "", 0])
     trail.after_write(lambda: sent.append(2))
     trail.flush()
     assert sent == [2] and trail.failed
-    monkeypatch.setattr(writer.os, "write", real_write)
+    monkeypatch.setattr(writer, "_write", real_write)
     trail.end(trail.begin("one.user.info", ("s", 3), "h:1"), [True, "", 0])
     trail.flush()
     assert not trail.failed
@@ -233,3 +234,19 @@ def test_a_failed_write_answers_anyway_and_shows_as_missing_records(
     report = verify([tmp_path / "audit.log"])
     assert not report.ok and report.problem is not None
     assert "records missing" in report.problem.what
+
+
+def test_the_gil_holding_write_reports_errno(tmp_path: Path) -> None:
+    import errno
+
+    from oned.audit import writer
+
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        assert writer._write(fd, b"abc\n") == 4
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"abc\n"
+    with pytest.raises(OSError) as caught:
+        writer._write(fd, b"closed")  # fd closed: EBADF, as os.write says
+    assert caught.value.errno == errno.EBADF
