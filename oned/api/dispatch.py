@@ -142,6 +142,7 @@ class RequestManager:
         raw = core.config.get("LOG_RESULT_LENGTH") or "20"
         self._result_length = int(raw) if raw.isdigit() else 20
         self.audit = self._audit_trail(core.config.audit)
+        core.db.after_answers(self._write_audit)
 
     def _audit_trail(self, settings: AuditSettings) -> AuditTrail:
         core = self.core
@@ -152,7 +153,13 @@ class RequestManager:
             _HIDDEN,
             [a for n in core.config.template.names() if n.endswith("_ENCRYPTED_ATTR")
              for a in core.attr_list(n)],
+            flush_coming=lambda: core.db.answering,
         )  # fmt: skip
+
+    def _write_audit(self) -> None:
+        """After a batch of database answers: the records of the calls it completed
+        (through ``self.audit``, which a reload replaces)."""
+        self.audit.flush_kept()
 
     def reload_audit(self, settings: AuditSettings) -> None:
         """Switch to new AUDIT settings (SIGHUP): the records kept so far are written

@@ -4,7 +4,8 @@ calls before it sends an answer: ``after_write``.
 
 ``end`` only keeps what the record needs; the records of the calls one reactor turn
 completes are built, chained (in the order the calls completed) and handed to the OS
-together by ``flush`` at the start of the next turn: one loop over them while its code
+together by ``flush`` at the start of the next turn (or, for the calls a batch of
+database answers completes, right after that batch): one loop over them while its code
 is warm, and one ``write(2)`` to an ``O_APPEND`` file (a copy into the page cache,
 cheaper than a thread hand-off). ``after_write`` holds an answer until that write is
 done, so no call is answered before its record is written: a ``kill -9`` loses no
@@ -36,7 +37,6 @@ class AuditEntry:
 
     __slots__ = (
         "caller", "ending", "method", "ms", "params", "peer", "read_only", "req_id", "started",
-        "when",
     )  # fmt: skip
 
     def __init__(self, method: str, params: tuple[Any, ...], peer: str, started: float) -> None:
@@ -49,7 +49,6 @@ class AuditEntry:
         self.caller: Caller | None = None
         # Set when the call ends (``AuditTrail._write``):
         self.ending: rec.Outcome
-        self.when: float  # wall clock seconds
         self.ms: float  # duration
 
 
@@ -65,8 +64,12 @@ class AuditTrail:
         masker: rec.Masker,
         clock: IReactorTime,
         monotonic: Callable[[], float] = time.perf_counter,
+        flush_coming: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
+        #: True when someone calls ``flush`` before this turn ends (the database after
+        #: a batch of answers): no timer needed then.
+        self.flush_coming = flush_coming
         self.sink = sink
         self.masker = masker
         self.clock = clock
@@ -90,6 +93,7 @@ class AuditTrail:
         clock: IReactorTime,
         hidden: Mapping[str, Iterable[int]],
         secret_attrs: Iterable[str],
+        flush_coming: Callable[[], bool] = lambda: False,
     ) -> AuditTrail:
         sink: Sink | None = None
         if settings.mode != "off":
@@ -107,7 +111,9 @@ class AuditTrail:
                     )
                 except OSError as exc:
                     raise ConfigError(f"Cannot open the audit log {path}: {exc.strerror}") from exc
-        return cls(settings, sink, rec.Masker(hidden, secret_attrs), clock)
+        return cls(
+            settings, sink, rec.Masker(hidden, secret_attrs), clock, flush_coming=flush_coming
+        )
 
     def begin(self, method: str, params: tuple[Any, ...], peer: str) -> AuditEntry | None:
         """The entry of a call that may be recorded (None when the mode is off)."""
@@ -152,10 +158,9 @@ class AuditTrail:
     def _write(self, entry: AuditEntry, ending: rec.Outcome) -> None:
         """Keep the record for this turn's write."""
         entry.ending = ending
-        entry.when = self.clock.seconds()
         entry.ms = (self.monotonic() - entry.started) * 1000.0
         self._kept.append(entry)
-        if self._flush_call is None:
+        if self._flush_call is None and not self.flush_coming():
             self._flush_call = self.clock.callLater(0, self.flush)
 
     def after_write(self, send: Callable[[], None]) -> None:
@@ -166,6 +171,11 @@ class AuditTrail:
         else:
             send()
 
+    def flush_kept(self) -> None:
+        """``flush`` if a record is kept (the database's ``after_answers`` hook)."""
+        if self._kept:
+            self.flush()
+
     def flush(self) -> None:
         """Build, chain and write the records kept this turn, then let their answers go."""
         if self._flush_call is not None:
@@ -175,13 +185,33 @@ class AuditTrail:
         kept, self._kept = self._kept, []
         sink = self.sink
         if kept and sink is not None:
+            # One loop over this turn's records, the pieces that repeat from call to
+            # call (callers, peers, methods) cached; "time" is this write's.
+            when = rec.timestamp(self.clock.seconds())
+            callers, peers, methods = self._callers, self._peers, self._methods
+            params_json, line = self.masker.params_json, rec.line
             seq, prev = sink.seq, sink.last_hash
             lines = []
             for entry in kept:
+                caller = entry.caller
+                if caller is None:
+                    name = rec.session_user(entry.params[0]) if entry.params else None
+                    who = rec.who_json(name, -1, None, -1)
+                else:
+                    who = callers.get(caller) or _cache(
+                        callers, caller,
+                        rec.who_json(caller.uname, caller.uid, caller.gname, caller.gid),
+                    )  # fmt: skip
+                peer = peers.get(entry.peer) or _cache(peers, entry.peer,
+                                                       rec.peer_json(entry.peer))  # fmt: skip
+                method = methods.get(entry.method) or _cache(methods, entry.method,
+                                                             rec.quote(entry.method))  # fmt: skip
                 seq += 1
-                line = self._line(entry, seq, prev)
-                prev = sha256(line).hexdigest()
-                lines.append(line)
+                text = line(seq, when, entry.req_id, who, peer, method,
+                            params_json(entry.method, entry.params), entry.ending, entry.ms,
+                            prev)  # fmt: skip
+                prev = sha256(text).hexdigest()
+                lines.append(text)
             try:
                 sink.write(lines)
             except OSError as exc:
@@ -198,30 +228,6 @@ class AuditTrail:
                 send()
             except Exception:
                 self.log.failure("Unexpected error sending an answer")
-
-    def _line(self, entry: AuditEntry, seq: int, prev: str) -> bytes:
-        """One record's JSON line (``record.line``), the pieces that repeat from call
-        to call (callers, peers, methods) cached."""
-        caller = entry.caller
-        if caller is not None:
-            who = self._callers.get(caller)
-            if who is None:
-                who = rec.who_json(caller.uname, caller.uid, caller.gname, caller.gid)
-                _cache(self._callers, caller, who)
-        else:
-            who = rec.who_json(
-                rec.session_user(entry.params[0]) if entry.params else None, -1, None, -1
-            )
-        peer = self._peers.get(entry.peer)
-        if peer is None:
-            peer = _cache(self._peers, entry.peer, rec.peer_json(entry.peer))
-        method = self._methods.get(entry.method)
-        if method is None:
-            method = _cache(self._methods, entry.method, rec.quote(entry.method))
-        return rec.line(
-            seq, rec.timestamp(entry.when), entry.req_id, who, peer, method,
-            self.masker.params_json(entry.method, entry.params), entry.ending, entry.ms, prev,
-        )  # fmt: skip
 
     def _failed(self, exc: OSError) -> None:
         # The calls are answered anyway (their changes are committed; refusing every

@@ -250,3 +250,28 @@ def test_the_gil_holding_write_reports_errno(tmp_path: Path) -> None:
     with pytest.raises(OSError) as caught:
         writer._write(fd, b"closed")  # fd closed: EBADF, as os.write says
     assert caught.value.errno == errno.EBADF
+
+
+def test_calls_a_database_batch_completes_are_written_after_it(tmp_path: Path) -> None:
+    """While the database answers a batch (``flush_coming``) no timer is armed: its
+    ``after_answers`` hook writes the records, then the answers go."""
+    from twisted.internet.task import Clock
+
+    from oned.audit.settings import AuditSettings
+    from oned.audit.trail import AuditTrail
+
+    answering = [True]
+    clock = Clock()
+    trail = AuditTrail.from_config(AuditSettings(mode="writes", fsync=-1), tmp_path, clock, {},
+                                   [], flush_coming=lambda: answering[0])  # fmt: skip
+    sent: list[int] = []
+    for n in (1, 2):
+        trail.end(trail.begin("one.user.update", ("s", n, "A=1", 1), "h:1"), [True, n, 0])
+        trail.after_write(lambda n=n: sent.append(n))
+    assert not [c for c in clock.getDelayedCalls() if "flush" in repr(c)]
+    answering[0] = False
+    trail.flush_kept()
+    assert sent == [1, 2]
+    assert len((tmp_path / "audit.log").read_text().splitlines()) == 2
+    trail.flush_kept()  # nothing kept: nothing written
+    assert len((tmp_path / "audit.log").read_text().splitlines()) == 2
