@@ -182,17 +182,13 @@ async def allocatedb(core: Core, call: Call, _unused: object, xml: str) -> int:
 @rpc("one.market.updatedb", "is")
 async def updatedb(core: Core, call: Call, oid: int, xml: str) -> int:
     """Replaces a marketplace's stored document."""
-    if call.uid != 0:
-        raise AuthorizationError()
-    async with core.markets.lock(oid):
-        shared.get_object(core, MARKET, oid)
+
+    def parse() -> MarketPlace:
         if not complete_document(xml, "MARKETPLACE", MarketPlace.REQUIRED):
             raise InternalError("Cannot update object from XML")
-        market = MarketPlace.from_xml(xml)
-        if market.oid != oid:
-            raise InternalError("Consistency check failed")
-        await shared.save(core, MARKET, market, f"updatedb marketplace {oid}")
-    return oid
+        return MarketPlace.from_xml(xml)
+
+    return await shared.replace_document(core, call, MARKET, oid, parse, "updatedb marketplace")
 
 
 DEFAULT_MARKETS = (

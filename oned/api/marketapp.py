@@ -212,17 +212,13 @@ async def allocatedb(core: Core, call: Call, _unused: object, xml: str) -> int:
 @rpc("one.marketapp.updatedb", "is")
 async def updatedb(core: Core, call: Call, oid: int, xml: str) -> int:
     """Replaces an app's stored document."""
-    if call.uid != 0:
-        raise AuthorizationError()
-    async with core.marketapps.lock(oid):
-        shared.get_object(core, APP, oid)
+
+    def parse() -> MarketPlaceApp:
         if not complete_document(xml, "MARKETPLACEAPP", MarketPlaceApp.REQUIRED):
             raise InternalError("Cannot update object from XML")
-        app = MarketPlaceApp.from_xml(xml)
-        if app.oid != oid:
-            raise InternalError("Consistency check failed")
-        await shared.save(core, APP, app, f"updatedb marketplace app {oid}")
-    return oid
+        return MarketPlaceApp.from_xml(xml)
+
+    return await shared.replace_document(core, call, APP, oid, parse, "updatedb marketplace app")
 
 
 @rpc("one.marketapp.dropdb", "i")

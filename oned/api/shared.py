@@ -173,6 +173,23 @@ async def save(core: Core, family: Family[Any], obj: Any, desc: str) -> None:
     await unit.commit(desc)
 
 
+async def replace_document(
+    core: Core, call: Call, family: Family[Any], oid: int, parse: Callable[[], Any], desc: str
+) -> int:
+    """``one.<family>.updatedb`` (a federation master pushing an object): oneadmin only,
+    the object must exist, ``parse()`` builds its new document (``InternalError``
+    "Cannot update object from XML" when it cannot) and it must keep its id."""
+    if call.uid != 0:
+        raise AuthorizationError()
+    async with family.pool(core).lock(oid):
+        get_object(core, family, oid)
+        obj = parse()
+        if obj.oid != oid:
+            raise InternalError("Consistency check failed")
+        await save(core, family, obj, f"{desc} {oid}")
+    return oid
+
+
 def check_restricted(
     core: Core, family: Family[Any], old: Template, new: Template, merge: bool
 ) -> None:

@@ -199,15 +199,11 @@ async def fedreplicate(core: Core, call: Call, index: int, prev: int, sql: str) 
 @rpc("one.zone.updatedb", "is")
 async def updatedb(core: Core, call: Call, oid: int, xml: str) -> int:
     """Replace a zone's stored document (a federation master pushes it)."""
-    if call.uid != 0:
-        raise AuthorizationError()
-    async with core.zones.lock(oid):
-        shared.get_object(core, ZONE, oid)
+
+    def parse() -> Zone:
         try:
-            zone = Zone.from_xml(xml)
+            return Zone.from_xml(xml)
         except Exception as exc:
             raise InternalError("Cannot update object from XML") from exc
-        if zone.oid != oid:
-            raise InternalError("Consistency check failed")
-        await shared.save(core, ZONE, zone, f"updatedb zone {oid}")
-    return oid
+
+    return await shared.replace_document(core, call, ZONE, oid, parse, "updatedb zone")
