@@ -142,7 +142,6 @@ class RequestManager:
         raw = core.config.get("LOG_RESULT_LENGTH") or "20"
         self._result_length = int(raw) if raw.isdigit() else 20
         self.audit = self._audit_trail(core.config.audit)
-        core.db.after_answers(self._write_audit)
 
     def _audit_trail(self, settings: AuditSettings) -> AuditTrail:
         core = self.core
@@ -153,18 +152,13 @@ class RequestManager:
             _HIDDEN,
             [a for n in core.config.template.names() if n.endswith("_ENCRYPTED_ATTR")
              for a in core.attr_list(n)],
-            flush_coming=lambda: core.db.answering,
         )  # fmt: skip
-
-    def _write_audit(self) -> None:
-        """After a batch of database answers: the records of the calls it completed
-        (through ``self.audit``, which a reload replaces)."""
-        self.audit.flush_kept()
 
     def reload_audit(self, settings: AuditSettings) -> None:
         """Switch to new AUDIT settings (SIGHUP): the records kept so far are written
         where the old ones said, the next calls are recorded as the new ones say (a
         file's chain goes on from its last record). Raises ``ConfigError``."""
+        self.audit.flush()  # the journal is empty before the new trail opens it
         trail = self._audit_trail(settings)
         old, self.audit = self.audit, trail
         old.close()
@@ -187,8 +181,7 @@ class RequestManager:
         return b"".join(parts)
 
     async def handle_body_parts(self, body: bytes, peer: str = "") -> list[bytes]:
-        """``handle_body`` as pieces to write in order (big listings are not joined),
-        to send through ``audit.after_write``."""
+        """``handle_body`` as pieces to write in order (big listings are not joined)."""
         self.in_flight += 1
         try:
             return await self._handle_body(body, peer)
@@ -210,7 +203,7 @@ class RequestManager:
 
     async def execute(self, name: str, params: tuple[Any, ...], peer: str = "") -> Any:
         """Run one call; returns the XML-RPC value (array) or raises ``RpcFault``. Its
-        audit record is kept for this turn's write (``audit.after_write``)."""
+        audit record is in the journal before this returns."""
         entry = self.audit.begin(name, params, peer)
         metrics = self.metrics
         started = metrics.call_started() if metrics is not None else 0.0

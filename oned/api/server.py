@@ -82,7 +82,7 @@ class OneXMLRPC(Resource):
             except Exception:
                 self.log.failure("Unexpected error serving a call")
                 payload = []
-            self._manager.audit.after_write(lambda: send(payload))
+            send(payload)
 
         def send(payload: list[bytes]) -> None:
             if finished["done"]:

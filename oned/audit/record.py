@@ -79,11 +79,27 @@ class Masker:
         return result
 
     def params_json(self, method: str, params: tuple[Any, ...]) -> str:
-        """``params`` as the record's JSON array, written directly for the ints and
-        strings nearly every call has; past MAX_PARAMS only its size and hash."""
+        """``params`` as the record's JSON array (the session left out)."""
+        return self._array(params, 1, self._hidden.get(method))
+
+    def stored(self, method: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+        """What the journal keeps of ``params``: all but the session, the hidden
+        ones ``****`` (template secrets are masked when the record is built)."""
+        rest = params[1:]
         hidden = self._hidden.get(method)
+        if hidden is not None:
+            rest = tuple(MASK if i in hidden else v for i, v in enumerate(rest, 1))
+        return rest
+
+    def stored_json(self, stored: tuple[Any, ...]) -> str:
+        """``stored`` parameters (``stored``) as the record's JSON array."""
+        return self._array(stored, 0, None)
+
+    def _array(self, params: tuple[Any, ...], first: int, hidden: frozenset[int] | None) -> str:
+        """The JSON array of ``params[first:]``, written directly for the ints and
+        strings nearly every call has; past MAX_PARAMS only its size and hash."""
         parts = []
-        for i in range(1, len(params)):
+        for i in range(first, len(params)):
             value = params[i]
             kind = type(value)
             if hidden is not None and i in hidden:
@@ -202,6 +218,12 @@ def session_user(session: Any) -> str | None:
 
 #: ``ok``, ``code``, the new object's ``id`` (or None), ``error`` (or None).
 Outcome = tuple[bool, int, int | None, str | None]
+
+#: A record's fields as the trail keeps them until its batch is written (and the
+#: journal stores them): seq, time (seconds since the epoch), req, user, uid, group,
+#: gid, peer (``host:port``), method, parameters (``Masker.stored``), outcome, ms.
+Raw = tuple[int, float, int, str | None, int, str | None, int, str, str, tuple[Any, ...],
+            Outcome, float]  # fmt: skip
 _OK: Outcome = (True, 0, None, None)
 NO_ANSWER: Outcome = (False, -1, None, "no answer")
 

@@ -1,27 +1,29 @@
 """What the request manager calls: ``begin`` when a call arrives, ``end`` when its
-answer is ready, ``malformed`` for a body that is not a call; and what the HTTP side
-calls before it sends an answer: ``after_write``.
+answer is ready, ``malformed`` for a body that is not a call.
 
-``end`` only keeps what the record needs; the records of the calls one reactor turn
-completes are built, chained (in the order the calls completed) and handed to the OS
-together by ``flush`` at the start of the next turn (or, for the calls a batch of
-database answers completes, right after that batch): one loop over them while its code
-is warm, and one ``write(2)`` to an ``O_APPEND`` file (a copy into the page cache,
-cheaper than a thread hand-off). ``after_write`` holds an answer until that write is
-done, so no call is answered before its record is written: a ``kill -9`` loses no
-record of an acknowledged call.
+``end`` keeps the record's raw fields (``record.Raw``) and copies them into the journal
+(``oned.audit.journal``: a shared file mapping, no system call) before the answer can
+go out, so a ``kill -9`` loses no record of an acknowledged call. Every ``WRITE_DELAY``
+seconds the records kept are built, chained (in the order the calls ended) and written
+to the log with one ``write(2)`` (``flush``): one warm loop over many records costs far
+less than a build and a write per call between two calls' worth of other work. At start
+the journal's records the log lacks are written first. Without a journal (syslog, or a
+file system that cannot map it) each record is written when its call ends.
 """
 
 from __future__ import annotations
 
+import marshal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from oned.audit import record as rec
+from oned.audit.journal import Journal
 from oned.audit.settings import AuditSettings
 from oned.audit.writer import ChainedFile, Sink, SyslogSink
 from oned.auth.authorize import Caller
@@ -30,14 +32,14 @@ from oned.errors import ErrorCode, RpcFault
 from oned.log import logger
 
 _SECURITY_REFUSALS = (int(ErrorCode.AUTHENTICATION), int(ErrorCode.AUTHORIZATION))
+#: Seconds a record waits in the journal for its batch to be written to the log.
+WRITE_DELAY = 0.05
 
 
 class AuditEntry:
     """A call being served: filled in by the dispatcher as it learns more."""
 
-    __slots__ = (
-        "caller", "ending", "method", "ms", "params", "peer", "read_only", "req_id", "started",
-    )  # fmt: skip
+    __slots__ = ("caller", "method", "params", "peer", "read_only", "req_id", "started")
 
     def __init__(self, method: str, params: tuple[Any, ...], peer: str, started: float) -> None:
         self.read_only = False
@@ -47,9 +49,6 @@ class AuditEntry:
         self.started = started
         self.req_id = -1
         self.caller: Caller | None = None
-        # Set when the call ends (``AuditTrail._write``):
-        self.ending: rec.Outcome
-        self.ms: float  # duration
 
 
 class AuditTrail:
@@ -64,25 +63,23 @@ class AuditTrail:
         masker: rec.Masker,
         clock: IReactorTime,
         monotonic: Callable[[], float] = time.perf_counter,
-        flush_coming: Callable[[], bool] = lambda: False,
+        journal: Journal | None = None,
     ) -> None:
         self.settings = settings
-        #: True when someone calls ``flush`` before this turn ends (the database after
-        #: a batch of answers): no timer needed then.
-        self.flush_coming = flush_coming
         self.sink = sink
+        self.journal = journal
         self.masker = masker
         self.clock = clock
         self.monotonic = monotonic
         self._all = settings.mode == "all"
         self._read_only: dict[str, bool] = {}
-        # JSON pieces that repeat from call to call, by caller, peer and method name:
-        self._callers: dict[Caller, str] = {}
+        # JSON pieces that repeat from record to record, by who, peer and method:
+        self._whos: dict[tuple[Any, ...], str] = {}
         self._peers: dict[str, str] = {}
         self._methods: dict[str, str] = {}
-        self._flush_call: IDelayedCall | None = None
-        self._kept: list[AuditEntry] = []  # ended this turn, records not yet written
-        self._waiting: list[Callable[[], None]] = []  # answers held until the write
+        self._timer: IDelayedCall | None = None
+        self._kept: list[rec.Raw] = []  # ended, not written to the log yet
+        self._seq = sink.seq if sink is not None else 0
         self.failed = False
 
     @classmethod
@@ -93,9 +90,9 @@ class AuditTrail:
         clock: IReactorTime,
         hidden: Mapping[str, Iterable[int]],
         secret_attrs: Iterable[str],
-        flush_coming: Callable[[], bool] = lambda: False,
     ) -> AuditTrail:
         sink: Sink | None = None
+        journal: Journal | None = None
         if settings.mode != "off":
             if settings.destination == "syslog":
                 sink = SyslogSink(settings.facility)
@@ -111,9 +108,38 @@ class AuditTrail:
                     )
                 except OSError as exc:
                     raise ConfigError(f"Cannot open the audit log {path}: {exc.strerror}") from exc
-        return cls(
-            settings, sink, rec.Masker(hidden, secret_attrs), clock, flush_coming=flush_coming
-        )
+                journal = cls._journal(Path(f"{path}.journal"), settings.fsync == 0)
+        trail = cls(settings, sink, rec.Masker(hidden, secret_attrs), clock, journal=journal)
+        trail._recover()
+        return trail
+
+    @classmethod
+    def _journal(cls, path: Path, sync: bool) -> Journal | None:
+        try:
+            return Journal(path, sync=sync)
+        except (OSError, ValueError) as exc:
+            cls.log.warn("No audit journal ({err}): every record is written when its call "
+                         "ends", err=str(exc))  # fmt: skip
+            return None
+
+    def _recover(self) -> None:
+        """Write the journal's records the log lacks (the daemon stopped before their
+        batch was written), then start the journal afresh."""
+        journal, sink = self.journal, self.sink
+        if journal is None or sink is None:
+            return
+        raws = [raw for raw in journal.recover() if len(raw) == 12 and raw[0] > sink.seq]
+        if raws:
+            try:
+                self._store(sink, raws)
+            except (TypeError, ValueError, AttributeError) as exc:
+                self.log.error("Audit journal {path} unreadable, not replayed: {err}",
+                               path=str(journal.path), err=str(exc))  # fmt: skip
+            else:
+                self.log.info("Wrote {n} audit records of calls answered before the last "
+                              "stop", n=len(raws))  # fmt: skip
+            self._seq = sink.seq
+        journal.clear()
 
     def begin(self, method: str, params: tuple[Any, ...], peer: str) -> AuditEntry | None:
         """The entry of a call that may be recorded (None when the mode is off)."""
@@ -156,78 +182,80 @@ class AuditTrail:
         self._write(entry, (False, -503, None, message[:1024]))
 
     def _write(self, entry: AuditEntry, ending: rec.Outcome) -> None:
-        """Keep the record for this turn's write."""
-        entry.ending = ending
-        entry.ms = (self.monotonic() - entry.started) * 1000.0
-        self._kept.append(entry)
-        if self._flush_call is None and not self.flush_coming():
-            self._flush_call = self.clock.callLater(0, self.flush)
-
-    def after_write(self, send: Callable[[], None]) -> None:
-        """Run ``send`` (an answer going out) once the records kept so far are
-        written: now when none is kept, else right after this turn's write."""
-        if self._kept:
-            self._waiting.append(send)
+        """Keep the record for the next batch, in the journal (or write it now)."""
+        ms = (self.monotonic() - entry.started) * 1000.0
+        caller = entry.caller
+        if caller is None:
+            params = entry.params
+            raw: rec.Raw = (
+                self._seq + 1, self.clock.seconds(), entry.req_id,
+                rec.session_user(params[0]) if params else None, -1, None, -1,
+                entry.peer, entry.method, self.masker.stored(entry.method, params), ending, ms,
+            )  # fmt: skip
         else:
-            send()
-
-    def flush_kept(self) -> None:
-        """``flush`` if a record is kept (the database's ``after_answers`` hook)."""
-        if self._kept:
+            raw = (
+                self._seq + 1, self.clock.seconds(), entry.req_id,
+                caller.uname, caller.uid, caller.gname, caller.gid,
+                entry.peer, entry.method, self.masker.stored(entry.method, entry.params),
+                ending, ms,
+            )  # fmt: skip
+        self._seq += 1
+        kept = self._kept
+        kept.append(raw)
+        journal = self.journal
+        if journal is None:
             self.flush()
+            return
+        try:
+            payload = marshal.dumps(raw)
+        except ValueError:  # a parameter marshal cannot store (base64, dateTime)
+            raw = (*raw[:9], tuple(self.masker.value(v) for v in raw[9]), *raw[10:])
+            kept[-1] = raw
+            payload = marshal.dumps(raw)
+        if not journal.append(payload):
+            self.flush()  # the journal is full (or the record too big for it)
+        elif self._timer is None:
+            self._timer = self.clock.callLater(WRITE_DELAY, self.flush)
 
     def flush(self) -> None:
-        """Build, chain and write the records kept this turn, then let their answers go."""
-        if self._flush_call is not None:
-            if self._flush_call.active():
-                self._flush_call.cancel()
-            self._flush_call = None
+        """Build, chain and write the records kept so far, then clear the journal."""
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
         kept, self._kept = self._kept, []
-        sink = self.sink
-        if kept and sink is not None:
-            # One loop over this turn's records, the pieces that repeat from call to
-            # call (callers, peers, methods) cached; "time" is this write's.
-            when = rec.timestamp(self.clock.seconds())
-            callers, peers, methods = self._callers, self._peers, self._methods
-            params_json, line = self.masker.params_json, rec.line
-            seq, prev = sink.seq, sink.last_hash
-            lines = []
-            for entry in kept:
-                caller = entry.caller
-                if caller is None:
-                    name = rec.session_user(entry.params[0]) if entry.params else None
-                    who = rec.who_json(name, -1, None, -1)
-                else:
-                    who = callers.get(caller) or _cache(
-                        callers, caller,
-                        rec.who_json(caller.uname, caller.uid, caller.gname, caller.gid),
-                    )  # fmt: skip
-                peer = peers.get(entry.peer) or _cache(peers, entry.peer,
-                                                       rec.peer_json(entry.peer))  # fmt: skip
-                method = methods.get(entry.method) or _cache(methods, entry.method,
-                                                             rec.quote(entry.method))  # fmt: skip
-                seq += 1
-                text = line(seq, when, entry.req_id, who, peer, method,
-                            params_json(entry.method, entry.params), entry.ending, entry.ms,
-                            prev)  # fmt: skip
-                prev = sha256(text).hexdigest()
-                lines.append(text)
-            try:
-                sink.write(lines)
-            except OSError as exc:
-                # The next record links to the last one written: the lost ones show
-                # as a gap in seq, which ``oned-audit verify`` reports.
-                sink.seq = seq
-                self._failed(exc)
-            else:
-                sink.seq, sink.last_hash = seq, prev
-                self.failed = False
-        waiting, self._waiting = self._waiting, []
-        for send in waiting:
-            try:
-                send()
-            except Exception:
-                self.log.failure("Unexpected error sending an answer")
+        if kept and self.sink is not None:
+            self._store(self.sink, kept)
+            if self.journal is not None:
+                self.journal.clear()
+
+    def _store(self, sink: Sink, raws: list[rec.Raw]) -> None:
+        """Build the records' lines, chain them and write them with one ``write``."""
+        whos, peers, methods = self._whos, self._peers, self._methods
+        stored_json, line, timestamp = self.masker.stored_json, rec.line, rec.timestamp
+        prev = sink.last_hash
+        seq = sink.seq
+        lines = []
+        for raw in raws:
+            seq, when, req, user, uid, group, gid, peer, method, params, ending, ms = raw
+            key = raw[3:7]
+            who = whos.get(key) or _cache(whos, key, rec.who_json(user, uid, group, gid))
+            peer_json = peers.get(peer) or _cache(peers, peer, rec.peer_json(peer))
+            method_json = methods.get(method) or _cache(methods, method, rec.quote(method))
+            text = line(seq, timestamp(when), req, who, peer_json, method_json,
+                        stored_json(params), ending, ms, prev)  # fmt: skip
+            prev = sha256(text).hexdigest()
+            lines.append(text)
+        try:
+            sink.write(lines)
+        except OSError as exc:
+            # The next record links to the last one written: the lost ones show
+            # as a gap in seq, which ``oned-audit verify`` reports.
+            sink.seq = seq
+            self._failed(exc)
+        else:
+            sink.seq, sink.last_hash = seq, prev
+            self.failed = False
 
     def _failed(self, exc: OSError) -> None:
         # The calls are answered anyway (their changes are committed; refusing every
@@ -242,6 +270,9 @@ class AuditTrail:
         if self.sink is not None:
             self.sink.close()
             self.sink = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
 
 
 def _cache(pieces: dict[Any, str], key: Any, piece: str) -> str:

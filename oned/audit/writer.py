@@ -2,14 +2,10 @@
 
 Every record carries ``prev``: the SHA-256 (hex) of the previous record's line as
 written (without its newline); the very first record of a chain carries 64 zeros.
-The trail chains the records (``seq``, ``last_hash``) and hands a sink the lines of the
-calls a reactor turn completed; ``ChainedFile`` writes them with one ``write(2)`` on an
-``O_APPEND`` descriptor before any of those calls is answered, so a ``kill -9`` loses no
-acknowledged record; ``fsync`` runs every FSYNC seconds off the reactor thread (or
-after every write with FSYNC 0). That ``write(2)`` keeps the GIL (libc's, through
-ctypes): ``os.write`` would release it and take it back, and when another thread wants
-it (the database thread during a burst of changes) that hand-over costs the reactor
-thread about 20 µs on a VM, twice the write itself.
+The trail chains the records (``seq``, ``last_hash``) and hands a sink the lines of a
+batch (the journal holds them until then: ``oned.audit.journal``); ``ChainedFile``
+writes them with one ``write(2)`` on an ``O_APPEND`` descriptor; ``fsync`` runs every
+FSYNC seconds off the reactor thread (or after every write with FSYNC 0).
 
 Rotation never breaks the chain: past MAX_SIZE the file is renamed ``<path>.<n>``
 (the next free number) and a new one opened whose first record carries the last hash
@@ -22,12 +18,10 @@ by a crash, never acknowledged) is cut off.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -271,31 +265,7 @@ def _fsync_close(fd: int) -> None:
         os.close(fd)
 
 
-def _gil_holding_write() -> Callable[[int, bytes], int]:
-    """``write(2)`` called without releasing the GIL (a short write to the page cache);
-    ``os.write`` where libc cannot be loaded."""
-    try:
-        import ctypes
-
-        libc_write = ctypes.PyDLL(None, use_errno=True).write
-    except (ImportError, OSError, AttributeError):
-        return os.write
-    libc_write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
-    libc_write.restype = ctypes.c_ssize_t
-
-    def write(fd: int, data: bytes) -> int:
-        written: int = libc_write(fd, data, len(data))
-        if written < 0:
-            err = ctypes.get_errno()
-            if err == errno.EINTR:
-                return 0  # the caller writes the rest
-            raise OSError(err, os.strerror(err))
-        return written
-
-    return write
-
-
-_write = _gil_holding_write()
+_write = os.write  # (a module attribute: tests stand in a failing disk)
 
 
 class SyslogSink:

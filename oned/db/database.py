@@ -69,9 +69,6 @@ class _ThreadExecutor:
         self._reactor = reactor
         self._conn = conn
         self.on_transaction: Callable[[float], None] | None = None
-        #: True while the waiters of a batch run; then ``after_answers`` are called.
-        self.answering = False
-        self.after_answers: list[Callable[[], None]] = []
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = threading.Thread(
             target=self._loop, name="oned-db", daemon=True
@@ -114,16 +111,7 @@ class _ThreadExecutor:
                         break
                     group.append(more)
                 answers = self._commit(group)
-            self._reactor.callFromThread(self._answer, answers)
-
-    def _answer(self, answers: list[tuple[Deferred[Any], Any, bool]]) -> None:
-        self.answering = True
-        try:
-            _answer(answers)
-        finally:
-            self.answering = False
-        for hook in self.after_answers:
-            hook()
+            self._reactor.callFromThread(_answer, answers)
 
     def _call(self, job: _Job) -> tuple[Deferred[Any], Any, bool]:
         assert job.fn is not None
@@ -202,17 +190,6 @@ class Database:
         self._closed = False
         #: Called on the DB thread with each transaction's seconds (``oned.metrics``).
         self.on_transaction: Callable[[float], None] | None = None
-
-    @property
-    def answering(self) -> bool:
-        """On the reactor: the waiters of a batch of DB answers are running now, and
-        the ``after_answers`` hooks run once they all have (the calls a group commit
-        completes end together: the audit trail writes their records at once)."""
-        return isinstance(self._executor, _ThreadExecutor) and self._executor.answering
-
-    def after_answers(self, hook: Callable[[], None]) -> None:
-        if isinstance(self._executor, _ThreadExecutor):
-            self._executor.after_answers.append(hook)
 
     @classmethod
     def open(cls, path: Path, reactor: IReactorFromThreads, timeout_ms: int) -> Database:

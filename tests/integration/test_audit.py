@@ -16,6 +16,8 @@ from typing import Any
 import pyone
 import pytest
 
+from oned.audit.trail import WRITE_DELAY
+
 from .conftest import Daemon, MakeDaemon
 
 pytestmark = pytest.mark.slow
@@ -25,7 +27,14 @@ def client(d: Daemon, session: str | None = None) -> pyone.OneServer:
     return pyone.OneServer(d.url, session=session or d.session, timeout=30)
 
 
+def settle() -> None:
+    """Let the daemon write the last calls' batch (records wait WRITE_DELAY in the
+    journal before they reach the log)."""
+    time.sleep(WRITE_DELAY * 4)
+
+
 def verify(d: Daemon) -> subprocess.CompletedProcess[str]:
+    settle()
     return subprocess.run(
         [sys.executable, "-m", "oned.audit", "verify"],
         env=d.env,
@@ -37,6 +46,7 @@ def verify(d: Daemon) -> subprocess.CompletedProcess[str]:
 
 
 def records(d: Daemon) -> list[dict[str, Any]]:
+    settle()
     text = (d.root / "var" / "audit.log").read_text()
     return [json.loads(line) for line in text.splitlines()]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,12 +159,14 @@ def _trail(tmp_path: Path, clock: Any, mode: str = "all") -> Any:
     return AuditTrail.from_config(AuditSettings(mode=mode, fsync=-1), tmp_path, clock, {}, [])
 
 
-def test_one_write_per_turn_and_answers_held_until_it(
+def test_records_wait_in_the_journal_and_are_written_in_one_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from twisted.internet.task import Clock
 
     from oned.audit import writer
+    from oned.audit.journal import Journal
+    from oned.audit.trail import WRITE_DELAY
 
     writes: list[int] = []
     real_write = writer._write
@@ -173,21 +174,24 @@ def test_one_write_per_turn_and_answers_held_until_it(
                         or real_write(fd, data))  # fmt: skip
     clock = Clock()
     trail = _trail(tmp_path, clock)
-    sent: list[str] = []
-    for n in range(3):  # three calls end in one reactor turn
+    for n in range(3):  # three calls end
         entry = trail.begin("one.user.info", ("s", n), f"10.0.0.{n}:1")
         trail.end(entry, [True, "<USER/>", 0])
-        trail.after_write(lambda n=n: sent.append(f"answer {n}"))
-    assert sent == [] and writes == [] and not (tmp_path / "audit.log").read_bytes()
-    clock.advance(0)  # the next turn: one write, then the answers
-    assert len(writes) == 1 and sent == ["answer 0", "answer 1", "answer 2"]
+    assert writes == [] and not (tmp_path / "audit.log").read_bytes()
+    # ... but they are in the journal, which a kill -9 cannot undo
+    seen = Journal(tmp_path / "audit.log.journal").recover()
+    assert [(raw[0], raw[7], raw[9]) for raw in seen] == [
+        (1, "10.0.0.0:1", (0,)), (2, "10.0.0.1:1", (1,)), (3, "10.0.0.2:1", (2,)),
+    ]  # fmt: skip
+    clock.advance(WRITE_DELAY)  # the batch: one write, then the journal is cleared
+    assert len(writes) == 1
     got = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
     assert [(r["seq"], r["params"], r["addr"]) for r in got] == [
         (1, [0], "10.0.0.0"), (2, [1], "10.0.0.1"), (3, [2], "10.0.0.2"),
     ]  # fmt: skip
-    trail.after_write(lambda: sent.append("nothing kept: at once"))
-    assert sent[-1] == "nothing kept: at once"
-    assert not [c for c in clock.getDelayedCalls() if "flush" in repr(c)]
+    assert Journal(tmp_path / "audit.log.journal").recover() == []
+    assert not clock.getDelayedCalls() or all("flush" not in repr(c)
+                                              for c in clock.getDelayedCalls())  # fmt: skip
     assert verify([tmp_path / "audit.log"]).ok
 
 
@@ -220,11 +224,9 @@ def test_a_failed_write_answers_anyway_and_shows_as_missing_records(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(writer, "_write", full)
-    sent: list[int] = []
     trail.end(trail.begin("one.user.info", ("s", 2), "h:1"), [True, "", 0])
-    trail.after_write(lambda: sent.append(2))
     trail.flush()
-    assert sent == [2] and trail.failed
+    assert trail.failed
     monkeypatch.setattr(writer, "_write", real_write)
     trail.end(trail.begin("one.user.info", ("s", 3), "h:1"), [True, "", 0])
     trail.flush()
@@ -234,44 +236,3 @@ def test_a_failed_write_answers_anyway_and_shows_as_missing_records(
     report = verify([tmp_path / "audit.log"])
     assert not report.ok and report.problem is not None
     assert "records missing" in report.problem.what
-
-
-def test_the_gil_holding_write_reports_errno(tmp_path: Path) -> None:
-    import errno
-
-    from oned.audit import writer
-
-    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        assert writer._write(fd, b"abc\n") == 4
-    finally:
-        os.close(fd)
-    assert (tmp_path / "f").read_bytes() == b"abc\n"
-    with pytest.raises(OSError) as caught:
-        writer._write(fd, b"closed")  # fd closed: EBADF, as os.write says
-    assert caught.value.errno == errno.EBADF
-
-
-def test_calls_a_database_batch_completes_are_written_after_it(tmp_path: Path) -> None:
-    """While the database answers a batch (``flush_coming``) no timer is armed: its
-    ``after_answers`` hook writes the records, then the answers go."""
-    from twisted.internet.task import Clock
-
-    from oned.audit.settings import AuditSettings
-    from oned.audit.trail import AuditTrail
-
-    answering = [True]
-    clock = Clock()
-    trail = AuditTrail.from_config(AuditSettings(mode="writes", fsync=-1), tmp_path, clock, {},
-                                   [], flush_coming=lambda: answering[0])  # fmt: skip
-    sent: list[int] = []
-    for n in (1, 2):
-        trail.end(trail.begin("one.user.update", ("s", n, "A=1", 1), "h:1"), [True, n, 0])
-        trail.after_write(lambda n=n: sent.append(n))
-    assert not [c for c in clock.getDelayedCalls() if "flush" in repr(c)]
-    answering[0] = False
-    trail.flush_kept()
-    assert sent == [1, 2]
-    assert len((tmp_path / "audit.log").read_text().splitlines()) == 2
-    trail.flush_kept()  # nothing kept: nothing written
-    assert len((tmp_path / "audit.log").read_text().splitlines()) == 2

@@ -109,20 +109,6 @@ class GroupCommitTests(SynchronousTestCase):
         self.reactor.drain(lambda: second.called)
         self.successResultOf(second)
 
-    def test_after_answers_hooks_run_once_a_batch_is_answered(self) -> None:
-        self.gate = threading.Event()
-        self.db._executor.submit(self.gate.wait)
-        sql = "INSERT INTO t (k) VALUES (?)"
-        seen: list[tuple[str, bool]] = []
-        self.db.after_answers(lambda: seen.append(("hook", self.db.answering)))
-        group = [Deferred.fromCoroutine(self.db.transact("w", [(sql, (k,))])) for k in (1, 2)]
-        for d in group:
-            d.addCallback(lambda _: seen.append(("waiter", self.db.answering)))
-        self.assertFalse(self.db.answering)
-        self.gate.set()
-        self.reactor.drain(lambda: seen[-1:] == [("hook", False)] and len(seen) > 2)
-        self.assertEqual(seen[-3:], [("waiter", True), ("waiter", True), ("hook", False)])
-
     def test_executor_is_the_grouping_one(self) -> None:
         self.assertIsInstance(self.db._executor, _ThreadExecutor)
 
