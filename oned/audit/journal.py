@@ -42,7 +42,10 @@ class Journal:
         self.sync = sync
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            if os.fstat(fd).st_size != size:
+            found = os.fstat(fd).st_size
+            if found > size:
+                size = found  # made bigger by another version: its frames are kept
+            elif found < size:
                 os.ftruncate(fd, size)
             self._map: mmap.mmap | None = mmap.mmap(fd, size, mmap.MAP_SHARED)
         finally:
