@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import itertools
 import json
 import multiprocessing
 import multiprocessing.synchronize
@@ -841,6 +842,14 @@ def main(argv: list[str] | None = None) -> int:
 AUDIT_MODES = ("off", "writes", "all")
 
 
+def round_order(turn: int, modes: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The order of the modes in round ``turn``: every order in turn, so that each mode
+    comes first, last and after each other mode equally often (what runs just before
+    a measurement can shift it by a percent or two)."""
+    orders = sorted(itertools.permutations(modes), key=lambda o: [modes.index(m) for m in o])
+    return orders[turn % len(orders)]
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -956,7 +965,7 @@ def compare_audit(args: argparse.Namespace) -> int:
             measure(daemon.endpoint, f"one.{method}", params[method], max(args.clients),
                     args.processes, 2.0)  # fmt: skip
         for turn in range(args.rounds):
-            order = AUDIT_MODES[turn % 3 :] + AUDIT_MODES[: turn % 3]  # no mode always first
+            order = round_order(turn, AUDIT_MODES)
             for method in args.method_list:
                 for clients in args.clients:
                     for mode in order:

@@ -252,7 +252,7 @@ def audit_rows(args: argparse.Namespace) -> None:
     if args.no_audit:
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from api import AuditedOned
+    from api import AuditedOned, round_order
 
     rates: dict[str, float] = {}
     daemon = AuditedOned("bench-pw")
@@ -261,7 +261,7 @@ def audit_rows(args: argparse.Namespace) -> None:
         _mixed(endpoint, "oneadmin:bench-pw", 1.0)  # warm up
         slice_s = args.duration / args.rounds
         for turn in range(args.rounds):
-            order = AUDIT_MODES[turn % 3 :] + AUDIT_MODES[: turn % 3]
+            order = round_order(turn, AUDIT_MODES)
             for mode, _ in order:
                 daemon.switch(mode)
                 work = [(endpoint, "oneadmin:bench-pw", slice_s)] * args.procs
