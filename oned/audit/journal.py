@@ -1,12 +1,13 @@
 """The audit journal: the records of answered calls that are not in the log yet.
 
-``<log>.journal`` is a file of a fixed size mapped shared into the daemon. When a call
-ends its record's raw fields are copied into the mapping as one frame: a copy into the
-page cache, with no system call, that a ``kill -9`` cannot undo (the kernel owns those
-pages). The trail builds, chains and writes the journal's records to the log in batches
-(every ``WRITE_DELAY`` seconds, while the code that builds them is warm) and then
-``clear``\\ s it; at start the frames whose ``seq`` the log lacks are built and written
-first, so no acknowledged call's record is lost and none is written twice.
+``.<log name>.journal`` beside the log is a file of a fixed size mapped shared into the
+daemon. When a call ends its record's raw fields are copied into the mapping as one
+frame: a copy into the page cache, with no system call, that a ``kill -9`` cannot undo
+(the kernel owns those pages). The trail builds, chains and writes the journal's
+records to the log in batches (every ``WRITE_DELAY`` seconds, while the code that
+builds them is warm) and then ``clear``\\ s it; at start the frames whose ``seq`` the log
+lacks are built and written first, so no acknowledged call's record is lost and none is
+written twice.
 
 A frame is ``b"AJ"``, the payload's length and CRC-32 (little-endian u32 each), then
 the payload: ``marshal`` of the record's raw fields (``record.Raw``). The session and
@@ -30,6 +31,12 @@ from typing import Any
 SIZE = 8 << 20
 _HEAD = struct.Struct("<2sII")
 _MAGIC = b"AJ"
+
+
+def journal_path(log: Path) -> Path:
+    """``.<log name>.journal`` beside the log: a dot file, so that logrotate's globs
+    (``*``, ``*.log``) leave it alone (truncating a mapped file would kill the daemon)."""
+    return log.with_name(f".{log.name}.journal")
 
 
 class Journal:

@@ -23,7 +23,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from oned.audit import record as rec
-from oned.audit.journal import Journal
+from oned.audit.journal import Journal, journal_path
 from oned.audit.settings import AuditSettings
 from oned.audit.writer import ChainedFile, Sink, SyslogSink
 from oned.auth.authorize import Caller
@@ -108,7 +108,7 @@ class AuditTrail:
                     )
                 except OSError as exc:
                     raise ConfigError(f"Cannot open the audit log {path}: {exc.strerror}") from exc
-                journal = cls._journal(Path(f"{path}.journal"), settings.fsync == 0)
+                journal = cls._journal(journal_path(path), settings.fsync == 0)
         trail = cls(settings, sink, rec.Masker(hidden, secret_attrs), clock, journal=journal)
         trail._recover()
         return trail

@@ -55,7 +55,7 @@ def test_records_of_a_crash_before_the_batch_are_written_at_start(tmp_path: Path
     second.close()
     assert [r["seq"] for r in lines(tmp_path)] == [1, 2, 3, 4, 5]
     assert verify([tmp_path / "audit.log"]).ok
-    assert Journal(tmp_path / "audit.log.journal").recover() == []
+    assert Journal(tmp_path / ".audit.log.journal").recover() == []
 
 
 def test_frames_already_in_the_log_are_not_written_twice(tmp_path: Path) -> None:
@@ -63,7 +63,7 @@ def test_frames_already_in_the_log_are_not_written_twice(tmp_path: Path) -> None
     first = trail_at(tmp_path, clock)
     for n in range(3):
         call(first, "one.user.update", n, "", 1)
-    path = tmp_path / "audit.log.journal"
+    path = tmp_path / ".audit.log.journal"
     frames = path.read_bytes()
     first.flush()
     path.write_bytes(frames)  # killed after the log write, before the journal was cleared
@@ -81,7 +81,7 @@ def test_a_torn_last_frame_is_left_out(tmp_path: Path) -> None:
     journal = first.journal
     assert journal is not None
     end = journal.pos
-    path = tmp_path / "audit.log.journal"
+    path = tmp_path / ".audit.log.journal"
     data = bytearray(path.read_bytes())
     data[end - 3] ^= 0xFF  # the third frame's copy was cut short
     path.write_bytes(bytes(data))
@@ -111,10 +111,10 @@ def test_no_session_nor_hidden_parameter_is_stored_and_secrets_go_with_the_batch
     trail = trail_at(tmp_path, clock)
     call(trail, "one.user.allocate", "bob", "b0bpassw0rd", "", [])
     call(trail, "one.user.update", 3, 'ROOT_PASSWORD="t0ps3cret"', 1)
-    stored = (tmp_path / "audit.log.journal").read_bytes()
+    stored = (tmp_path / ".audit.log.journal").read_bytes()
     assert b"s3ssion" not in stored and b"b0bpassw0rd" not in stored
     clock.advance(WRITE_DELAY)
-    stored = (tmp_path / "audit.log.journal").read_bytes()
+    stored = (tmp_path / ".audit.log.journal").read_bytes()
     assert stored.count(b"\0") == len(stored)  # zeroed once written
     got = lines(tmp_path)
     assert got[0]["params"] == ["bob", "****", "", []]

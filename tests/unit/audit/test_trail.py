@@ -179,7 +179,7 @@ def test_records_wait_in_the_journal_and_are_written_in_one_batch(
         trail.end(entry, [True, "<USER/>", 0])
     assert writes == [] and not (tmp_path / "audit.log").read_bytes()
     # ... but they are in the journal, which a kill -9 cannot undo
-    seen = Journal(tmp_path / "audit.log.journal").recover()
+    seen = Journal(tmp_path / ".audit.log.journal").recover()
     assert [(raw[0], raw[7], raw[9]) for raw in seen] == [
         (1, "10.0.0.0:1", (0,)), (2, "10.0.0.1:1", (1,)), (3, "10.0.0.2:1", (2,)),
     ]  # fmt: skip
@@ -189,7 +189,7 @@ def test_records_wait_in_the_journal_and_are_written_in_one_batch(
     assert [(r["seq"], r["params"], r["addr"]) for r in got] == [
         (1, [0], "10.0.0.0"), (2, [1], "10.0.0.1"), (3, [2], "10.0.0.2"),
     ]  # fmt: skip
-    assert Journal(tmp_path / "audit.log.journal").recover() == []
+    assert Journal(tmp_path / ".audit.log.journal").recover() == []
     assert not clock.getDelayedCalls() or all("flush" not in repr(c)
                                               for c in clock.getDelayedCalls())  # fmt: skip
     assert verify([tmp_path / "audit.log"]).ok
