@@ -128,17 +128,18 @@ class AuditTrail:
         journal, sink = self.journal, self.sink
         if journal is None or sink is None:
             return
-        raws = [raw for raw in journal.recover() if len(raw) == 12 and raw[0] > sink.seq]
-        if raws:
-            try:
+        # (frames are CRC-checked; a well-formed frame with fields of the wrong types is
+        # someone's edit, reported and not replayed)
+        try:
+            raws = [raw for raw in journal.recover() if len(raw) == 12 and raw[0] > sink.seq]
+            if raws:
                 self._store(sink, raws)
-            except (TypeError, ValueError, AttributeError) as exc:
-                self.log.error("Audit journal {path} unreadable, not replayed: {err}",
-                               path=str(journal.path), err=str(exc))  # fmt: skip
-            else:
                 self.log.info("Wrote {n} audit records of calls answered before the last "
                               "stop", n=len(raws))  # fmt: skip
-            self._seq = sink.seq
+        except (TypeError, ValueError, AttributeError) as exc:
+            self.log.error("Audit journal {path} unreadable, not replayed: {err}",
+                           path=str(journal.path), err=str(exc))  # fmt: skip
+        self._seq = sink.seq
         journal.clear()
 
     def begin(self, method: str, params: tuple[Any, ...], peer: str) -> AuditEntry | None:

@@ -148,3 +148,18 @@ def test_fsync_zero_syncs_each_frame(tmp_path: Path, monkeypatch: pytest.MonkeyP
     call(trail, "one.user.update", 1, "", 1)
     assert synced and synced[0][0] % mmap.ALLOCATIONGRANULARITY == 0
     trail.close()
+
+
+def test_a_frame_with_fields_of_the_wrong_types_is_reported_not_replayed(
+    tmp_path: Path,
+) -> None:
+    import marshal
+
+    journal = Journal(tmp_path / ".audit.log.journal")
+    assert journal.append(marshal.dumps(("one", 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)))
+    journal.close()
+    trail = trail_at(tmp_path, Clock())  # starts, writes nothing, goes on
+    call(trail, "one.user.update", 1, "", 1)
+    trail.close()
+    assert [r["seq"] for r in lines(tmp_path)] == [1]
+    assert verify([tmp_path / "audit.log"]).ok
