@@ -82,9 +82,6 @@ class OneXMLRPC(Resource):
             except Exception:
                 self.log.failure("Unexpected error serving a call")
                 payload = []
-            send(payload)
-
-        def send(payload: list[bytes]) -> None:
             if finished["done"]:
                 return
             if not payload:

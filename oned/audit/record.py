@@ -80,7 +80,7 @@ class Masker:
 
     def params_json(self, method: str, params: tuple[Any, ...]) -> str:
         """``params`` as the record's JSON array (the session left out)."""
-        return self._array(params, 1, self._hidden.get(method))
+        return self.stored_json(self.stored(method, params))
 
     def stored(self, method: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
         """What the journal keeps of ``params``: all but the session, the hidden
@@ -92,19 +92,12 @@ class Masker:
         return rest
 
     def stored_json(self, stored: tuple[Any, ...]) -> str:
-        """``stored`` parameters (``stored``) as the record's JSON array."""
-        return self._array(stored, 0, None)
-
-    def _array(self, params: tuple[Any, ...], first: int, hidden: frozenset[int] | None) -> str:
-        """The JSON array of ``params[first:]``, written directly for the ints and
-        strings nearly every call has; past MAX_PARAMS only its size and hash."""
+        """``stored`` parameters as the record's JSON array, written directly for the
+        ints and strings nearly every call has; past MAX_PARAMS only its size and hash."""
         parts = []
-        for i in range(first, len(params)):
-            value = params[i]
+        for value in stored:
             kind = type(value)
-            if hidden is not None and i in hidden:
-                parts.append('"****"')
-            elif kind is str:
+            if kind is str:
                 parts.append(_quote(self.text(value)))
             elif kind is int:
                 parts.append(str(value))
@@ -177,7 +170,7 @@ def line(
 ) -> bytes:  # fmt: skip
     """The record's JSON line (keys in the documented order), built without a dict:
     this runs once per call. ``who``, ``peer`` and ``method`` come from ``who_json``,
-    ``peer_json`` and ``quote`` (cached by the trail), ``args`` from ``params_json``."""
+    ``peer_json`` and ``quote`` (cached by the trail), ``args`` from ``stored_json``."""
     ok, code, oid, error = ending
     tail = f',"id":{oid}' if oid is not None else ""
     if error is not None:
