@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IListeningPort, IReactorProcess, IReactorTCP, IReactorTime
 
 from oned._async import async_to_deferred
 from oned.api import build_registry
@@ -90,7 +90,8 @@ class OnedService(Service):
                 await manager.start()
         if self.sink is not None:
             self.sink.attach_clock(clock)
-        self.manager = RequestManager(self.core, build_registry(), self.sink)
+        processes = self.reactor if IReactorProcess.providedBy(self.reactor) else None
+        self.manager = RequestManager(self.core, build_registry(), self.sink, processes)
         self.site = OneSite(
             OneXMLRPC(self.manager),
             clock,

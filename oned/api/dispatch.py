@@ -12,7 +12,7 @@ import re
 from typing import Any
 from xmlrpc.client import Fault
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.internet.task import deferLater
 
 from oned.api.codec import (
@@ -27,6 +27,7 @@ from oned.api.context import Call
 from oned.api.registry import Registry
 from oned.audit.settings import AuditSettings
 from oned.audit.trail import AuditEntry, AuditTrail
+from oned.config import ConfigError
 from oned.core import Core
 from oned.errors import (
     AuthenticationError,
@@ -129,8 +130,16 @@ class RequestManager:
 
     log = logger("ReM")
 
-    def __init__(self, core: Core, registry: Registry, sink: LogSink | None = None) -> None:
+    def __init__(
+        self,
+        core: Core,
+        registry: Registry,
+        sink: LogSink | None = None,
+        processes: IReactorProcess | None = None,
+    ) -> None:
         self.core = core
+        #: Starts the audit scribe (the daemon's reactor; None: the trail writes itself).
+        self._processes = processes
         self.registry = registry
         self._ids = itertools.count(1)
         fmt = core.config.log_call_format or "Req:%i UID:%u IP:%A %m invoked %l20"
@@ -152,16 +161,20 @@ class RequestManager:
             _HIDDEN,
             [a for n in core.config.template.names() if n.endswith("_ENCRYPTED_ATTR")
              for a in core.attr_list(n)],
+            scribe=self._processes,
         )  # fmt: skip
 
     def reload_audit(self, settings: AuditSettings) -> None:
         """Switch to new AUDIT settings (SIGHUP): the records kept so far are written
         where the old ones said, the next calls are recorded as the new ones say (a
         file's chain goes on from its last record). Raises ``ConfigError``."""
-        self.audit.flush()  # the journal is empty before the new trail opens it
-        trail = self._audit_trail(settings)
-        old, self.audit = self.audit, trail
-        old.close()
+        previous = self.audit.settings
+        self.audit.close()  # every record written, the scribe stopped, the journal free
+        try:
+            self.audit = self._audit_trail(settings)
+        except ConfigError:
+            self.audit = self._audit_trail(previous)
+            raise
         self.log.info(
             "Audit trail: MODE {mode}, DESTINATION {dest} (reloaded)",
             mode=settings.mode,

@@ -40,7 +40,12 @@ def journal_path(log: Path) -> Path:
 
 
 class Journal:
-    """Frames appended to a shared mapping of ``path``; ``recover`` reads them back."""
+    """Frames appended to a shared mapping of ``path``; ``recover`` reads them back.
+
+    The mapping is two halves. Frames go to the ``active`` one; the trail either builds
+    and writes them itself (then ``clear``) or, with a scribe, hands it the active half's
+    frames (``take``) and goes on in the other half, forgetting the taken ones (``release``)
+    once the scribe says its records are in the log."""
 
     def __init__(self, path: Path, size: int = 0, sync: bool = False) -> None:
         self.path = path
@@ -58,55 +63,113 @@ class Journal:
         finally:
             os.close(fd)
         self.size = size
-        self.pos = 0  # where the next frame goes; frames before it are unwritten records
+        self.half = size // 2
+        self.active = 0  # the half frames go to
+        self.pos = 0  # where the next frame goes in it; frames before it are unwritten
+        self._taken = [0, 0]  # bytes of frames in each half handed to a scribe
 
     def append(self, payload: bytes) -> bool:
         """Copy one frame in; False when it does not fit (write the records, ``clear``)."""
         mapping = self._map
         end = self.pos + _HEAD.size + len(payload)
-        if end > self.size or mapping is None:
+        if end > self.half or mapping is None:
             return False
-        mapping[self.pos : end] = _HEAD.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+        base = self.active * self.half
+        mapping[base + self.pos : base + end] = (
+            _HEAD.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
+        )
         if self.sync:
-            start = self.pos - self.pos % mmap.ALLOCATIONGRANULARITY
-            mapping.flush(start, end - start)
+            start = base + self.pos - (base + self.pos) % mmap.ALLOCATIONGRANULARITY
+            mapping.flush(start, base + end - start)
         self.pos = end
         return True
 
+    def take(self) -> tuple[int, bytes]:
+        """The active half's frames (for a scribe); frames go to the other half from
+        now on, which must have been released."""
+        half, used = self.active, self.pos
+        base = half * self.half
+        data = self._map[base : base + used] if self._map is not None else b""
+        self._taken[half] = used
+        self.active, self.pos = 1 - half, 0
+        return half, data
+
+    def release(self, half: int) -> None:
+        """Forget the frames ``take`` handed out of ``half`` (they are in the log)."""
+        self._zero(half * self.half, self._taken[half])
+        self._taken[half] = 0
+
     def clear(self) -> None:
-        """Forget the frames (their records are in the log): zero what they used."""
-        if self.pos and self._map is not None:
-            self._map[: self.pos] = bytes(self.pos)
+        """Forget every frame (their records are in the log): zero what they used."""
+        self._zero(self.active * self.half, self.pos)
+        for half in (0, 1):
+            self.release(half)
+        self.active, self.pos = 0, 0
+
+    def _zero(self, start: int, length: int) -> None:
+        if length and self._map is not None:
+            self._map[start : start + length] = bytes(length)
             if self.sync:
-                self._map.flush(0, self.pos)
-        self.pos = 0
+                self._map.flush(start - start % mmap.ALLOCATIONGRANULARITY,
+                                length + start % mmap.ALLOCATIONGRANULARITY)  # fmt: skip
 
     def recover(self) -> list[tuple[Any, ...]]:
-        """The payloads of the whole frames from the start, in order."""
-        found: list[tuple[Any, ...]] = []
+        """The payloads of the whole frames in both halves (a frame of an older,
+        one-region journal may run on into the second half)."""
         mapping = self._map
         if mapping is None:
-            return found
-        pos = 0
-        while pos + _HEAD.size <= self.size:
-            magic, length, crc = _HEAD.unpack_from(mapping, pos)
-            start, end = pos + _HEAD.size, pos + _HEAD.size + length
-            if magic != _MAGIC or end > self.size:
-                break
-            payload = mapping[start:end]
-            if zlib.crc32(payload) != crc:
-                break
-            try:
-                raw = marshal.loads(payload)  # noqa: S302 (our own 0600 file, CRC-checked)
-            except (ValueError, EOFError, TypeError):
-                break
-            if not isinstance(raw, tuple):
-                break
-            found.append(raw)
-            pos = end
-        return found
+            return []
+        return frames(mapping, 0, self.size) + frames(mapping, self.half, self.size)
 
     def close(self) -> None:
         if self._map is not None:
             self._map.close()
             self._map = None
+
+
+def frames(data: Any, pos: int = 0, end: int | None = None) -> list[tuple[Any, ...]]:
+    """The payloads of the whole frames in ``data[pos:end]``, in order: the scan stops
+    at the first one that is not whole (a copy cut by a crash, or zeroes)."""
+    found: list[tuple[Any, ...]] = []
+    end = len(data) if end is None else end
+    while pos + _HEAD.size <= end:
+        magic, length, crc = _HEAD.unpack_from(data, pos)
+        start, stop = pos + _HEAD.size, pos + _HEAD.size + length
+        if magic != _MAGIC or stop > end:
+            break
+        payload = data[start:stop]
+        if zlib.crc32(payload) != crc:
+            break
+        try:
+            raw = marshal.loads(payload)  # noqa: S302 (our own 0600 file, CRC-checked)
+        except (ValueError, EOFError, TypeError):
+            break
+        if not isinstance(raw, tuple):
+            break
+        found.append(raw)
+        pos = stop
+    return found
+
+
+def wait_for_scribe(path: Path, timeout: float, poll: float = 0.01) -> bool:
+    """Wait (up to ``timeout`` seconds) until no scribe holds ``path``'s lock: a
+    scribe holds it while it may write the log, so the daemon writes only after this.
+    False when one still held it at the deadline."""
+    import fcntl
+    import time
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(poll)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return True
+    finally:
+        os.close(fd)

@@ -93,13 +93,13 @@ def test_a_torn_last_frame_is_left_out(tmp_path: Path) -> None:
 def test_a_full_journal_writes_the_records_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(journal_module, "SIZE", 400)
+    monkeypatch.setattr(journal_module, "SIZE", 1000)  # halves of 500 bytes: 3 frames
     clock = Clock()
     trail = trail_at(tmp_path, clock)
     for n in range(6):
         call(trail, "one.user.update", n, "", 1)
     assert 0 < len(lines(tmp_path)) < 6  # written when the journal filled up
-    call(trail, "one.user.update", 6, "x" * 1000, 1)  # bigger than the whole journal
+    call(trail, "one.user.update", 6, "x" * 1000, 1)  # bigger than a whole half
     assert [r["params"][0] for r in lines(tmp_path)] == list(range(7))
     assert verify([tmp_path / "audit.log"]).ok
 
