@@ -856,6 +856,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _locked(path: Path) -> bool:
+    """Whether a process holds ``path``'s flock (the audit scribe holds its journal's)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 class AuditedOned:
     """``python -m oned -f`` from this checkout (this interpreter) on a free port, in a
     temporary ONE_LOCATION, whose AUDIT MODE is switched between measurements by
@@ -922,6 +939,24 @@ class AuditedOned:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise SystemExit(f"oned did not reload its AUDIT settings; see {self.root}")
             time.sleep(0.02)
+        if mode != "off":  # a reload starts a new scribe: measure once it is up
+            journal = self.root / "var" / f".audit-{mode}.log.journal"
+            while not _locked(journal) and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    def scribe_pid(self) -> int | None:
+        """The audit scribe oned runs (None: none, the daemon writes the log itself)."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == self.proc.pid and b"oned.audit.scribe" in cmdline:
+                return int(entry.name)
+        return None
 
     def log_bytes(self, mode: str) -> int:
         path = self.root / "var" / f"audit-{mode}.log"
@@ -949,7 +984,7 @@ def compare_audit(args: argparse.Namespace) -> int:
     import statistics
 
     session: str = args.session
-    samples: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
+    samples: dict[tuple[str, int, str], list[tuple[float, float, float]]] = {}
     daemon = AuditedOned(session.split(":", 1)[1])
     try:
         pid = daemon.proc.pid
@@ -970,13 +1005,19 @@ def compare_audit(args: argparse.Namespace) -> int:
                 for clients in args.clients:
                     for mode in order:
                         daemon.switch(mode)
+                        scribe = daemon.scribe_pid()
                         cpu0 = cpu_seconds(pid)
+                        scribe0 = cpu_seconds(scribe) if scribe else 0.0
                         m = measure(daemon.endpoint, f"one.{method}", params[method],
                                     clients, args.processes, args.duration)  # fmt: skip
                         cpu = cpu_seconds(pid) - cpu0
-                        per_call = cpu / m.calls * 1e6 if m.calls else float("nan")
+                        try:
+                            scribe_cpu = cpu_seconds(scribe) - scribe0 if scribe else 0.0
+                        except OSError:  # it was replaced during the measurement
+                            scribe_cpu = float("nan")
+                        calls = m.calls or float("nan")
                         samples.setdefault((method, clients, mode), []).append(
-                            (m.calls_per_s, per_call)
+                            (m.calls_per_s, cpu / calls * 1e6, scribe_cpu / calls * 1e6)
                         )
                         if m.errors:
                             print(f"  {mode}: {m.errors} errors: {m.first_error[:200]}")
@@ -985,7 +1026,7 @@ def compare_audit(args: argparse.Namespace) -> int:
         daemon.stop()
     header = (
         f"{'method':<18} {'clients':>7} {'audit':>7} {'calls/s':>9} {'vs off':>7} "
-        f"{'cpu us/call':>11} {'vs off':>7} {'middle half':>15}"
+        f"{'cpu us/call':>11} {'vs off':>7} {'middle half':>15} {'scribe us/call':>14}"
     )
     print(header)
     print("-" * len(header))
@@ -994,19 +1035,23 @@ def compare_audit(args: argparse.Namespace) -> int:
             base = samples[(method, clients, "off")]
             for mode in AUDIT_MODES:
                 got = samples[(method, clients, mode)]
-                rate = statistics.median(r for r, _ in got)
-                cpu = statistics.median(c for _, c in got)
-                rate_vs = statistics.median(r / b for (r, _), (b, _) in zip(got, base, strict=True))
-                ratios = sorted(c / b for (_, c), (_, b) in zip(got, base, strict=True))
+                rate = statistics.median(r for r, _, _ in got)
+                cpu = statistics.median(c for _, c, _ in got)
+                scribe_us = statistics.median(s for _, _, s in got)
+                rate_vs = statistics.median(
+                    r / b for (r, _, _), (b, _, _) in zip(got, base, strict=True)
+                )
+                ratios = sorted(c / b for (_, c, _), (_, b, _) in zip(got, base, strict=True))
                 cpu_vs = statistics.median(ratios)
                 low, high = ratios[len(ratios) // 4], ratios[(len(ratios) * 3) // 4]
                 spread = f"{(low - 1) * 100:+.1f}..{(high - 1) * 100:+.1f}%"
                 print(
                     f"{method:<18} {clients:>7} {mode:>7} {rate:>9.0f} "
                     f"{(rate_vs - 1) * 100:>+6.1f}% {cpu:>11.1f} "
-                    f"{(cpu_vs - 1) * 100:>+6.1f}% {spread:>13}"
+                    f"{(cpu_vs - 1) * 100:>+6.1f}% {spread:>13} {scribe_us:>14.1f}"
                 )
-    print("vs off: median of the per-round ratios; middle half: their quartiles (the noise)")
+    print("vs off: median of the per-round ratios; middle half: their quartiles (the noise);")
+    print("scribe: CPU time per call of the process that writes the audit log for oned")
     print("audit log bytes: " + ", ".join(f"{m} {n}" for m, n in log_sizes.items()))
     return 0
 
