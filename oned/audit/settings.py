@@ -1,4 +1,5 @@
-"""``AUDIT = [ MODE, DESTINATION, PATH, MAX_SIZE, KEEP, FSYNC, FACILITY ]`` in oned.conf."""
+"""``AUDIT = [ MODE, DESTINATION, PATH, MAX_SIZE, KEEP, FSYNC, WRITE_DELAY, FACILITY ]``
+in oned.conf."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class AuditSettings:
     max_size_mb: int = 100  # rotate when the file would grow past this (0: never)
     keep: int = 0  # rotated files to keep (0: all)
     fsync: float = 1.0  # seconds between fsyncs; 0 after every record; -1 never
+    write_delay: float = 0.05  # seconds a record waits in the journal for its batch
     facility: str = "authpriv"
 
     @classmethod
@@ -50,6 +52,7 @@ class AuditSettings:
             max_size_mb=int(_number(values, "MAX_SIZE", cls.max_size_mb, integer=True)),
             keep=int(_number(values, "KEEP", cls.keep, integer=True)),
             fsync=_number(values, "FSYNC", cls.fsync, integer=False),
+            write_delay=_write_delay(values),
             facility=facility,
         )
 
@@ -70,3 +73,10 @@ def _number(values: dict[str, str], key: str, default: float, *, integer: bool) 
     if key != "FSYNC" and value < 0:
         raise ValueError(f"AUDIT {key} must not be negative, got {raw!r}")
     return value
+
+
+def _write_delay(values: dict[str, str]) -> float:
+    delay = _number(values, "WRITE_DELAY", AuditSettings.write_delay, integer=False)
+    if not 0.001 <= delay <= 10:
+        raise ValueError(f"AUDIT WRITE_DELAY must be 0.001 to 10 seconds, got {delay:g}")
+    return delay

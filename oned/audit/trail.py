@@ -3,7 +3,7 @@ answer is ready, ``malformed`` for a body that is not a call.
 
 ``end`` keeps the record's raw fields (``record.Raw``) and copies them into the journal
 (``oned.audit.journal``: a shared file mapping, no system call) before the answer can
-go out, so a ``kill -9`` loses no record of an acknowledged call. Every ``WRITE_DELAY``
+go out, so a ``kill -9`` loses no record of an acknowledged call. Every WRITE_DELAY
 seconds the records kept are built, chained (in the order the calls ended) and written
 to the log with one ``write(2)`` (``flush``): one warm loop over many records costs far
 less than a build and a write per call between two calls' worth of other work.
@@ -42,8 +42,9 @@ from oned.errors import ErrorCode, RpcFault
 from oned.log import logger
 
 _SECURITY_REFUSALS = (int(ErrorCode.AUTHENTICATION), int(ErrorCode.AUTHORIZATION))
-#: Seconds a record waits in the journal for its batch to be written to the log.
-WRITE_DELAY = 0.05
+#: Seconds a record waits in the journal for its batch to be written to the log
+#: (AUDIT WRITE_DELAY, this by default).
+WRITE_DELAY = AuditSettings.write_delay
 #: Seconds before a scribe that died is replaced (doubled while they die young).
 SCRIBE_RESTART = 5.0
 SCRIBE_RESTART_MAX = 300.0
@@ -93,6 +94,7 @@ class AuditTrail:
         self.monotonic = monotonic
         self.enabled = sink is not None
         self._all = settings.mode == "all"
+        self._delay = settings.write_delay
         self._read_only: dict[str, bool] = {}
         self._timer: IDelayedCall | None = None
         self._kept: list[rec.Raw] = []  # ended, not written to the log yet (no scribe)
@@ -268,7 +270,7 @@ class AuditTrail:
         if self.link is not None:
             if journal.append(payload):
                 if self._timer is None:
-                    self._timer = self.clock.callLater(WRITE_DELAY, self.flush)
+                    self._timer = self.clock.callLater(self._delay, self.flush)
                 return
             self._take_over()  # the scribe is a journal half behind, or a huge record
             self._schedule_hand_over()
@@ -276,7 +278,7 @@ class AuditTrail:
         if not journal.append(payload):
             self.flush()  # the journal is full (or the record too big for it)
         elif self._timer is None:
-            self._timer = self.clock.callLater(WRITE_DELAY, self.flush)
+            self._timer = self.clock.callLater(self._delay, self.flush)
 
     def flush(self) -> None:
         """Write the records kept so far (or send them to the scribe)."""
@@ -327,7 +329,7 @@ class AuditTrail:
         journal.release(self._in_flight)
         self._in_flight = None
         if journal.pos and self._timer is None:
-            self._timer = self.clock.callLater(WRITE_DELAY, self.flush)
+            self._timer = self.clock.callLater(self._delay, self.flush)
         if self.clock.seconds() - self._link_started > 60:
             self._restart_delay = SCRIBE_RESTART  # it lived: the next one is not hurried
 

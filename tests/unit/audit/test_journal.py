@@ -163,3 +163,13 @@ def test_a_frame_with_fields_of_the_wrong_types_is_reported_not_replayed(
     trail.close()
     assert [r["seq"] for r in lines(tmp_path)] == [1]
     assert verify([tmp_path / "audit.log"]).ok
+
+
+def test_write_delay_sets_how_long_records_wait_for_their_batch(tmp_path: Path) -> None:
+    clock = Clock()
+    trail = trail_at(tmp_path, clock, write_delay=0.5)
+    call(trail, "one.user.update", 1, "", 1)
+    clock.advance(WRITE_DELAY)
+    assert lines(tmp_path) == []
+    clock.advance(0.5)
+    assert [r["seq"] for r in lines(tmp_path)] == [1]
