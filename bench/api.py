@@ -705,6 +705,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--rounds", type=int, default=12, help="--compare-audit: interleaved rounds")
     ap.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--compare-audit: instead count the daemon's instructions per call over N calls "
+        "in each mode under callgrind (valgrind): the figure a noisy machine cannot distort",
+    )
+    ap.add_argument(
         "--pools",
         type=int,
         default=0,
@@ -738,6 +746,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.compare_audit and args.instructions:
+        from audit_instructions import count_audit_instructions
+
+        return count_audit_instructions(args)
     if args.compare_audit:
         return compare_audit(args)
     endpoint = Endpoint.parse(args.endpoint)
@@ -880,7 +892,9 @@ class AuditedOned:
     one process leaves out what differs between two processes started alike (memory
     layout, which core they share with the load): several percent on this machine."""
 
-    def __init__(self, password: str) -> None:
+    def __init__(self, password: str, mode: str = "off", audit: str = "",
+                 wrapper: list[str] | None = None, start_timeout: float = 60) -> None:  # fmt: skip
+        """``audit``: more AUDIT attributes; ``wrapper``: a command oned runs under."""
         import subprocess
         import tempfile
 
@@ -890,7 +904,8 @@ class AuditedOned:
         (self.root / "etc").mkdir()
         conf = (packaged_share() / "etc" / "oned.conf").read_text()
         self.conf = conf.replace("-p 2101 -l 2102", "-p 0 -l 0")  # hook bus: own ports
-        self.mode = "off"
+        self.mode = mode
+        self.audit = f", {audit}" if audit else ""
         self._write_conf()
         (self.root / "one_auth").write_text(f"oneadmin:{password}\n")
         with socket.socket() as sock:
@@ -901,10 +916,10 @@ class AuditedOned:
         env.pop("NOTIFY_SOCKET", None)
         with (self.root / "stdout.log").open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "oned", "-f", "--port", str(port)],
+                [*(wrapper or []), sys.executable, "-m", "oned", "-f", "--port", str(port)],
                 env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.root,
             )  # fmt: skip
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -915,7 +930,7 @@ class AuditedOned:
         raise SystemExit(f"oned did not start; see {self.root / 'stdout.log'}")
 
     def _write_conf(self) -> None:
-        audit = f'AUDIT = [ MODE = "{self.mode}", PATH = "audit-{self.mode}.log" ]'
+        audit = f'AUDIT = [ MODE = "{self.mode}", PATH = "audit-{self.mode}.log"{self.audit} ]'
         (self.root / "etc" / "oned.conf").write_text(f"{self.conf}\n{audit}\n")
 
     def _reloads(self) -> int:
@@ -962,14 +977,14 @@ class AuditedOned:
         path = self.root / "var" / f"audit-{mode}.log"
         return path.stat().st_size if path.exists() else 0
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
         import shutil
         import signal
 
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(30)
+                self.proc.wait(timeout)
             except Exception:
                 self.proc.kill()
         shutil.rmtree(self.root, ignore_errors=True)
