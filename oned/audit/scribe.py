@@ -13,7 +13,8 @@ write, so the daemon, which writes the log itself whenever the scribe is gone (k
 crashed, being replaced), waits for the lock first and never writes beside it.
 
 It rotates the log and follows logrotate as ``ChainedFile`` does in the daemon, fsyncs
-every FSYNC seconds, and ends, fsyncing, when its stdin closes (the daemon is gone).
+every FSYNC seconds, runs at nice ``NICE`` and ends, fsyncing, when its stdin closes (the
+daemon is gone).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from oned.audit.journal import frames
 from oned.audit.writer import ChainedFile
 
 LENGTH = struct.Struct("<I")
+#: How much nicer than oned the scribe runs.
+NICE = 10
 
 
 def scribe_config(path: Path, journal: Path, max_size: int, keep: int, fsync: float,
@@ -112,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     # to the daemon's process group is not for the scribe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Writing the log is background work: on a busy machine the API goes first (the
+    # journal holds a few seconds of records; past that oned writes them itself).
+    os.nice(NICE)
     lock = os.open(config["journal"], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)  # the daemon has stopped writing the log
     try:
