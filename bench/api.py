@@ -852,6 +852,12 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------- audit modes
 
 AUDIT_MODES = ("off", "writes", "all")
+#: MODE off measured a second time in every round: how far two identical series differ
+#: on this machine (the noise the other figures carry).
+CONTROL = "off-again"
+#: Seconds of unmeasured load after a switch: a reload kills and forks a scribe, whose
+#: after-effects in oned (copy-on-write faults, cold caches) are not the trail's cost.
+SETTLE = 0.5
 
 
 def round_order(turn: int, modes: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -930,7 +936,8 @@ class AuditedOned:
         raise SystemExit(f"oned did not start; see {self.root / 'stdout.log'}")
 
     def _write_conf(self) -> None:
-        audit = f'AUDIT = [ MODE = "{self.mode}", PATH = "audit-{self.mode}.log"{self.audit} ]'
+        mode = "off" if self.mode == CONTROL else self.mode
+        audit = f'AUDIT = [ MODE = "{mode}", PATH = "audit-{mode}.log"{self.audit} ]'
         (self.root / "etc" / "oned.conf").write_text(f"{self.conf}\n{audit}\n")
 
     def _reloads(self) -> int:
@@ -939,12 +946,13 @@ class AuditedOned:
         except OSError:
             return 0
 
-    def switch(self, mode: str) -> None:
-        """Record calls as AUDIT MODE ``mode`` from now on (waits for the reload)."""
+    def switch(self, mode: str) -> bool:
+        """Record calls as AUDIT MODE ``mode`` from now on (waits for the reload);
+        whether it was another mode."""
         import signal
 
         if mode == self.mode:
-            return
+            return False
         self.mode = mode
         self._write_conf()
         seen = self._reloads()
@@ -958,6 +966,7 @@ class AuditedOned:
             journal = self.root / "var" / f".audit-{mode}.log.journal"
             while not _locked(journal) and time.monotonic() < deadline:
                 time.sleep(0.02)
+        return True
 
     def scribe_pid(self) -> int | None:
         """The audit scribe oned runs (None: none, the daemon writes the log itself)."""
@@ -1015,11 +1024,13 @@ def compare_audit(args: argparse.Namespace) -> int:
             measure(daemon.endpoint, f"one.{method}", params[method], max(args.clients),
                     args.processes, 2.0)  # fmt: skip
         for turn in range(args.rounds):
-            order = round_order(turn, AUDIT_MODES)
+            order = round_order(turn, (*AUDIT_MODES, CONTROL))
             for method in args.method_list:
                 for clients in args.clients:
                     for mode in order:
-                        daemon.switch(mode)
+                        if daemon.switch(mode):  # steady state: not the reload's aftermath
+                            measure(daemon.endpoint, f"one.{method}", params[method], clients,
+                                    args.processes, SETTLE)  # fmt: skip
                         scribe = daemon.scribe_pid()
                         cpu0 = cpu_seconds(pid)
                         scribe0 = cpu_seconds(scribe) if scribe else 0.0
@@ -1040,7 +1051,7 @@ def compare_audit(args: argparse.Namespace) -> int:
     finally:
         daemon.stop()
     header = (
-        f"{'method':<18} {'clients':>7} {'audit':>7} {'calls/s':>9} {'vs off':>7} "
+        f"{'method':<18} {'clients':>7} {'audit':>9} {'calls/s':>9} {'vs off':>7} "
         f"{'cpu us/call':>11} {'vs off':>7} {'middle half':>15} {'scribe us/call':>14}"
     )
     print(header)
@@ -1048,7 +1059,7 @@ def compare_audit(args: argparse.Namespace) -> int:
     for method in args.method_list:
         for clients in args.clients:
             base = samples[(method, clients, "off")]
-            for mode in AUDIT_MODES:
+            for mode in (*AUDIT_MODES, CONTROL):
                 got = samples[(method, clients, mode)]
                 rate = statistics.median(r for r, _, _ in got)
                 cpu = statistics.median(c for _, c, _ in got)
@@ -1061,11 +1072,12 @@ def compare_audit(args: argparse.Namespace) -> int:
                 low, high = ratios[len(ratios) // 4], ratios[(len(ratios) * 3) // 4]
                 spread = f"{(low - 1) * 100:+.1f}..{(high - 1) * 100:+.1f}%"
                 print(
-                    f"{method:<18} {clients:>7} {mode:>7} {rate:>9.0f} "
+                    f"{method:<18} {clients:>7} {mode:>9} {rate:>9.0f} "
                     f"{(rate_vs - 1) * 100:>+6.1f}% {cpu:>11.1f} "
                     f"{(cpu_vs - 1) * 100:>+6.1f}% {spread:>13} {scribe_us:>14.1f}"
                 )
-    print("vs off: median of the per-round ratios; middle half: their quartiles (the noise);")
+    print("vs off: median of the per-round ratios; middle half: their quartiles;")
+    print(f"{CONTROL}: MODE off measured again, the noise of the figures above;")
     print("scribe: CPU time per call of the process that writes the audit log for oned")
     print("audit log bytes: " + ", ".join(f"{m} {n}" for m, n in log_sizes.items()))
     return 0

@@ -252,7 +252,7 @@ def audit_rows(args: argparse.Namespace) -> None:
     if args.no_audit:
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from api import AuditedOned, round_order
+    from api import SETTLE, AuditedOned, round_order
 
     rates: dict[str, float] = {}
     daemon = AuditedOned("bench-pw")
@@ -263,7 +263,8 @@ def audit_rows(args: argparse.Namespace) -> None:
         for turn in range(args.rounds):
             order = round_order(turn, AUDIT_MODES)
             for mode, _ in order:
-                daemon.switch(mode)
+                if daemon.switch(mode):  # measure the steady state, not the reload
+                    _mixed(endpoint, "oneadmin:bench-pw", SETTLE)
                 work = [(endpoint, "oneadmin:bench-pw", slice_s)] * args.procs
                 counts = run_procs(_mixed, work)
                 rates[mode] = rates.get(mode, 0.0) + sum(counts) / args.duration
