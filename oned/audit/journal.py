@@ -18,10 +18,12 @@ written. A scan stops at the first frame that is not whole (a copy cut by a cras
 
 from __future__ import annotations
 
+import fcntl
 import marshal
 import mmap
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -155,9 +157,6 @@ def wait_for_scribe(path: Path, timeout: float, poll: float = 0.01) -> bool:
     """Wait (up to ``timeout`` seconds) until no scribe holds ``path``'s lock: a
     scribe holds it while it may write the log, so the daemon writes only after this.
     False when one still held it at the deadline."""
-    import fcntl
-    import time
-
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         deadline = time.monotonic() + timeout

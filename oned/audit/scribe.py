@@ -42,10 +42,11 @@ NICE = 10
 
 def scribe_config(path: Path, journal: Path, max_size: int, keep: int, fsync: float,
                   secret_attrs: list[str]) -> str:  # fmt: skip
-    """The CONFIG argument for a scribe writing ``path``."""
+    """The CONFIG argument for a scribe writing ``path`` (paths made absolute: the
+    scribe runs in the package's directory)."""
     return json.dumps({
-        "path": str(path), "journal": str(journal), "max_size": max_size, "keep": keep,
-        "fsync": fsync, "secret_attrs": secret_attrs,
+        "path": str(path.absolute()), "journal": str(journal.absolute()), "max_size": max_size,
+        "keep": keep, "fsync": fsync, "secret_attrs": secret_attrs,
     })  # fmt: skip
 
 
