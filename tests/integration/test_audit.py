@@ -65,6 +65,16 @@ def burst(d: Daemon, prefix: str, stop: threading.Event, acked: list[tuple[str, 
         acked.append((name, uid))
 
 
+def start_bursts(d: Daemon, prefix: str, stop: threading.Event, acked: list[tuple[str, int]]
+                 ) -> list[threading.Thread]:  # fmt: skip
+    """Four ``burst`` threads, started."""
+    threads = [threading.Thread(target=burst, args=(d, f"{prefix}{t}u", stop, acked))
+               for t in range(4)]  # fmt: skip
+    for t in threads:
+        t.start()
+    return threads
+
+
 def test_burst_then_kill9_keeps_every_acknowledged_record(make_daemon: MakeDaemon,
                                                            tmp_path: Path) -> None:  # fmt: skip
     d = make_daemon(tmp_path / "one", extra_conf='AUDIT = [ MODE = "all", FSYNC = "0.2" ]')
@@ -72,9 +82,7 @@ def test_burst_then_kill9_keeps_every_acknowledged_record(make_daemon: MakeDaemo
     one = client(d)
     acked: list[tuple[str, int]] = []
     stop = threading.Event()
-    threads = [threading.Thread(target=burst, args=(d, f"b{t}u", stop, acked)) for t in range(4)]
-    for t in threads:
-        t.start()
+    threads = start_bursts(d, "b", stop, acked)
     time.sleep(1.0)
     stop.set()
     for t in threads:
@@ -96,9 +104,7 @@ def test_burst_then_kill9_keeps_every_acknowledged_record(make_daemon: MakeDaemo
     # kill -9 in the middle of a burst
     acked.clear()
     stop.clear()
-    threads = [threading.Thread(target=burst, args=(d, f"k{t}u", stop, acked)) for t in range(4)]
-    for t in threads:
-        t.start()
+    threads = start_bursts(d, "k", stop, acked)
     time.sleep(1.0)
     d.stop(signal.SIGKILL)
     for t in threads:

@@ -22,7 +22,7 @@ from oned.audit.trail import SCRIBE_RESTART
 from oned.audit.verify import verify
 
 from .conftest import MakeDaemon
-from .test_audit import burst, client, records
+from .test_audit import client, records, start_bursts
 from .test_audit import verify as verify_cli
 
 pytestmark = pytest.mark.slow
@@ -92,9 +92,7 @@ def test_a_scribe_killed_in_a_burst_loses_nothing(make_daemon: MakeDaemon, tmp_p
     (first,) = scribes_of(d.proc.pid)
     acked: list[tuple[str, int]] = []
     stop = threading.Event()
-    threads = [threading.Thread(target=burst, args=(d, f"s{t}u", stop, acked)) for t in range(4)]
-    for t in threads:
-        t.start()
+    threads = start_bursts(d, "s", stop, acked)
     time.sleep(0.5)
     os.kill(first, signal.SIGKILL)
     time.sleep(0.5)
