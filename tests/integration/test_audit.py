@@ -27,14 +27,24 @@ def client(d: Daemon, session: str | None = None) -> pyone.OneServer:
     return pyone.OneServer(d.url, session=session or d.session, timeout=30)
 
 
-def settle() -> None:
-    """Let the daemon write the last calls' batch (records wait WRITE_DELAY in the
-    journal before they reach the log)."""
-    time.sleep(WRITE_DELAY * 4)
+def settle(d: Daemon) -> None:
+    """Wait until every answered call's record is in the log: the journal holds no frame
+    (a record waits WRITE_DELAY for its batch, and at start for the scribe to start)."""
+    journal = d.root / "var" / ".audit.log.journal"
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        try:
+            data = journal.read_bytes()
+        except FileNotFoundError:
+            return
+        half = len(data) // 2  # a half's first frame, if any, starts at its start
+        if data[:2] != b"AJ" and data[half : half + 2] != b"AJ":
+            return
+        time.sleep(WRITE_DELAY / 2)
 
 
 def verify(d: Daemon) -> subprocess.CompletedProcess[str]:
-    settle()
+    settle(d)
     return subprocess.run(
         [sys.executable, "-m", "oned.audit", "verify"],
         env=d.env,
@@ -46,7 +56,7 @@ def verify(d: Daemon) -> subprocess.CompletedProcess[str]:
 
 
 def records(d: Daemon) -> list[dict[str, Any]]:
-    settle()
+    settle(d)
     text = (d.root / "var" / "audit.log").read_text()
     return [json.loads(line) for line in text.splitlines()]
 
