@@ -108,6 +108,13 @@ class Journal:
             self.release(half)
         self.active, self.pos = 0, 0
 
+    def wipe(self) -> None:
+        """Zero the whole file (after ``recover``: frames a killed daemon left are not
+        known to this one's ``clear``)."""
+        self._zero(0, self.size)
+        self._taken = [0, 0]
+        self.active, self.pos = 0, 0
+
     def _zero(self, start: int, length: int) -> None:
         if length and self._map is not None:
             self._map[start : start + length] = bytes(length)

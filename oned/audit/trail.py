@@ -196,7 +196,7 @@ class AuditTrail:
             return 0
         finally:
             self._seq = max(self._seq, sink.seq)
-            self.journal.clear()
+            self.journal.wipe()
 
     def begin(self, method: str, params: tuple[Any, ...], peer: str) -> AuditEntry | None:
         """The entry of a call that may be recorded (None when the mode is off)."""
