@@ -972,7 +972,7 @@ class AuditedOned:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise SystemExit(f"oned did not reload its AUDIT settings; see {self.root}")
             time.sleep(0.02)
-        if mode != "off":  # a reload starts a new scribe: measure once it is up
+        if mode not in ("off", CONTROL):  # a reload starts a new scribe: wait for it
             journal = self.root / "var" / f".audit-{mode}.log.journal"
             while not _locked(journal) and time.monotonic() < deadline:
                 time.sleep(0.02)
