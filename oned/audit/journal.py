@@ -32,6 +32,7 @@ from typing import Any
 #: record does not fit is written to the log at once).
 SIZE = 8 << 20
 _HEAD = struct.Struct("<2sII")
+_HEAD_SIZE = _HEAD.size
 _MAGIC = b"AJ"
 
 
@@ -68,21 +69,25 @@ class Journal:
         self.half = size // 2
         self.active = 0  # the half frames go to
         self.pos = 0  # where the next frame goes in it; frames before it are unwritten
+        self._base = 0  # where the active half starts
         self._taken = [0, 0]  # bytes of frames in each half handed to a scribe
+
+    def _activate(self, half: int) -> None:
+        self.active, self.pos, self._base = half, 0, half * self.half
 
     def append(self, payload: bytes) -> bool:
         """Copy one frame in; False when it does not fit (write the records, ``clear``)."""
         mapping = self._map
-        end = self.pos + _HEAD.size + len(payload)
+        size = len(payload)
+        end = self.pos + _HEAD_SIZE + size
         if end > self.half or mapping is None:
             return False
-        base = self.active * self.half
-        mapping[base + self.pos : base + end] = (
-            _HEAD.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
-        )
+        start = self._base + self.pos
+        _HEAD.pack_into(mapping, start, _MAGIC, size, zlib.crc32(payload))
+        mapping[start + _HEAD_SIZE : self._base + end] = payload
         if self.sync:
-            start = base + self.pos - (base + self.pos) % mmap.ALLOCATIONGRANULARITY
-            mapping.flush(start, base + end - start)
+            page = start - start % mmap.ALLOCATIONGRANULARITY
+            mapping.flush(page, self._base + end - page)
         self.pos = end
         return True
 
@@ -93,7 +98,7 @@ class Journal:
         base = half * self.half
         data = self._map[base : base + used] if self._map is not None else b""
         self._taken[half] = used
-        self.active, self.pos = 1 - half, 0
+        self._activate(1 - half)
         return half, data
 
     def release(self, half: int) -> None:
@@ -106,14 +111,14 @@ class Journal:
         self._zero(self.active * self.half, self.pos)
         for half in (0, 1):
             self.release(half)
-        self.active, self.pos = 0, 0
+        self._activate(0)
 
     def wipe(self) -> None:
         """Zero the whole file (after ``recover``: frames a killed daemon left are not
         known to this one's ``clear``)."""
         self._zero(0, self.size)
         self._taken = [0, 0]
-        self.active, self.pos = 0, 0
+        self._activate(0)
 
     def _zero(self, start: int, length: int) -> None:
         if length and self._map is not None:

@@ -64,6 +64,8 @@ class Masker:
 
     def __init__(self, hidden: Mapping[str, Iterable[int]], secret_attrs: Iterable[str]) -> None:
         self._hidden = {m: frozenset(p) for m, p in hidden.items()}
+        #: The methods with a parameter oned hides (``stored`` masks it).
+        self.hiding = frozenset(self._hidden)
         names = {a.rpartition("/")[2].strip().upper() for a in secret_attrs}
         names.update(ALWAYS_SECRET)
         names.discard("")

@@ -42,6 +42,7 @@ from oned.errors import ErrorCode, RpcFault
 from oned.log import logger
 
 _SECURITY_REFUSALS = (int(ErrorCode.AUTHENTICATION), int(ErrorCode.AUTHORIZATION))
+_OK = rec.outcome("one.user.info", [True, "", 0])
 #: Seconds a record waits in the journal for its batch to be written to the log
 #: (AUDIT WRITE_DELAY, this by default).
 WRITE_DELAY = AuditSettings.write_delay
@@ -55,18 +56,21 @@ MARSHAL_VERSION = 2
 
 
 class AuditEntry:
-    """A call being served: filled in by the dispatcher as it learns more."""
+    """A call being served: filled in by the dispatcher as it learns more (made by
+    ``AuditTrail.begin`` without an ``__init__`` call: this runs for every call)."""
 
     __slots__ = ("caller", "method", "params", "peer", "read_only", "req_id", "started")
 
-    def __init__(self, method: str, params: tuple[Any, ...], peer: str, started: float) -> None:
-        self.read_only = False
-        self.method = method
-        self.params = params
-        self.peer = peer
-        self.started = started
-        self.req_id = -1
-        self.caller: Caller | None = None
+    method: str
+    params: tuple[Any, ...]
+    peer: str
+    started: float
+    read_only: bool
+    req_id: int
+    caller: Caller | None
+
+
+_new_entry = object.__new__
 
 
 class AuditTrail:
@@ -202,14 +206,18 @@ class AuditTrail:
         """The entry of a call that may be recorded (None when the mode is off)."""
         if not self.enabled:
             return None
-        entry = AuditEntry(method, params, peer, self.monotonic())
-        if not self._all:
-            read_only = self._read_only.get(method)
-            if read_only is None:
-                read_only = rec.is_read_only(method)
-                if len(self._read_only) < 4096:  # method names are the client's
-                    self._read_only[method] = read_only
-            entry.read_only = read_only
+        entry: AuditEntry = _new_entry(AuditEntry)
+        entry.method, entry.params, entry.peer = method, params, peer
+        entry.started, entry.req_id, entry.caller = self.monotonic(), -1, None
+        if self._all:
+            entry.read_only = False
+            return entry
+        read_only = self._read_only.get(method)
+        if read_only is None:
+            read_only = rec.is_read_only(method)
+            if len(self._read_only) < 4096:  # method names are the client's
+                self._read_only[method] = read_only
+        entry.read_only = read_only
         return entry
 
     def end(self, entry: AuditEntry | None, result: Any, error: BaseException | None = None
@@ -218,11 +226,16 @@ class AuditTrail:
         ``error`` what it raised instead (an XML-RPC fault)."""
         if entry is None:
             return
-        if entry.read_only and error is None and type(result) is list and result[:1] == [True]:
-            return  # MODE "writes", a read that succeeded: nothing to do
         ending: rec.Outcome
         if error is None:
-            ending = rec.outcome(entry.method, result)
+            if type(result) is list and len(result) > 1 and result[0] is True:
+                if entry.read_only:
+                    return  # MODE "writes", a read that succeeded: nothing to do
+                # (an answer that is not a number names no new object)
+                value = result[1]
+                ending = _OK if type(value) is str else rec.outcome(entry.method, result)
+            else:
+                ending = rec.outcome(entry.method, result)
         elif isinstance(error, RpcFault):
             ending = (False, error.fault_code, None, error.message)
         else:
@@ -235,26 +248,27 @@ class AuditTrail:
         """A body that is not an XML-RPC call (fault -503)."""
         if not self.enabled:
             return
-        entry = AuditEntry("", (), peer, self.monotonic())
-        self._write(entry, (False, -503, None, message[:1024]))
+        entry = self.begin("", (), peer)
+        if entry is not None:
+            entry.read_only = False
+            self._write(entry, (False, -503, None, message[:1024]))
 
     def _write(self, entry: AuditEntry, ending: rec.Outcome) -> None:
         """Keep the record for the next batch, in the journal (or write it now)."""
         ms = (self.monotonic() - entry.started) * 1000.0
-        caller = entry.caller
+        method, params, caller, masker = entry.method, entry.params, entry.caller, self.masker
+        stored = masker.stored(method, params) if method in masker.hiding else params[1:]
         if caller is None:
-            params = entry.params
             raw: rec.Raw = (
                 self._seq + 1, self.clock.seconds(), entry.req_id,
                 rec.session_user(params[0]) if params else None, -1, None, -1,
-                entry.peer, entry.method, self.masker.stored(entry.method, params), ending, ms,
+                entry.peer, method, stored, ending, ms,
             )  # fmt: skip
         else:
             raw = (
                 self._seq + 1, self.clock.seconds(), entry.req_id,
                 caller.uname, caller.uid, caller.gname, caller.gid,
-                entry.peer, entry.method, self.masker.stored(entry.method, entry.params),
-                ending, ms,
+                entry.peer, method, stored, ending, ms,
             )  # fmt: skip
         self._seq += 1
         journal = self.journal
