@@ -25,7 +25,7 @@ class AuditSettings:
     max_size_mb: int = 100  # rotate when the file would grow past this (0: never)
     keep: int = 0  # rotated files to keep (0: all)
     fsync: float = 1.0  # seconds between fsyncs; 0 after every record; -1 never
-    write_delay: float = 0.05  # seconds a record waits in the journal for its batch
+    write_delay: float = 0.2  # seconds a record waits in the journal for its batch
     facility: str = "authpriv"
 
     @classmethod

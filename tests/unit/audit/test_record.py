@@ -98,10 +98,10 @@ def test_settings_defaults_and_errors(tmp_path: Path) -> None:
     assert AuditSettings.from_vector(None) == AuditSettings()
     s = AuditSettings.from_vector(
         {"MODE": "ALL", "PATH": "/x/a.log", "MAX_SIZE": "5", "KEEP": "3", "FSYNC": "-1",
-         "WRITE_DELAY": "0.2"}
+         "WRITE_DELAY": "0.3"}
     )  # fmt: skip
     assert (s.mode, s.path, s.max_size_mb, s.keep, s.fsync) == ("all", "/x/a.log", 5, 3, -1.0)
-    assert s.write_delay == 0.2
+    assert s.write_delay == 0.3
     loc = locations_at(tmp_path)
     for bad in ('MODE = "sometimes"', 'DESTINATION = "tape"', 'MAX_SIZE = "big"', 'KEEP = "-2"',
                 'WRITE_DELAY = "0"', 'WRITE_DELAY = "60"'):  # fmt: skip
