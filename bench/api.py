@@ -31,7 +31,7 @@ round's ratio: a machine whose speed drifts from round to round (a VM's neighbou
 moves all three alike and cancels out::
 
     bench/api.py --compare-audit --users 100 --duration 2 --concurrency 8 \
-        --methods user.info,user.update --no-bomb --rounds 12
+        --methods user.info,user.update --no-bomb --rounds 24
 
 The ``--bomb`` check (on by default) sends one billion-laughs body and reports how long the
 server took to answer; it gives up after 60 s.
@@ -703,7 +703,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="compare AUDIT MODE off, writes and all in one local oned (switched by SIGHUP)",
     )
-    ap.add_argument("--rounds", type=int, default=12, help="--compare-audit: interleaved rounds")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=24,
+        help="--compare-audit: interleaved rounds (24: each order of the 4 series once)",
+    )
     ap.add_argument(
         "--instructions",
         type=int,
