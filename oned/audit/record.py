@@ -219,22 +219,23 @@ Outcome = tuple[bool, int, int | None, str | None]
 #: gid, peer (``host:port``), method, parameters (``Masker.stored``), outcome, ms.
 Raw = tuple[int, float, int, str | None, int, str | None, int, str, str, tuple[Any, ...],
             Outcome, float]  # fmt: skip
-_OK: Outcome = (True, 0, None, None)
+#: A call that succeeded naming no new object.
+OK: Outcome = (True, 0, None, None)
 NO_ANSWER: Outcome = (False, -1, None, "no answer")
 
 
 def outcome(method: str, result: Any) -> Outcome:
     """What an answer array ``[ok, value, code, ...]`` says."""
     if method.startswith("system."):
-        return _OK  # an XML-RPC built-in answered (faults raise)
+        return OK  # an XML-RPC built-in answered (faults raise)
     if not isinstance(result, list) or not result:
         return NO_ANSWER
     if result[0] is True:
         value = result[1] if len(result) > 1 else None
         if (type(value) is not int and not isinstance(value, int)) or isinstance(value, bool):
-            return _OK
+            return OK
         tail = method.rpartition(".")[2]
-        return (True, 0, int(value), None) if tail in CREATORS else _OK
+        return (True, 0, int(value), None) if tail in CREATORS else OK
     code = result[2] if len(result) > 2 and isinstance(result[2], int) else -1
     message = result[1] if len(result) > 1 and isinstance(result[1], str) else ""
     return (False, int(code), None, message)

@@ -42,7 +42,6 @@ from oned.errors import ErrorCode, RpcFault
 from oned.log import logger
 
 _SECURITY_REFUSALS = (int(ErrorCode.AUTHENTICATION), int(ErrorCode.AUTHORIZATION))
-_OK = rec.outcome("one.user.info", [True, "", 0])
 #: Seconds a record waits in the journal for its batch to be written to the log
 #: (AUDIT WRITE_DELAY, this by default).
 WRITE_DELAY = AuditSettings.write_delay
@@ -233,7 +232,7 @@ class AuditTrail:
                     return  # MODE "writes", a read that succeeded: nothing to do
                 # (an answer that is not a number names no new object)
                 value = result[1]
-                ending = _OK if type(value) is str else rec.outcome(entry.method, result)
+                ending = rec.OK if type(value) is str else rec.outcome(entry.method, result)
             else:
                 ending = rec.outcome(entry.method, result)
         elif isinstance(error, RpcFault):
@@ -246,8 +245,6 @@ class AuditTrail:
 
     def malformed(self, peer: str, message: str) -> None:
         """A body that is not an XML-RPC call (fault -503)."""
-        if not self.enabled:
-            return
         entry = self.begin("", (), peer)
         if entry is not None:
             entry.read_only = False
