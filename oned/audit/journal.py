@@ -94,8 +94,7 @@ class Journal:
     def take(self) -> tuple[int, bytes]:
         """The active half's frames (for a scribe); frames go to the other half from
         now on, which must have been released."""
-        half, used = self.active, self.pos
-        base = half * self.half
+        half, used, base = self.active, self.pos, self._base
         data = self._map[base : base + used] if self._map is not None else b""
         self._taken[half] = used
         self._activate(1 - half)
@@ -108,7 +107,7 @@ class Journal:
 
     def clear(self) -> None:
         """Forget every frame (their records are in the log): zero what they used."""
-        self._zero(self.active * self.half, self.pos)
+        self._zero(self._base, self.pos)
         for half in (0, 1):
             self.release(half)
         self._activate(0)
